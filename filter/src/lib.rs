@@ -1,0 +1,1 @@
+//! Prefix-aware routing for vLLM fleets.
