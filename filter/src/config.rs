@@ -1,0 +1,392 @@
+//! The plugin configuration: JSON handed to `on_configure`, validated as a
+//! whole before any of it takes effect.
+
+use crate::policy::PolicyKind;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+/// Most backends one configuration may list (the index keeps one entry per
+/// backend per slot, so this also bounds a slot's size).
+pub const MAX_BACKENDS: usize = 64;
+
+/// Configuration of the routing filter (plugin configuration JSON).
+///
+/// Only `backends` is required: `{"backends": ["10.0.0.7:8000", "10.0.0.8:8000"]}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// Routing policy: `prefix_aware` (default), `pow2` or `round_robin`.
+    #[serde(default)]
+    pub policy: PolicyKind,
+    /// The vLLM replicas, as `"ip:port"` or `{"address": "ip:port", ...}`.
+    pub backends: Vec<BackendConfig>,
+    /// Cluster (as the host names it) used for the `/metrics` scrapes of
+    /// backends that name none of their own. Default `prefixgate_backends`.
+    #[serde(default = "defaults::cluster")]
+    pub cluster: String,
+    /// prefix_aware: above this spread of load (max − min, in requests) across
+    /// healthy backends the request goes to pow2 instead. `null` disables the
+    /// check. Default 10, as Ray's router.
+    #[serde(default = "defaults::imbalanced_threshold")]
+    pub imbalanced_threshold: Option<f64>,
+    /// prefix_aware: a match covering at least this share of the prompt routes
+    /// to the backends holding the longest match. Default 0.1.
+    #[serde(default = "defaults::match_rate_threshold")]
+    pub match_rate_threshold: f64,
+    /// prefix_aware: where a request without a good match goes:
+    /// `smallest_tenant` (default, as Ray) or `least_loaded` (as SGLang now does).
+    #[serde(default)]
+    pub miss_policy: MissPolicy,
+    /// Characters per index chunk; 64 is about one 16-token vLLM block.
+    #[serde(default = "defaults::chunk_chars")]
+    pub chunk_chars: usize,
+    /// Slots of the prefix index: its memory bound whatever the traffic.
+    /// Default 131072 (about 13 MiB of shared data with 4 backends).
+    #[serde(default = "defaults::index_slots")]
+    pub index_slots: u32,
+    /// Chunks each backend's KV cache is assumed to hold. Default: derived
+    /// from the replica's `vllm:cache_config_info` once scraped, unbounded before.
+    #[serde(default)]
+    pub capacity_chunks: Option<u64>,
+    /// Characters per token used to turn KV blocks into chunks. Default 4.
+    #[serde(default = "defaults::chars_per_token")]
+    pub chars_per_token: f64,
+    /// Index entries older than this stop matching; 0 (default) disables.
+    #[serde(default)]
+    pub ttl_s: u64,
+    /// Period of the `/metrics` scrape of every backend; 0 disables scraping
+    /// (every backend healthy, load = in-flight). Default 500.
+    #[serde(default = "defaults::scrape_interval_ms")]
+    pub scrape_interval_ms: u64,
+    /// Timeout of one scrape. Default 1000.
+    #[serde(default = "defaults::scrape_timeout_ms")]
+    pub scrape_timeout_ms: u64,
+    /// Consecutive failed scrapes after which a backend is skipped, until a
+    /// scrape succeeds again. Default 3.
+    #[serde(default = "defaults::unhealthy_after")]
+    pub unhealthy_after: u32,
+    /// Path scraped on each backend. Default `/metrics`.
+    #[serde(default = "defaults::metrics_path")]
+    pub metrics_path: String,
+    /// Request header that carries the chosen backend to the proxy; always
+    /// overwritten. Default `x-envoy-original-dst-host` (Envoy ORIGINAL_DST).
+    #[serde(default = "defaults::upstream_header")]
+    pub upstream_header: String,
+    /// Bodies larger than this are routed without reading a prompt. Default 4 MiB.
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Add `x-prefixgate-backend` and `x-prefixgate-decision` to responses. Default true.
+    #[serde(default = "defaults::decision_headers")]
+    pub decision_headers: bool,
+    /// Seed for the random choices; default: from the host's clock.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Free-form version label; ignored, but changing it changes the config,
+    /// which is what makes Envoy's ECDS apply a rollout.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// One backend: a bare `"ip:port"` or a full object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum BackendConfig {
+    /// `"ip:port"`.
+    Address(String),
+    /// `{"address": "ip:port", "name": ..., "weight": ..., ...}`.
+    Detailed(BackendDetails),
+}
+
+/// The object form of a backend.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendDetails {
+    /// `ip:port` the proxy forwards to (Envoy ORIGINAL_DST needs an IP).
+    pub address: String,
+    /// Display name; default the address.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Relative capacity: load is divided by it when backends are compared. Default 1.
+    #[serde(default = "defaults::weight")]
+    pub weight: f64,
+    /// Cluster for this backend's scrapes (e.g. one STATIC cluster per replica in Envoy).
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Cache capacity in chunks, overriding the global setting.
+    #[serde(default)]
+    pub capacity_chunks: Option<u64>,
+}
+
+impl BackendConfig {
+    /// The backend's `ip:port`.
+    pub fn address(&self) -> &str {
+        match self {
+            Self::Address(a) => a,
+            Self::Detailed(d) => &d.address,
+        }
+    }
+
+    /// Display name (the address unless one is given).
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Detailed(BackendDetails { name: Some(n), .. }) => n,
+            _ => self.address(),
+        }
+    }
+
+    /// Relative capacity, 1 unless given.
+    pub fn weight(&self) -> f64 {
+        match self {
+            Self::Address(_) => 1.0,
+            Self::Detailed(d) => d.weight,
+        }
+    }
+
+    /// Cluster for scrapes, if this backend names its own.
+    pub fn cluster(&self) -> Option<&str> {
+        match self {
+            Self::Address(_) => None,
+            Self::Detailed(d) => d.cluster.as_deref(),
+        }
+    }
+
+    /// Configured cache capacity, if given for this backend.
+    pub fn capacity_chunks(&self) -> Option<u64> {
+        match self {
+            Self::Address(_) => None,
+            Self::Detailed(d) => d.capacity_chunks,
+        }
+    }
+}
+
+/// Where prefix_aware sends a request whose prompt is not (well) cached anywhere.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissPolicy {
+    /// The least-loaded of the backends caching the least text (Ray).
+    #[default]
+    SmallestTenant,
+    /// The least-loaded healthy backend (SGLang after the "death spiral" fix).
+    LeastLoaded,
+}
+
+/// A configuration that cannot be used, naming the field at fault.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid plugin configuration at `{field}`: {message}")]
+pub struct ConfigError {
+    /// Path of the offending field, e.g. `backends[1]` or `match_rate_threshold`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+impl FilterConfig {
+    /// Parses and validates plugin configuration bytes.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let config: Self = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "(root)".to_owned() } else { path };
+            ConfigError::new(field, e.into_inner().to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every field's range and the backend list.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.backends.is_empty() {
+            return Err(ConfigError::new("backends", "at least one backend is required"));
+        }
+        if self.backends.len() > MAX_BACKENDS {
+            return Err(ConfigError::new(
+                "backends",
+                format!("at most {MAX_BACKENDS} backends are supported"),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (i, b) in self.backends.iter().enumerate() {
+            let field = format!("backends[{i}]");
+            if b.address().parse::<SocketAddr>().is_err() {
+                return Err(ConfigError::new(
+                    field,
+                    format!("`{}` is not an ip:port address (e.g. 10.0.0.7:8000 or [::1]:8000)", b.address()),
+                ));
+            }
+            if !seen.insert(b.address()) {
+                return Err(ConfigError::new(field, format!("`{}` is listed twice", b.address())));
+            }
+            if !(b.weight().is_finite() && b.weight() > 0.0) {
+                return Err(ConfigError::new(format!("{field}.weight"), "must be a positive number"));
+            }
+            if b.capacity_chunks() == Some(0) {
+                return Err(ConfigError::new(format!("{field}.capacity_chunks"), "must be at least 1"));
+            }
+        }
+        if let Some(t) = self.imbalanced_threshold {
+            if !(t.is_finite() && t >= 0.0) {
+                return Err(ConfigError::new(
+                    "imbalanced_threshold",
+                    "must be a number >= 0, or null to disable",
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.match_rate_threshold) {
+            return Err(ConfigError::new("match_rate_threshold", "must be between 0 and 1"));
+        }
+        if !(1..=1 << 16).contains(&self.chunk_chars) {
+            return Err(ConfigError::new("chunk_chars", "must be between 1 and 65536"));
+        }
+        if !(1..=1 << 26).contains(&self.index_slots) {
+            return Err(ConfigError::new("index_slots", "must be between 1 and 67108864"));
+        }
+        if self.capacity_chunks == Some(0) {
+            return Err(ConfigError::new("capacity_chunks", "must be at least 1"));
+        }
+        if !(self.chars_per_token.is_finite() && self.chars_per_token > 0.0) {
+            return Err(ConfigError::new("chars_per_token", "must be a positive number"));
+        }
+        if self.scrape_interval_ms != 0 && self.scrape_interval_ms < 10 {
+            return Err(ConfigError::new("scrape_interval_ms", "must be 0 (off) or at least 10"));
+        }
+        if self.scrape_timeout_ms == 0 {
+            return Err(ConfigError::new("scrape_timeout_ms", "must be at least 1"));
+        }
+        if self.unhealthy_after == 0 {
+            return Err(ConfigError::new("unhealthy_after", "must be at least 1"));
+        }
+        if !self.metrics_path.starts_with('/') {
+            return Err(ConfigError::new("metrics_path", "must start with `/`"));
+        }
+        let header_ok = !self.upstream_header.is_empty()
+            && self
+                .upstream_header
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
+        if !header_ok {
+            return Err(ConfigError::new("upstream_header", "must be a lowercase header name"));
+        }
+        if self.cluster.is_empty() {
+            return Err(ConfigError::new("cluster", "must not be empty"));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::new("max_body_bytes", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Index entries' time to live in milliseconds (0 = none).
+    pub fn ttl_ms(&self) -> u64 {
+        self.ttl_s.saturating_mul(1000)
+    }
+}
+
+mod defaults {
+    pub fn cluster() -> String {
+        "prefixgate_backends".to_owned()
+    }
+    pub fn imbalanced_threshold() -> Option<f64> {
+        Some(10.0)
+    }
+    pub fn match_rate_threshold() -> f64 {
+        0.1
+    }
+    pub fn chunk_chars() -> usize {
+        64
+    }
+    pub fn index_slots() -> u32 {
+        131_072
+    }
+    pub fn chars_per_token() -> f64 {
+        4.0
+    }
+    pub fn scrape_interval_ms() -> u64 {
+        500
+    }
+    pub fn scrape_timeout_ms() -> u64 {
+        1_000
+    }
+    pub fn unhealthy_after() -> u32 {
+        3
+    }
+    pub fn metrics_path() -> String {
+        "/metrics".to_owned()
+    }
+    pub fn upstream_header() -> String {
+        "x-envoy-original-dst-host".to_owned()
+    }
+    pub fn max_body_bytes() -> usize {
+        4 << 20
+    }
+    pub fn decision_headers() -> bool {
+        true
+    }
+    pub fn weight() -> f64 {
+        1.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(json: &str) -> ConfigError {
+        FilterConfig::from_json(json.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let c = FilterConfig::from_json(br#"{"backends":["127.0.0.1:8001"]}"#).unwrap();
+        assert_eq!(c.policy, PolicyKind::PrefixAware);
+        assert_eq!(c.imbalanced_threshold, Some(10.0));
+        assert_eq!(c.match_rate_threshold, 0.1);
+        assert_eq!(c.miss_policy, MissPolicy::SmallestTenant);
+        assert_eq!(c.chunk_chars, 64);
+        assert_eq!(c.scrape_interval_ms, 500);
+        assert_eq!(c.unhealthy_after, 3);
+        assert_eq!(c.upstream_header, "x-envoy-original-dst-host");
+        assert_eq!(c.max_body_bytes, 4 << 20);
+        assert_eq!(c.backends[0].name(), "127.0.0.1:8001");
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let c = FilterConfig::from_json(
+            br#"{"policy":"pow2","backends":["127.0.0.1:1",{"address":"[::1]:2","name":"b","weight":2,"cluster":"c2","capacity_chunks":5}],
+                 "imbalanced_threshold":null,"miss_policy":"least_loaded","ttl_s":60,"version":"v2"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.policy, PolicyKind::Pow2);
+        assert_eq!(c.imbalanced_threshold, None);
+        assert_eq!(c.backends[1].name(), "b");
+        assert_eq!(c.backends[1].weight(), 2.0);
+        assert_eq!(c.backends[1].cluster(), Some("c2"));
+        assert_eq!(c.ttl_ms(), 60_000);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(err(r#"{"backends":[]}"#).field, "backends");
+        assert_eq!(err(r#"{"backends":["127.0.0.1:1","localhost"]}"#).field, "backends[1]");
+        assert_eq!(err(r#"{"backends":["127.0.0.1:1","127.0.0.1:1"]}"#).field, "backends[1]");
+        assert_eq!(
+            err(r#"{"backends":["127.0.0.1:1"],"match_rate_threshold":2}"#).field,
+            "match_rate_threshold"
+        );
+        assert_eq!(err(r#"{"backends":["127.0.0.1:1"],"chunk_chars":"big"}"#).field, "chunk_chars");
+        assert_eq!(err(r#"{"backends":["127.0.0.1:1"],"policy":"fastest"}"#).field, "policy");
+        assert_eq!(err(r#"{"backends":["127.0.0.1:1"],"upstream_header":"X Bad"}"#).field, "upstream_header");
+        let unknown = err(r#"{"backends":["127.0.0.1:1"],"polcy":"pow2"}"#);
+        assert!(unknown.message.contains("polcy"), "{unknown}");
+        assert_eq!(err(r#"{"backends":[{"address":"127.0.0.1:1","weight":0}]}"#).field, "backends[0].weight");
+        assert_eq!(err("not json").field, "(root)");
+        assert_eq!(err(r#"{"policy":"pow2"}"#).field, "(root)");
+    }
+}

@@ -1,0 +1,286 @@
+//! The backends as every worker sees them: health and scraped load written by
+//! the poller, in-flight counts kept by the router, all in shared data.
+
+use crate::config::FilterConfig;
+use crate::prefix_index::{IndexedBackend, PrefixIndex};
+use crate::store::{update, SharedStore};
+use crate::vllm_metrics::VllmLoad;
+use crate::wire::{decode_u64, encode_u64};
+use serde::{Deserialize, Serialize};
+
+/// Shared-data key of the list of configured backends (to notice removals).
+const BACKENDS_KEY: &str = "pg/backends";
+/// Shared-data key of the scrape lease.
+const LEASE_KEY: &str = "pg/lease";
+
+/// A backend as a policy sees it for one decision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackendView {
+    /// `ip:port`.
+    pub address: String,
+    /// Relative capacity; load is divided by it.
+    pub weight: f64,
+    /// Whether the backend may receive requests.
+    pub healthy: bool,
+    /// Requests this router has sent and not yet finished.
+    pub in_flight: u64,
+    /// The latest fresh scrape, if any.
+    pub scraped: Option<VllmLoad>,
+    /// KV cache capacity in index chunks.
+    pub capacity_chunks: u64,
+}
+
+impl BackendView {
+    /// Load = max(router in-flight, scraped running + waiting): in-flight is
+    /// exact and fresh for this router; the scrape also sees other routers'
+    /// traffic but lags by up to a scrape interval.
+    pub fn load(&self) -> u64 {
+        let scraped = self.scraped.as_ref().map_or(0, VllmLoad::queued);
+        self.in_flight.max(scraped)
+    }
+
+    /// Load divided by weight, the figure policies compare.
+    pub fn weighted_load(&self) -> f64 {
+        self.load() as f64 / self.weight
+    }
+
+    /// The backend as the prefix index knows it.
+    pub fn indexed(&self) -> IndexedBackend<'_> {
+        IndexedBackend { name: &self.address, capacity_chunks: self.capacity_chunks }
+    }
+}
+
+/// What the poller knows about one backend (`pg/scrape/<address>`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScrapeState {
+    /// Failed scrapes since the last success.
+    pub consecutive_failures: u32,
+    /// Host time of the last successful scrape.
+    pub last_success_ms: Option<u64>,
+    /// Load read by the last successful scrape.
+    pub load: Option<VllmLoad>,
+}
+
+/// Scraped load older than this many scrape intervals is ignored.
+const STALE_AFTER_INTERVALS: u64 = 10;
+
+/// Reads every configured backend's state for one decision.
+pub fn snapshot<S: SharedStore + ?Sized>(store: &S, config: &FilterConfig, now_ms: u64) -> Vec<BackendView> {
+    config
+        .backends
+        .iter()
+        .map(|b| {
+            let address = b.address().to_owned();
+            let state = scrape_state(store, &address);
+            let healthy =
+                config.scrape_interval_ms == 0 || state.consecutive_failures < config.unhealthy_after;
+            let fresh_for = config.scrape_interval_ms.saturating_mul(STALE_AFTER_INTERVALS).max(5_000);
+            let capacity_chunks = b
+                .capacity_chunks()
+                .or(config.capacity_chunks)
+                .or_else(|| capacity_from_cache_config(state.load.as_ref(), config))
+                .unwrap_or(u64::MAX);
+            let scraped = state
+                .load
+                .filter(|_| state.last_success_ms.is_some_and(|t| now_ms.saturating_sub(t) <= fresh_for));
+            BackendView {
+                in_flight: in_flight(store, &address),
+                address,
+                weight: b.weight(),
+                healthy,
+                scraped,
+                capacity_chunks,
+            }
+        })
+        .collect()
+}
+
+/// Chunks a replica's KV cache holds, from `vllm:cache_config_info` (the
+/// last scraped value, however old: cache size does not go stale).
+fn capacity_from_cache_config(load: Option<&VllmLoad>, config: &FilterConfig) -> Option<u64> {
+    let load = load?;
+    let tokens = load.num_gpu_blocks? as f64 * load.block_size.unwrap_or(16) as f64;
+    let chunks = tokens * config.chars_per_token / config.chunk_chars as f64;
+    (chunks.is_finite() && chunks >= 1.0).then_some(chunks as u64)
+}
+
+/// The poller's record for `address` (default when never scraped).
+pub fn scrape_state<S: SharedStore + ?Sized>(store: &S, address: &str) -> ScrapeState {
+    store
+        .get(&scrape_key(address))
+        .and_then(|(bytes, _)| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// Records a successful scrape: the backend is healthy again.
+pub fn record_scrape_success<S: SharedStore + ?Sized>(store: &S, address: &str, load: VllmLoad, now_ms: u64) {
+    let state = ScrapeState { consecutive_failures: 0, last_success_ms: Some(now_ms), load: Some(load) };
+    write_scrape_state(store, address, &state);
+}
+
+/// Records a failed scrape; returns the number of consecutive failures.
+pub fn record_scrape_failure<S: SharedStore + ?Sized>(store: &S, address: &str) -> u32 {
+    let mut failures = 0;
+    update(store, &scrape_key(address), |bytes| {
+        let mut state: ScrapeState = bytes.and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default();
+        state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+        failures = state.consecutive_failures;
+        serde_json::to_vec(&state).ok()
+    });
+    failures
+}
+
+fn write_scrape_state<S: SharedStore + ?Sized>(store: &S, address: &str, state: &ScrapeState) {
+    if let Ok(bytes) = serde_json::to_vec(state) {
+        update(store, &scrape_key(address), |_| Some(bytes.clone()));
+    }
+}
+
+fn scrape_key(address: &str) -> String {
+    format!("pg/scrape/{address}")
+}
+
+fn in_flight_key(address: &str) -> String {
+    format!("pg/inflight/{address}")
+}
+
+/// Requests routed to `address` and not yet finished, across all workers.
+pub fn in_flight<S: SharedStore + ?Sized>(store: &S, address: &str) -> u64 {
+    decode_u64(store.get(&in_flight_key(address)).as_ref().map(|(b, _)| b.as_slice()))
+}
+
+/// Counts a request routed to `address`.
+pub fn begin_request<S: SharedStore + ?Sized>(store: &S, address: &str) {
+    update(store, &in_flight_key(address), |b| Some(encode_u64(decode_u64(b).saturating_add(1))));
+}
+
+/// Counts a request to `address` as finished.
+pub fn end_request<S: SharedStore + ?Sized>(store: &S, address: &str) {
+    update(store, &in_flight_key(address), |b| Some(encode_u64(decode_u64(b).saturating_sub(1))));
+}
+
+/// Tries to become (or stay) the single poller for `lease_ms`.
+///
+/// Every worker's root context ticks; only the holder of the lease scrapes,
+/// so the fleet is polled once per interval whatever the number of workers.
+/// A holder that dies is replaced once its lease expires.
+pub fn try_acquire_lease<S: SharedStore + ?Sized>(store: &S, owner: u64, now_ms: u64, lease_ms: u64) -> bool {
+    update(store, LEASE_KEY, |bytes| {
+        let holder = bytes.and_then(|b| crate::wire::u64_at(b, 0));
+        let expires = bytes.and_then(|b| crate::wire::u64_at(b, 8)).unwrap_or(0);
+        let free = holder.is_none() || holder == Some(owner) || expires <= now_ms;
+        free.then(|| {
+            let mut next = owner.to_le_bytes().to_vec();
+            next.extend_from_slice(&now_ms.saturating_add(lease_ms).to_le_bytes());
+            next
+        })
+    })
+}
+
+/// Makes the stored backend list match `config`; backends no longer listed
+/// are forgotten by the index (a backend added back later starts empty).
+/// Returns the removed addresses.
+pub fn sync_backends<S: SharedStore + ?Sized>(
+    store: &S,
+    config: &FilterConfig,
+    index: &PrefixIndex,
+) -> Vec<String> {
+    let current: Vec<String> = config.backends.iter().map(|b| b.address().to_owned()).collect();
+    let mut removed = Vec::new();
+    update(store, BACKENDS_KEY, |bytes| {
+        let previous: Vec<String> = bytes.and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default();
+        removed = previous.into_iter().filter(|p| !current.contains(p)).collect();
+        serde_json::to_vec(&current).ok()
+    });
+    for address in &removed {
+        index.remove_backend(store, address);
+        write_scrape_state(store, address, &ScrapeState::default());
+    }
+    removed
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    /// A healthy backend view with the given load, for policy tests.
+    pub(crate) fn view(address: &str, in_flight: u64) -> BackendView {
+        BackendView {
+            address: address.to_owned(),
+            weight: 1.0,
+            healthy: true,
+            in_flight,
+            scraped: None,
+            capacity_chunks: u64::MAX,
+        }
+    }
+
+    fn config(json: &str) -> FilterConfig {
+        FilterConfig::from_json(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn load_is_the_max_of_in_flight_and_scraped_queue() {
+        let mut v = view("a", 3);
+        assert_eq!(v.load(), 3);
+        v.scraped = Some(VllmLoad { running: 4.0, waiting: 2.0, ..Default::default() });
+        assert_eq!(v.load(), 6);
+        v.in_flight = 9;
+        assert_eq!(v.load(), 9);
+        v.weight = 3.0;
+        assert_eq!(v.weighted_load(), 3.0);
+    }
+
+    #[test]
+    fn failed_scrapes_mark_unhealthy_until_a_success() {
+        let store = MemoryStore::new();
+        let c = config(r#"{"backends":["127.0.0.1:1"],"unhealthy_after":2}"#);
+        assert!(snapshot(&store, &c, 0)[0].healthy);
+        assert_eq!(record_scrape_failure(&store, "127.0.0.1:1"), 1);
+        assert!(snapshot(&store, &c, 0)[0].healthy);
+        assert_eq!(record_scrape_failure(&store, "127.0.0.1:1"), 2);
+        assert!(!snapshot(&store, &c, 0)[0].healthy);
+        record_scrape_success(&store, "127.0.0.1:1", VllmLoad::default(), 10);
+        assert!(snapshot(&store, &c, 10)[0].healthy);
+    }
+
+    #[test]
+    fn stale_scrapes_are_ignored_but_cache_size_is_kept() {
+        let store = MemoryStore::new();
+        let c = config(r#"{"backends":["127.0.0.1:1"],"scrape_interval_ms":100}"#);
+        let load =
+            VllmLoad { running: 7.0, num_gpu_blocks: Some(100), block_size: Some(16), ..Default::default() };
+        record_scrape_success(&store, "127.0.0.1:1", load, 1_000);
+        let fresh = &snapshot(&store, &c, 2_000)[0];
+        assert_eq!(fresh.load(), 7);
+        // 100 blocks × 16 tokens × 4 chars / 64 chars per chunk.
+        assert_eq!(fresh.capacity_chunks, 100);
+        let stale = &snapshot(&store, &c, 60_000)[0];
+        assert_eq!(stale.load(), 0);
+        assert_eq!(stale.capacity_chunks, 100);
+    }
+
+    #[test]
+    fn in_flight_is_counted_and_never_negative() {
+        let store = MemoryStore::new();
+        begin_request(&store, "a");
+        begin_request(&store, "a");
+        end_request(&store, "a");
+        assert_eq!(in_flight(&store, "a"), 1);
+        end_request(&store, "a");
+        end_request(&store, "a");
+        assert_eq!(in_flight(&store, "a"), 0);
+    }
+
+    #[test]
+    fn one_lease_holder_at_a_time() {
+        let store = MemoryStore::new();
+        assert!(try_acquire_lease(&store, 1, 0, 100));
+        assert!(!try_acquire_lease(&store, 2, 50, 100));
+        assert!(try_acquire_lease(&store, 1, 60, 100)); // renewal
+        assert!(!try_acquire_lease(&store, 2, 150, 100));
+        assert!(try_acquire_lease(&store, 2, 160, 100)); // expired
+        assert!(!try_acquire_lease(&store, 1, 170, 100));
+    }
+}

@@ -1,0 +1,388 @@
+//! A bounded, hashed prefix index kept in shared data: which backend last
+//! received which prompt prefix, modelled as an LRU cache per backend.
+//!
+//! A prompt is cut into chunks of `chunk_chars` characters; chunk *i*'s key is
+//! a hash chained over chunks `0..=i`, so one key names a whole prefix path
+//! (the idea of vLLM's block hashes). Key `k` lives in slot `k % slots`; a slot
+//! stores the key as a tag and, per backend, the backend's insertion sequence
+//! number and time when it last received that prefix. A backend's entry is
+//! live while fewer than its capacity of chunks were inserted for it since
+//! (LRU: re-inserting a prefix refreshes it) and while younger than the TTL.
+//! Colliding keys overwrite each other; the tag prevents false matches, so a
+//! collision can only lose a match, never invent one.
+
+use crate::store::{update, SharedStore};
+use crate::wire::{u32_at, u64_at};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+/// Seed of the first chunk's hash (chunk *i* is seeded with chunk *i − 1*'s key).
+const ROOT_SEED: u64 = 0x7072_6566_6978_6761; // "prefixga"
+/// Bytes of a slot's tag.
+const TAG_BYTES: usize = 8;
+/// Bytes of one backend entry in a slot: id (u32), sequence (u64), time (u64).
+const ENTRY_BYTES: usize = 20;
+/// Bytes of a backend record: next sequence, reset sequence, new chunks.
+const RECORD_BYTES: usize = 24;
+
+/// Shape of the index; fixed for the lifetime of a plugin configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IndexShape {
+    /// Characters per chunk; only whole chunks are indexed.
+    pub chunk_chars: usize,
+    /// Number of slots: the memory bound, whatever the traffic.
+    pub slots: u32,
+    /// Entries older than this many milliseconds stop matching; 0 disables.
+    pub ttl_ms: u64,
+    /// Most backends one slot remembers; beyond it the oldest entry goes.
+    pub max_backends_per_slot: usize,
+}
+
+/// A backend as the index sees it: a stable name and its cache capacity.
+#[derive(Clone, Copy, Debug)]
+pub struct IndexedBackend<'a> {
+    /// Stable identity (the backend's address).
+    pub name: &'a str,
+    /// Chunks the backend's KV cache holds; older entries stop matching.
+    pub capacity_chunks: u64,
+}
+
+/// The chained chunk keys of one prompt, computed once per request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PromptKeys {
+    keys: Vec<u64>,
+    chars: usize,
+}
+
+impl PromptKeys {
+    /// Number of whole chunks.
+    pub fn chunks(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Length of the prompt in characters.
+    pub fn chars(&self) -> usize {
+        self.chars
+    }
+}
+
+/// The per-backend bookkeeping record, `pg/ixb/<name>`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct BackendRecord {
+    /// Sequence number the next inserted chunk receives.
+    next_seq: u64,
+    /// Entries with a lower sequence belong to before the last reset.
+    reset_seq: u64,
+    /// Chunks inserted since the reset that were not already live.
+    new_chunks: u64,
+}
+
+impl BackendRecord {
+    fn decode(bytes: Option<&[u8]>) -> Self {
+        let field = |i: usize| bytes.and_then(|b| u64_at(b, i * 8)).unwrap_or(0);
+        Self { next_seq: field(0), reset_seq: field(1), new_chunks: field(2) }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(RECORD_BYTES);
+        for v in [self.next_seq, self.reset_seq, self.new_chunks] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+
+    /// Whether an entry stamped `seq` at `time_ms` still counts as cached.
+    fn is_live(&self, seq: u64, time_ms: u64, capacity: u64, now_ms: u64, ttl_ms: u64) -> bool {
+        seq >= self.reset_seq
+            && seq < self.next_seq
+            && self.next_seq - seq <= capacity
+            && (ttl_ms == 0 || now_ms.saturating_sub(time_ms) < ttl_ms)
+    }
+}
+
+/// One backend's entry in a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SlotEntry {
+    backend: u32,
+    seq: u64,
+    time_ms: u64,
+}
+
+/// A decoded slot: the key it holds and the backends that received it.
+#[derive(Debug, Default)]
+struct Slot {
+    tag: u64,
+    entries: Vec<SlotEntry>,
+}
+
+impl Slot {
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let tag = u64_at(bytes, 0)?;
+        let body = bytes.get(TAG_BYTES..)?;
+        let entries = body
+            .chunks_exact(ENTRY_BYTES)
+            .filter_map(|e| {
+                Some(SlotEntry { backend: u32_at(e, 0)?, seq: u64_at(e, 4)?, time_ms: u64_at(e, 12)? })
+            })
+            .collect();
+        Some(Self { tag, entries })
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(TAG_BYTES + self.entries.len() * ENTRY_BYTES);
+        out.extend_from_slice(&self.tag.to_le_bytes());
+        for e in &self.entries {
+            out.extend_from_slice(&e.backend.to_le_bytes());
+            out.extend_from_slice(&e.seq.to_le_bytes());
+            out.extend_from_slice(&e.time_ms.to_le_bytes());
+        }
+        out
+    }
+
+    fn entry(&self, backend: u32) -> Option<&SlotEntry> {
+        self.entries.iter().find(|e| e.backend == backend)
+    }
+}
+
+/// The prefix index: stateless itself, all state lives in the [`SharedStore`].
+#[derive(Clone, Debug)]
+pub struct PrefixIndex {
+    shape: IndexShape,
+}
+
+impl PrefixIndex {
+    /// An index of the given shape.
+    pub fn new(shape: IndexShape) -> Self {
+        Self { shape }
+    }
+
+    /// The shape this index was built with.
+    pub fn shape(&self) -> &IndexShape {
+        &self.shape
+    }
+
+    /// Largest number of bytes (keys included) the index can hold in a store.
+    pub fn max_bytes(&self) -> usize {
+        let slot_key = "pg/ix/".len() + self.shape.slots.to_string().len();
+        let slot_value = TAG_BYTES + self.shape.max_backends_per_slot * ENTRY_BYTES;
+        self.shape.slots as usize * (slot_key + slot_value)
+    }
+
+    /// Cuts `prompt` into whole chunks and chains their hashes.
+    pub fn prompt_keys(&self, prompt: &str) -> PromptKeys {
+        let width = self.shape.chunk_chars.max(1);
+        let mut keys = Vec::with_capacity(prompt.len() / width + 1);
+        let mut parent = ROOT_SEED;
+        let mut start = 0;
+        let mut chars = 0;
+        if prompt.is_ascii() {
+            chars = prompt.len();
+            for chunk in prompt.as_bytes().chunks_exact(width) {
+                parent = xxh3_64_with_seed(chunk, parent);
+                keys.push(parent);
+            }
+        } else {
+            for (offset, _) in prompt.char_indices() {
+                if chars > 0 && chars % width == 0 {
+                    parent = xxh3_64_with_seed(&prompt.as_bytes()[start..offset], parent);
+                    keys.push(parent);
+                    start = offset;
+                }
+                chars += 1;
+            }
+            if chars > 0 && chars % width == 0 {
+                parent = xxh3_64_with_seed(&prompt.as_bytes()[start..], parent);
+                keys.push(parent);
+            }
+        }
+        PromptKeys { keys, chars }
+    }
+
+    /// Matched prefix length in characters for each of `backends`, in order.
+    ///
+    /// One pass over the chunks with one store read per chunk: each backend's
+    /// match ends at the first chunk it holds no live entry for.
+    pub fn longest_match<S: SharedStore + ?Sized>(
+        &self,
+        store: &S,
+        keys: &PromptKeys,
+        backends: &[IndexedBackend<'_>],
+        now_ms: u64,
+    ) -> Vec<usize> {
+        let ids: Vec<u32> = backends.iter().map(|b| backend_id(b.name)).collect();
+        let records: Vec<BackendRecord> = backends.iter().map(|b| self.record(store, b.name)).collect();
+        let mut matched = vec![0usize; backends.len()];
+        let mut alive: Vec<bool> = records.iter().map(|r| r.next_seq > r.reset_seq).collect();
+        let mut key_buf = String::new();
+        for (i, key) in keys.keys.iter().enumerate() {
+            if !alive.iter().any(|a| *a) {
+                break;
+            }
+            let Some(slot) = self.read_slot(store, *key, &mut key_buf) else {
+                break;
+            };
+            if slot.tag != *key {
+                break;
+            }
+            for j in 0..backends.len() {
+                if !alive[j] {
+                    continue;
+                }
+                let live = slot.entry(ids[j]).is_some_and(|e| {
+                    records[j].is_live(
+                        e.seq,
+                        e.time_ms,
+                        backends[j].capacity_chunks,
+                        now_ms,
+                        self.shape.ttl_ms,
+                    )
+                });
+                if live {
+                    matched[j] = i + 1;
+                } else {
+                    alive[j] = false;
+                }
+            }
+        }
+        let width = self.shape.chunk_chars;
+        matched.into_iter().map(|m| (m * width).min(keys.chars)).collect()
+    }
+
+    /// Records that `backend` received the prompt behind `keys`, refreshing
+    /// every chunk it touches (the head of the prompt ends up the most recent,
+    /// as vLLM frees a request's tail blocks before its head).
+    pub fn insert<S: SharedStore + ?Sized>(
+        &self,
+        store: &S,
+        keys: &PromptKeys,
+        backend: IndexedBackend<'_>,
+        now_ms: u64,
+    ) {
+        let n = keys.keys.len() as u64;
+        if n == 0 {
+            return;
+        }
+        let record_key = record_key(backend.name);
+        let mut before = BackendRecord::default();
+        let reserved = update(store, &record_key, |bytes| {
+            before = BackendRecord::decode(bytes);
+            let mut next = before;
+            next.next_seq = before.next_seq.max(before.reset_seq) + n;
+            Some(next.encode())
+        });
+        if !reserved {
+            return;
+        }
+        let base = before.next_seq.max(before.reset_seq);
+        let id = backend_id(backend.name);
+        let mut new_chunks = 0u64;
+        let mut key_buf = String::new();
+        for (i, key) in keys.keys.iter().enumerate() {
+            let seq = base + (n - 1 - i as u64);
+            slot_key(&mut key_buf, self.slot_of(*key));
+            let mut was_live = false;
+            update(store, &key_buf, |bytes| {
+                let mut slot = bytes.and_then(Slot::decode).unwrap_or_default();
+                if slot.tag != *key {
+                    slot = Slot { tag: *key, entries: Vec::new() };
+                }
+                was_live = slot.entry(id).is_some_and(|e| {
+                    before.is_live(e.seq, e.time_ms, backend.capacity_chunks, now_ms, self.shape.ttl_ms)
+                });
+                let fresh = SlotEntry { backend: id, seq, time_ms: now_ms };
+                match slot.entries.iter_mut().find(|e| e.backend == id) {
+                    Some(e) => *e = fresh,
+                    None => {
+                        slot.entries.push(fresh);
+                        self.trim(&mut slot, id);
+                    }
+                }
+                Some(slot.encode())
+            });
+            if !was_live {
+                new_chunks += 1;
+            }
+        }
+        update(store, &record_key, |bytes| {
+            let mut record = BackendRecord::decode(bytes);
+            if record.reset_seq > base {
+                return None; // reset while inserting: the insert is void.
+            }
+            record.new_chunks = record.new_chunks.saturating_add(new_chunks);
+            Some(record.encode())
+        });
+    }
+
+    /// Characters of prompt text `backend` is estimated to hold in cache: the
+    /// distinct chunks inserted since its last reset, capped by its capacity.
+    pub fn cached_chars<S: SharedStore + ?Sized>(&self, store: &S, backend: IndexedBackend<'_>) -> u64 {
+        let record = self.record(store, backend.name);
+        record.new_chunks.min(backend.capacity_chunks).saturating_mul(self.shape.chunk_chars as u64)
+    }
+
+    /// Forgets everything `backend` holds: all its entries stop matching at once.
+    pub fn remove_backend<S: SharedStore + ?Sized>(&self, store: &S, name: &str) {
+        update(store, &record_key(name), |bytes| {
+            let mut record = BackendRecord::decode(bytes);
+            if record.reset_seq == record.next_seq && record.new_chunks == 0 {
+                return None;
+            }
+            record.reset_seq = record.next_seq;
+            record.new_chunks = 0;
+            Some(record.encode())
+        });
+    }
+
+    fn record<S: SharedStore + ?Sized>(&self, store: &S, name: &str) -> BackendRecord {
+        let bytes = store.get(&record_key(name));
+        BackendRecord::decode(bytes.as_ref().map(|(b, _)| b.as_slice()))
+    }
+
+    fn read_slot<S: SharedStore + ?Sized>(&self, store: &S, key: u64, buf: &mut String) -> Option<Slot> {
+        slot_key(buf, self.slot_of(key));
+        let (bytes, _) = store.get(buf)?;
+        Slot::decode(&bytes)
+    }
+
+    fn slot_of(&self, key: u64) -> u64 {
+        key % u64::from(self.shape.slots.max(1))
+    }
+
+    /// Keeps a slot within `max_backends_per_slot` by dropping the oldest
+    /// entries other than `keep`'s.
+    fn trim(&self, slot: &mut Slot, keep: u32) {
+        let max = self.shape.max_backends_per_slot.max(1);
+        while slot.entries.len() > max {
+            let oldest = slot
+                .entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.backend != keep)
+                .min_by_key(|(_, e)| e.time_ms)
+                .map(|(i, _)| i);
+            match oldest {
+                Some(i) => {
+                    slot.entries.swap_remove(i);
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+/// The 32-bit identity a backend's entries carry in slots.
+fn backend_id(name: &str) -> u32 {
+    xxh3_64_with_seed(name.as_bytes(), ROOT_SEED) as u32
+}
+
+fn record_key(name: &str) -> String {
+    format!("pg/ixb/{name}")
+}
+
+fn slot_key(buf: &mut String, slot: u64) {
+    use std::fmt::Write;
+    buf.clear();
+    let _ = write!(buf, "pg/ix/{slot}");
+}
+
+#[cfg(test)]
+mod tests;

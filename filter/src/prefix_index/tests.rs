@@ -1,0 +1,253 @@
+use super::*;
+use crate::store::MemoryStore;
+use proptest::prelude::*;
+use std::collections::HashMap;
+
+const W: usize = 4;
+
+fn index(slots: u32, ttl_ms: u64) -> PrefixIndex {
+    PrefixIndex::new(IndexShape { chunk_chars: W, slots, ttl_ms, max_backends_per_slot: 4 })
+}
+
+fn backend(name: &str, capacity_chunks: u64) -> IndexedBackend<'_> {
+    IndexedBackend { name, capacity_chunks }
+}
+
+fn matches(
+    ix: &PrefixIndex,
+    store: &MemoryStore,
+    prompt: &str,
+    names: &[&str],
+    cap: u64,
+    now: u64,
+) -> Vec<usize> {
+    let backends: Vec<_> = names.iter().map(|n| backend(n, cap)).collect();
+    ix.longest_match(store, &ix.prompt_keys(prompt), &backends, now)
+}
+
+fn insert(ix: &PrefixIndex, store: &MemoryStore, prompt: &str, name: &str, cap: u64, now: u64) {
+    ix.insert(store, &ix.prompt_keys(prompt), backend(name, cap), now);
+}
+
+#[test]
+fn longest_match_per_backend() {
+    let (ix, store) = (index(1 << 20, 0), MemoryStore::new());
+    insert(&ix, &store, "aaaabbbbccccdddd", "a", 100, 0);
+    insert(&ix, &store, "aaaabbbbxxxx", "b", 100, 0);
+    let got = matches(&ix, &store, "aaaabbbbccccdddde", &["a", "b", "c"], 100, 0);
+    assert_eq!(got, vec![16, 8, 0]);
+    // A partial trailing chunk is never matched, a short prompt matches nothing.
+    assert_eq!(matches(&ix, &store, "aaaabb", &["a"], 100, 0), vec![4]);
+    assert_eq!(matches(&ix, &store, "aaa", &["a"], 100, 0), vec![0]);
+}
+
+#[test]
+fn capacity_evicts_the_oldest_prefixes_first() {
+    let (ix, store) = (index(1 << 20, 0), MemoryStore::new());
+    let cap = 4;
+    insert(&ix, &store, "AAAAaaaa", "r", cap, 0); // 2 chunks
+    insert(&ix, &store, "BBBBbbbb", "r", cap, 0); // 2 chunks: cache full
+    assert_eq!(matches(&ix, &store, "AAAAaaaa", &["r"], cap, 0), vec![8]);
+    insert(&ix, &store, "CCCC", "r", cap, 0); // pushes out A's tail first
+    assert_eq!(matches(&ix, &store, "AAAAaaaa", &["r"], cap, 0), vec![4]);
+    assert_eq!(matches(&ix, &store, "BBBBbbbb", &["r"], cap, 0), vec![8]);
+    insert(&ix, &store, "DDDD", "r", cap, 0);
+    assert_eq!(matches(&ix, &store, "AAAAaaaa", &["r"], cap, 0), vec![0]);
+}
+
+#[test]
+fn reinsert_refreshes_like_an_lru() {
+    let (ix, store) = (index(1 << 20, 0), MemoryStore::new());
+    let cap = 4;
+    insert(&ix, &store, "AAAAaaaa", "r", cap, 0);
+    insert(&ix, &store, "BBBBbbbb", "r", cap, 0);
+    insert(&ix, &store, "AAAAaaaa", "r", cap, 0); // touch A: B is now the oldest
+    insert(&ix, &store, "CCCCcccc", "r", cap, 0);
+    assert_eq!(matches(&ix, &store, "AAAAaaaa", &["r"], cap, 0), vec![8]);
+    assert_eq!(matches(&ix, &store, "BBBBbbbb", &["r"], cap, 0), vec![0]);
+}
+
+#[test]
+fn ttl_expires_entries() {
+    let (ix, store) = (index(1 << 20, 1_000), MemoryStore::new());
+    insert(&ix, &store, "AAAAaaaa", "r", 100, 10_000);
+    assert_eq!(matches(&ix, &store, "AAAAaaaa", &["r"], 100, 10_999), vec![8]);
+    assert_eq!(matches(&ix, &store, "AAAAaaaa", &["r"], 100, 11_000), vec![0]);
+    // Without a TTL, time does not matter.
+    let (ix, store) = (index(1 << 20, 0), MemoryStore::new());
+    insert(&ix, &store, "AAAAaaaa", "r", 100, 0);
+    assert_eq!(matches(&ix, &store, "AAAAaaaa", &["r"], 100, u64::MAX / 2), vec![8]);
+}
+
+#[test]
+fn removed_backend_stops_matching_and_restarts_empty() {
+    let (ix, store) = (index(1 << 20, 0), MemoryStore::new());
+    insert(&ix, &store, "AAAAaaaa", "r", 100, 0);
+    insert(&ix, &store, "AAAAaaaa", "s", 100, 0);
+    ix.remove_backend(&store, "r");
+    assert_eq!(matches(&ix, &store, "AAAAaaaa", &["r", "s"], 100, 0), vec![0, 8]);
+    assert_eq!(ix.cached_chars(&store, backend("r", 100)), 0);
+    insert(&ix, &store, "BBBB", "r", 100, 0);
+    assert_eq!(matches(&ix, &store, "AAAAaaaa", &["r"], 100, 0), vec![0]);
+    assert_eq!(matches(&ix, &store, "BBBB", &["r"], 100, 0), vec![4]);
+}
+
+#[test]
+fn cached_chars_counts_distinct_chunks_up_to_capacity() {
+    let (ix, store) = (index(1 << 20, 0), MemoryStore::new());
+    insert(&ix, &store, "AAAAaaaa", "r", 100, 0);
+    insert(&ix, &store, "AAAAaaaa", "r", 100, 0); // same chunks: nothing new
+    insert(&ix, &store, "AAAAbbbb", "r", 100, 0); // one new chunk
+    assert_eq!(ix.cached_chars(&store, backend("r", 100)), 12);
+    assert_eq!(ix.cached_chars(&store, backend("r", 2)), 8);
+    assert_eq!(ix.cached_chars(&store, backend("nobody", 100)), 0);
+}
+
+#[test]
+fn colliding_keys_lose_matches_but_never_invent_them() {
+    let (ix, store) = (index(1, 0), MemoryStore::new());
+    insert(&ix, &store, "AAAA", "r", 100, 0);
+    insert(&ix, &store, "BBBB", "s", 100, 0); // same single slot: A's tag is gone
+    assert_eq!(matches(&ix, &store, "AAAA", &["r", "s"], 100, 0), vec![0, 0]);
+    assert_eq!(matches(&ix, &store, "BBBB", &["r", "s"], 100, 0), vec![0, 4]);
+    assert_eq!(matches(&ix, &store, "CCCC", &["r", "s"], 100, 0), vec![0, 0]);
+}
+
+#[test]
+fn memory_stays_under_the_slot_bound() {
+    let slots = 512;
+    let ix = PrefixIndex::new(IndexShape { chunk_chars: 8, slots, ttl_ms: 0, max_backends_per_slot: 8 });
+    let store = MemoryStore::new();
+    let names: Vec<String> = (0..8).map(|b| format!("10.0.0.{b}:8000")).collect();
+    for i in 0..20_000u32 {
+        let prompt = format!("{i:08}{:08}{:08}", i.wrapping_mul(7919), i % 97);
+        let name = &names[i as usize % names.len()];
+        ix.insert(&store, &ix.prompt_keys(&prompt), backend(name, 1 << 30), u64::from(i));
+    }
+    let slot_keys = store.keys_with_prefix("pg/ix/").len();
+    assert!(slot_keys <= slots as usize, "{slot_keys} slots used");
+    let records = store.keys_with_prefix("pg/ixb/");
+    let record_bytes: usize = records.iter().map(|k| k.len() + RECORD_BYTES).sum();
+    assert!(
+        store.byte_size() <= ix.max_bytes() + record_bytes,
+        "{} bytes > bound {}",
+        store.byte_size(),
+        ix.max_bytes() + record_bytes
+    );
+}
+
+#[test]
+fn unicode_prompts_chunk_by_characters() {
+    let (ix, store) = (index(1 << 20, 0), MemoryStore::new());
+    let prompt = "ééééüüüü✓✓✓✓x";
+    assert_eq!(ix.prompt_keys(prompt).chunks(), 3);
+    assert_eq!(ix.prompt_keys(prompt).chars(), 13);
+    insert(&ix, &store, prompt, "r", 100, 0);
+    assert_eq!(matches(&ix, &store, "ééééüüüüzzzz", &["r"], 100, 0), vec![8]);
+    // ASCII and the general path agree on ASCII text.
+    let ascii = ix.prompt_keys("abcdefgh");
+    let mixed = ix.prompt_keys("abcdefghé");
+    assert_eq!(ascii.keys[..], mixed.keys[..2]);
+}
+
+/// The reference: per backend, a map from each inserted prefix (in whole
+/// chunks) to the sequence number it last received, as an LRU of capacity.
+#[derive(Default)]
+struct Model {
+    backends: HashMap<String, ModelBackend>,
+}
+
+#[derive(Default)]
+struct ModelBackend {
+    next_seq: u64,
+    prefixes: HashMap<String, u64>,
+}
+
+impl Model {
+    fn insert(&mut self, prompt: &str, name: &str) {
+        let chunks: Vec<&str> = chunks_of(prompt);
+        let b = self.backends.entry(name.to_owned()).or_default();
+        let n = chunks.len() as u64;
+        for i in 0..chunks.len() {
+            let prefix = chunks[..=i].concat();
+            b.prefixes.insert(prefix, b.next_seq + n - 1 - i as u64);
+        }
+        b.next_seq += n;
+    }
+
+    fn longest_match(&self, prompt: &str, name: &str, cap: u64) -> usize {
+        let Some(b) = self.backends.get(name) else { return 0 };
+        let chunks = chunks_of(prompt);
+        let mut m = 0;
+        for i in 0..chunks.len() {
+            match b.prefixes.get(&chunks[..=i].concat()) {
+                Some(seq) if b.next_seq - seq <= cap => m = i + 1,
+                _ => break,
+            }
+        }
+        m * W
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some(b) = self.backends.get_mut(name) {
+            b.prefixes.clear();
+        }
+    }
+}
+
+fn chunks_of(prompt: &str) -> Vec<&str> {
+    (0..prompt.len() / W).map(|i| &prompt[i * W..(i + 1) * W]).collect()
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Insert(String, usize),
+    Remove(usize),
+}
+
+/// Prompts built from a tiny chunk alphabet, so that prefixes are shared.
+fn prompt_strategy() -> impl Strategy<Value = String> {
+    (prop::collection::vec(0..3u8, 0..7), 0..W).prop_map(|(chunks, tail)| {
+        let mut s: String = chunks.iter().map(|c| ["aaaa", "bbbb", "cccc"][*c as usize]).collect();
+        s.push_str(&"z".repeat(tail));
+        s
+    })
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (prompt_strategy(), 0..3usize).prop_map(|(p, b)| Op::Insert(p, b)),
+        1 => (0..3usize).prop_map(Op::Remove),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn matches_agree_with_the_reference_model(
+        ops in prop::collection::vec(op_strategy(), 1..40),
+        queries in prop::collection::vec(prompt_strategy(), 1..8),
+        cap in 1u64..12,
+    ) {
+        let names = ["r0", "r1", "r2"];
+        let ix = index(u32::MAX, 0);
+        let store = MemoryStore::new();
+        let mut model = Model::default();
+        for op in &ops {
+            match op {
+                Op::Insert(p, b) => {
+                    insert(&ix, &store, p, names[*b], cap, 0);
+                    model.insert(p, names[*b]);
+                }
+                Op::Remove(b) => {
+                    ix.remove_backend(&store, names[*b]);
+                    model.remove(names[*b]);
+                }
+            }
+            for q in &queries {
+                let got = matches(&ix, &store, q, &names, cap, 0);
+                let want: Vec<usize> = names.iter().map(|n| model.longest_match(q, n, cap)).collect();
+                prop_assert_eq!(got, want, "query {:?} after {:?}", q, op);
+            }
+        }
+    }
+}

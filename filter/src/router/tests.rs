@@ -1,0 +1,237 @@
+use super::*;
+use crate::fleet::{begin_request, record_scrape_failure, record_scrape_success};
+use crate::prefix_index::IndexedBackend;
+use crate::store::MemoryStore;
+use crate::vllm_metrics::VllmLoad;
+
+const A: &str = "127.0.0.1:8001";
+const B: &str = "127.0.0.1:8002";
+const C: &str = "127.0.0.1:8003";
+
+fn router(extra: &str) -> Router {
+    let json = format!(r#"{{"backends":["{A}","{B}","{C}"],"chunk_chars":8{extra}}}"#);
+    Router::new(FilterConfig::from_json(json.as_bytes()).unwrap())
+}
+
+fn rng() -> fastrand::Rng {
+    fastrand::Rng::with_seed(42)
+}
+
+fn set_load(store: &MemoryStore, address: &str, queued: u64) {
+    let load = VllmLoad { running: queued as f64, ..Default::default() };
+    record_scrape_success(store, address, load, 0);
+}
+
+/// A prompt of `n` chunks, unique to `tag`.
+fn prompt(tag: &str, n: usize) -> String {
+    (0..n).map(|i| format!("{tag:>4}{i:04}")).collect()
+}
+
+fn route(r: &Router, store: &MemoryStore, prompt: Option<&str>, rng: &mut fastrand::Rng) -> Decision {
+    let d = r.route(store, prompt, 0, rng).unwrap();
+    r.finish(store, &d.backend);
+    d
+}
+
+#[test]
+fn balanced_load_and_a_matching_prefix_follow_the_prefix() {
+    let (r, store, mut rng) = (router(""), MemoryStore::new(), rng());
+    let p = prompt("conv", 10);
+    let first = route(&r, &store, Some(&p), &mut rng);
+    assert_eq!(first.reason, Reason::SmallestTenant);
+    for turn in 0..5 {
+        let longer = format!("{p}{}", prompt(&format!("t{turn}"), 3));
+        let d = route(&r, &store, Some(&longer), &mut rng);
+        assert_eq!(d.backend, first.backend);
+        assert_eq!(d.reason, Reason::PrefixMatch);
+        assert!(d.match_ratio >= 10.0 / 13.0 - 1e-9, "{d:?}");
+    }
+}
+
+#[test]
+fn a_match_below_threshold_goes_to_the_smallest_tenant() {
+    let (r, store, mut rng) = (router(r#","match_rate_threshold":0.5"#), MemoryStore::new(), rng());
+    // A holds a lot of text, B a little, C nothing.
+    r.index().insert(
+        &store,
+        &r.index().prompt_keys(&prompt("big", 20)),
+        IndexedBackend { name: A, capacity_chunks: u64::MAX },
+        0,
+    );
+    r.index().insert(
+        &store,
+        &r.index().prompt_keys(&prompt("small", 2)),
+        IndexedBackend { name: B, capacity_chunks: u64::MAX },
+        0,
+    );
+    // 4 of 10 chunks match on A: 40% < 50%.
+    let q = format!("{}{}", prompt("big", 4), prompt("new", 6));
+    let d = route(&r, &store, Some(&q), &mut rng);
+    assert_eq!(d.reason, Reason::SmallestTenant);
+    assert_eq!(d.backend, C);
+    assert!((d.match_ratio - 0.4).abs() < 1e-9, "{d:?}");
+}
+
+#[test]
+fn least_loaded_miss_policy_ignores_tenant_size() {
+    let (r, store, mut rng) = (router(r#","miss_policy":"least_loaded""#), MemoryStore::new(), rng());
+    r.index().insert(
+        &store,
+        &r.index().prompt_keys(&prompt("big", 20)),
+        IndexedBackend { name: A, capacity_chunks: u64::MAX },
+        0,
+    );
+    set_load(&store, B, 3);
+    set_load(&store, C, 2);
+    let d = route(&r, &store, Some(&prompt("fresh", 5)), &mut rng);
+    assert_eq!((d.reason, d.backend.as_str()), (Reason::LeastLoaded, A));
+}
+
+#[test]
+fn imbalance_above_threshold_falls_back_to_pow2() {
+    let (r, store, mut rng) = (router(r#","imbalanced_threshold":5"#), MemoryStore::new(), rng());
+    let p = prompt("conv", 10);
+    let home = route(&r, &store, Some(&p), &mut rng).backend;
+    set_load(&store, &home, 20);
+    for _ in 0..50 {
+        let d = route(&r, &store, Some(&p), &mut rng);
+        assert_eq!(d.reason, Reason::Imbalanced);
+        // pow2 over a pair containing the overloaded home never picks it.
+        assert_ne!(d.backend, home);
+    }
+    // At exactly the threshold the load counts as balanced (strictly greater).
+    set_load(&store, &home, 5);
+    assert_eq!(route(&r, &store, Some(&p), &mut rng).reason, Reason::PrefixMatch);
+}
+
+#[test]
+fn backends_tied_on_the_match_go_to_the_least_loaded() {
+    let (r, store, mut rng) = (router(""), MemoryStore::new(), rng());
+    let p = prompt("shared", 6);
+    for b in [A, B, C] {
+        r.index().insert(
+            &store,
+            &r.index().prompt_keys(&p),
+            IndexedBackend { name: b, capacity_chunks: u64::MAX },
+            0,
+        );
+    }
+    set_load(&store, A, 4);
+    set_load(&store, B, 1);
+    set_load(&store, C, 3);
+    let d = route(&r, &store, Some(&p), &mut rng);
+    assert_eq!((d.reason, d.backend.as_str()), (Reason::PrefixMatch, B));
+    assert_eq!(d.load, 1);
+}
+
+#[test]
+fn unhealthy_backends_are_never_chosen() {
+    for policy in ["round_robin", "pow2", "prefix_aware"] {
+        let (r, store, mut rng) = (router(&format!(r#","policy":"{policy}""#)), MemoryStore::new(), rng());
+        for _ in 0..3 {
+            record_scrape_failure(&store, B);
+        }
+        for i in 0..60 {
+            let d = route(&r, &store, Some(&prompt(&format!("p{i}"), 3)), &mut rng);
+            assert_ne!(d.backend, B, "{policy}");
+        }
+    }
+}
+
+#[test]
+fn no_healthy_backend_is_an_error() {
+    let (r, store, mut rng) = (router(""), MemoryStore::new(), rng());
+    for b in [A, B, C] {
+        for _ in 0..3 {
+            record_scrape_failure(&store, b);
+        }
+    }
+    assert_eq!(r.route(&store, Some("x"), 0, &mut rng), Err(NoHealthyBackend { configured: 3 }));
+}
+
+#[test]
+fn no_prompt_goes_to_pow2() {
+    let (r, store, mut rng) = (router(""), MemoryStore::new(), rng());
+    set_load(&store, A, 9);
+    set_load(&store, B, 9);
+    let d = route(&r, &store, None, &mut rng);
+    assert_eq!((d.reason, d.backend.as_str()), (Reason::NoPrompt, C));
+    assert_eq!(route(&r, &store, Some(""), &mut rng).reason, Reason::NoPrompt);
+}
+
+#[test]
+fn a_backend_added_later_starts_empty_and_attracts_misses() {
+    let store = MemoryStore::new();
+    let mut rng = rng();
+    let two = Router::new(
+        FilterConfig::from_json(format!(r#"{{"backends":["{A}","{B}"],"chunk_chars":8}}"#).as_bytes())
+            .unwrap(),
+    );
+    for i in 0..10 {
+        route(&two, &store, Some(&prompt(&format!("old{i}"), 4)), &mut rng);
+    }
+    let three = router("");
+    three.on_configure(&store);
+    for i in 0..3 {
+        let d = route(&three, &store, Some(&prompt(&format!("new{i}"), 4)), &mut rng);
+        assert_eq!((d.reason, d.backend.as_str()), (Reason::SmallestTenant, C), "miss {i}");
+    }
+}
+
+#[test]
+fn a_removed_backend_stops_matching() {
+    let store = MemoryStore::new();
+    let mut rng = rng();
+    let three = router("");
+    three.on_configure(&store);
+    let p = prompt("conv", 8);
+    let home = route(&three, &store, Some(&p), &mut rng).backend;
+    let rest: Vec<&str> = [A, B, C].into_iter().filter(|b| *b != home).collect();
+    for (i, b) in rest.iter().enumerate() {
+        let other = three.index().prompt_keys(&prompt(&format!("other{i}"), 2));
+        three.index().insert(&store, &other, IndexedBackend { name: b, capacity_chunks: u64::MAX }, 0);
+    }
+    let without = Router::new(
+        FilterConfig::from_json(
+            format!(r#"{{"backends":["{}","{}"],"chunk_chars":8}}"#, rest[0], rest[1]).as_bytes(),
+        )
+        .unwrap(),
+    );
+    assert_eq!(without.on_configure(&store), vec![home.clone()]);
+    let back = router("");
+    back.on_configure(&store);
+    let d = route(&back, &store, Some(&p), &mut rng);
+    assert_eq!(d.reason, Reason::SmallestTenant, "{d:?}");
+    assert_eq!(d.backend, home, "the re-added backend is empty again, hence the smallest tenant");
+}
+
+#[test]
+fn round_robin_cycles_through_healthy_backends() {
+    let (r, store, mut rng) = (router(r#","policy":"round_robin""#), MemoryStore::new(), rng());
+    let picks: Vec<String> = (0..6).map(|_| route(&r, &store, None, &mut rng).backend).collect();
+    assert_eq!(picks, [A, B, C, A, B, C]);
+}
+
+#[test]
+fn in_flight_requests_count_as_load() {
+    let (r, store, mut rng) = (router(r#","policy":"pow2""#), MemoryStore::new(), rng());
+    begin_request(&store, A);
+    begin_request(&store, B);
+    let d = r.route(&store, None, 0, &mut rng).unwrap();
+    assert_eq!(d.backend, C);
+    assert_eq!(crate::fleet::in_flight(&store, C), 1);
+    r.finish(&store, C);
+    assert_eq!(crate::fleet::in_flight(&store, C), 0);
+}
+
+#[test]
+fn decision_header_names_policy_reason_and_ratio() {
+    let d = Decision {
+        backend: A.to_owned(),
+        policy: PolicyKind::PrefixAware,
+        reason: Reason::PrefixMatch,
+        match_ratio: 0.8333,
+        load: 2,
+    };
+    assert_eq!(d.header_value(), "policy=prefix_aware; reason=prefix_match; match=0.83; load=2");
+}

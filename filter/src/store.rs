@@ -1,0 +1,176 @@
+//! The key-value store behind all cross-worker state: proxy-wasm shared data in
+//! the module, an in-memory map in native tests and benches.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// Version stamp of a stored value, as proxy-wasm shared data hands it out.
+pub type Cas = u32;
+
+/// Why a write was not applied.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    /// The value changed since it was read; read it again and retry.
+    #[error("value changed since it was read (CAS mismatch)")]
+    CasMismatch,
+    /// The host refused the write for another reason.
+    #[error("shared data write failed: {0}")]
+    Host(String),
+}
+
+/// Compare-and-swap key-value store with the semantics of proxy-wasm shared data.
+pub trait SharedStore {
+    /// The value under `key` and its CAS stamp, or `None` when absent or empty.
+    fn get(&self, key: &str) -> Option<(Vec<u8>, Cas)>;
+
+    /// Writes `value` under `key`. With `cas = Some(c)` the write applies only
+    /// if the stored stamp is still `c`; `None` writes unconditionally.
+    fn set(&self, key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), StoreError>;
+}
+
+/// How many times a read-modify-write is retried on CAS conflicts before it is
+/// dropped; conflicts are rare (two workers touching one key at once) and a
+/// dropped update only makes the index or a counter slightly stale.
+pub const MAX_CAS_RETRIES: usize = 16;
+
+/// Applies `update` to the value under `key` with CAS retries.
+///
+/// `update` receives the current bytes (`None` when absent) and returns the
+/// new bytes, or `None` to leave the value unchanged. Returns whether a write
+/// was applied.
+pub fn update<S, F>(store: &S, key: &str, mut update: F) -> bool
+where
+    S: SharedStore + ?Sized,
+    F: FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
+{
+    for _ in 0..MAX_CAS_RETRIES {
+        let current = store.get(key);
+        let (bytes, cas) = match &current {
+            Some((bytes, cas)) => (Some(bytes.as_slice()), Some(*cas)),
+            None => (None, None),
+        };
+        let Some(next) = update(bytes) else {
+            return false;
+        };
+        // An absent key has no stamp: write with cas 0, which proxy-wasm hosts
+        // treat as unconditional; a racing first write is then last-one-wins.
+        match store.set(key, &next, cas) {
+            Ok(()) => return true,
+            Err(StoreError::CasMismatch) => continue,
+            Err(StoreError::Host(_)) => return false,
+        }
+    }
+    false
+}
+
+/// An in-memory [`SharedStore`] with the CAS rules of proxy-wasm hosts, for
+/// native tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: RefCell<MemoryInner>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    values: HashMap<String, (Vec<u8>, Cas)>,
+    next_cas: Cas,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes held: every key plus every value, the footprint a host pays.
+    pub fn byte_size(&self) -> usize {
+        let inner = self.inner.borrow();
+        inner.values.iter().map(|(k, (v, _))| k.len() + v.len()).sum()
+    }
+
+    /// Number of keys holding a value.
+    pub fn len(&self) -> usize {
+        self.inner.borrow().values.len()
+    }
+
+    /// Whether no key holds a value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keys that start with `prefix`, for tests that inspect the layout.
+    pub fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
+        let inner = self.inner.borrow();
+        inner.values.keys().filter(|k| k.starts_with(prefix)).cloned().collect()
+    }
+}
+
+impl SharedStore for MemoryStore {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, Cas)> {
+        let inner = self.inner.borrow();
+        inner.values.get(key).filter(|(v, _)| !v.is_empty()).map(|(v, c)| (v.clone(), *c))
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), StoreError> {
+        let mut inner = self.inner.borrow_mut();
+        if let Some(expected) = cas.filter(|c| *c != 0) {
+            let current = inner.values.get(key).map(|(_, c)| *c);
+            if current != Some(expected) {
+                return Err(StoreError::CasMismatch);
+            }
+        }
+        inner.next_cas = inner.next_cas.wrapping_add(1).max(1);
+        let stamp = inner.next_cas;
+        if value.is_empty() {
+            inner.values.remove(key);
+        } else {
+            inner.values.insert(key.to_owned(), (value.to_vec(), stamp));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cas_mismatch_is_reported() {
+        let store = MemoryStore::new();
+        store.set("k", b"a", None).unwrap();
+        let (_, cas) = store.get("k").unwrap();
+        store.set("k", b"b", Some(cas)).unwrap();
+        assert_eq!(store.set("k", b"c", Some(cas)), Err(StoreError::CasMismatch));
+        assert_eq!(store.get("k").unwrap().0, b"b");
+    }
+
+    #[test]
+    fn update_retries_until_applied() {
+        let store = MemoryStore::new();
+        store.set("n", b"", None).unwrap();
+        store.set("n", b"1", None).unwrap();
+        let mut calls = 0;
+        let applied = update(&store, "n", |old| {
+            calls += 1;
+            if calls == 1 {
+                // Another worker writes between our read and our write.
+                store.set("n", b"x", None).unwrap();
+            }
+            let n = old.map_or(0, |b| b.len());
+            Some(vec![b'1'; n + 1])
+        });
+        assert!(applied);
+        assert_eq!(calls, 2);
+        // The second attempt saw the concurrent write ("x") and built on it.
+        assert_eq!(store.get("n").unwrap().0, b"11");
+    }
+
+    #[test]
+    fn empty_value_removes_the_key() {
+        let store = MemoryStore::new();
+        store.set("k", b"a", None).unwrap();
+        store.set("k", b"", None).unwrap();
+        assert!(store.get("k").is_none());
+        assert!(store.is_empty());
+    }
+}
