@@ -6,7 +6,6 @@ use crate::prefix_index::{IndexedBackend, PrefixIndex};
 use crate::store::{update, SharedStore};
 use crate::vllm_metrics::VllmLoad;
 use crate::wire::{decode_u64, encode_u64};
-use serde::{Deserialize, Serialize};
 
 /// Shared-data key of the list of configured backends (to notice removals).
 const BACKENDS_KEY: &str = "pg/backends";
@@ -51,7 +50,7 @@ impl BackendView {
 }
 
 /// What the poller knows about one backend (`pg/scrape/<address>`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ScrapeState {
     /// Failed scrapes since the last success.
     pub consecutive_failures: u32,
@@ -106,34 +105,73 @@ fn capacity_from_cache_config(load: Option<&VllmLoad>, config: &FilterConfig) ->
 
 /// The poller's record for `address` (default when never scraped).
 pub fn scrape_state<S: SharedStore + ?Sized>(store: &S, address: &str) -> ScrapeState {
-    store
-        .get(&scrape_key(address))
-        .and_then(|(bytes, _)| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
+    store.get(&scrape_key(address)).map(|(bytes, _)| ScrapeState::decode(&bytes)).unwrap_or_default()
 }
 
 /// Records a successful scrape: the backend is healthy again.
 pub fn record_scrape_success<S: SharedStore + ?Sized>(store: &S, address: &str, load: VllmLoad, now_ms: u64) {
     let state = ScrapeState { consecutive_failures: 0, last_success_ms: Some(now_ms), load: Some(load) };
-    write_scrape_state(store, address, &state);
+    let bytes = state.encode();
+    update(store, &scrape_key(address), |_| Some(bytes.clone()));
 }
 
 /// Records a failed scrape; returns the number of consecutive failures.
 pub fn record_scrape_failure<S: SharedStore + ?Sized>(store: &S, address: &str) -> u32 {
     let mut failures = 0;
     update(store, &scrape_key(address), |bytes| {
-        let mut state: ScrapeState = bytes.and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default();
+        let mut state = bytes.map(ScrapeState::decode).unwrap_or_default();
         state.consecutive_failures = state.consecutive_failures.saturating_add(1);
         failures = state.consecutive_failures;
-        serde_json::to_vec(&state).ok()
+        Some(state.encode())
     });
     failures
 }
 
-fn write_scrape_state<S: SharedStore + ?Sized>(store: &S, address: &str, state: &ScrapeState) {
-    if let Ok(bytes) = serde_json::to_vec(state) {
-        update(store, &scrape_key(address), |_| Some(bytes.clone()));
+impl ScrapeState {
+    /// Fixed layout (read on every decision, so no JSON): failures u32,
+    /// last success u64, running f64, waiting f64, KV usage f64
+    /// (NaN = unknown), GPU blocks u64 and block size u64 (0 = unknown), and a
+    /// flag byte telling whether a scrape ever succeeded (then the last
+    /// success time and the load are meaningful).
+    const BYTES: usize = 4 + 8 * 6 + 1;
+
+    fn encode(&self) -> Vec<u8> {
+        let load = self.load.clone().unwrap_or_default();
+        let mut out = Vec::with_capacity(Self::BYTES);
+        out.extend_from_slice(&self.consecutive_failures.to_le_bytes());
+        out.extend_from_slice(&self.last_success_ms.unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(&load.running.to_le_bytes());
+        out.extend_from_slice(&load.waiting.to_le_bytes());
+        out.extend_from_slice(&load.kv_cache_usage.unwrap_or(f64::NAN).to_le_bytes());
+        out.extend_from_slice(&load.num_gpu_blocks.unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(&load.block_size.unwrap_or(0).to_le_bytes());
+        out.push(u8::from(self.load.is_some()));
+        out
     }
+
+    fn decode(bytes: &[u8]) -> Self {
+        use crate::wire::{u32_at, u64_at};
+        let f = |at| u64_at(bytes, at).map(f64::from_bits).unwrap_or(0.0);
+        let nonzero = |at| u64_at(bytes, at).filter(|v| *v != 0);
+        let has_load = bytes.get(Self::BYTES - 1) == Some(&1);
+        let kv = f(28);
+        Self {
+            consecutive_failures: u32_at(bytes, 0).unwrap_or(0),
+            last_success_ms: if has_load { u64_at(bytes, 4) } else { None },
+            load: has_load.then(|| VllmLoad {
+                running: f(12),
+                waiting: f(20),
+                kv_cache_usage: (!kv.is_nan()).then_some(kv),
+                num_gpu_blocks: nonzero(36),
+                block_size: nonzero(44),
+            }),
+        }
+    }
+}
+
+fn write_scrape_state<S: SharedStore + ?Sized>(store: &S, address: &str, state: &ScrapeState) {
+    let bytes = state.encode();
+    update(store, &scrape_key(address), |_| Some(bytes.clone()));
 }
 
 fn scrape_key(address: &str) -> String {
@@ -259,6 +297,25 @@ pub(crate) mod tests {
         let stale = &snapshot(&store, &c, 60_000)[0];
         assert_eq!(stale.load(), 0);
         assert_eq!(stale.capacity_chunks, 100);
+    }
+
+    #[test]
+    fn scrape_state_round_trips() {
+        let state = ScrapeState {
+            consecutive_failures: 2,
+            last_success_ms: Some(1_234),
+            load: Some(VllmLoad {
+                running: 3.0,
+                waiting: 4.5,
+                kv_cache_usage: Some(0.25),
+                num_gpu_blocks: Some(36_000),
+                block_size: Some(16),
+            }),
+        };
+        assert_eq!(ScrapeState::decode(&state.encode()), state);
+        let empty = ScrapeState::default();
+        assert_eq!(ScrapeState::decode(&empty.encode()), empty);
+        assert_eq!(ScrapeState::decode(b""), empty);
     }
 
     #[test]

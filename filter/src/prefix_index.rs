@@ -12,7 +12,7 @@
 //! collision can only lose a match, never invent one.
 
 use crate::store::{update, SharedStore};
-use crate::wire::{u32_at, u64_at};
+use crate::wire::u64_at;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 /// Seed of the first chunk's hash (chunk *i* is seeded with chunk *i − 1*'s key).
@@ -107,39 +107,62 @@ struct SlotEntry {
     time_ms: u64,
 }
 
-/// A decoded slot: the key it holds and the backends that received it.
-#[derive(Debug, Default)]
-struct Slot {
-    tag: u64,
-    entries: Vec<SlotEntry>,
-}
+/// A slot's bytes: the key it holds as a tag (8 bytes), then one
+/// [`ENTRY_BYTES`] record per backend that received the key. Read and written
+/// in place, without decoding the whole slot.
+mod slot {
+    use super::{SlotEntry, ENTRY_BYTES, TAG_BYTES};
+    use crate::wire::{u32_at, u64_at};
 
-impl Slot {
-    fn decode(bytes: &[u8]) -> Option<Self> {
-        let tag = u64_at(bytes, 0)?;
-        let body = bytes.get(TAG_BYTES..)?;
-        let entries = body
-            .chunks_exact(ENTRY_BYTES)
-            .filter_map(|e| {
-                Some(SlotEntry { backend: u32_at(e, 0)?, seq: u64_at(e, 4)?, time_ms: u64_at(e, 12)? })
-            })
-            .collect();
-        Some(Self { tag, entries })
+    /// The key held by a slot.
+    pub fn tag(bytes: &[u8]) -> Option<u64> {
+        u64_at(bytes, 0)
     }
 
-    fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(TAG_BYTES + self.entries.len() * ENTRY_BYTES);
-        out.extend_from_slice(&self.tag.to_le_bytes());
-        for e in &self.entries {
-            out.extend_from_slice(&e.backend.to_le_bytes());
-            out.extend_from_slice(&e.seq.to_le_bytes());
-            out.extend_from_slice(&e.time_ms.to_le_bytes());
+    fn entries(bytes: &[u8]) -> impl Iterator<Item = (usize, SlotEntry)> + '_ {
+        bytes.get(TAG_BYTES..).unwrap_or_default().chunks_exact(ENTRY_BYTES).enumerate().filter_map(
+            |(i, e)| {
+                let entry = SlotEntry { backend: u32_at(e, 0)?, seq: u64_at(e, 4)?, time_ms: u64_at(e, 12)? };
+                Some((TAG_BYTES + i * ENTRY_BYTES, entry))
+            },
+        )
+    }
+
+    /// `backend`'s entry, if the slot has one.
+    pub fn entry(bytes: &[u8], backend: u32) -> Option<SlotEntry> {
+        entries(bytes).find(|(_, e)| e.backend == backend).map(|(_, e)| e)
+    }
+
+    /// A slot holding only `tag`.
+    pub fn empty(tag: u64) -> Vec<u8> {
+        tag.to_le_bytes().to_vec()
+    }
+
+    /// Writes `entry` over the same backend's entry, or appends it; then
+    /// drops the oldest other entries beyond `max_entries`.
+    pub fn put(bytes: &mut Vec<u8>, entry: SlotEntry, max_entries: usize) {
+        let mut record = [0u8; ENTRY_BYTES];
+        record[..4].copy_from_slice(&entry.backend.to_le_bytes());
+        record[4..12].copy_from_slice(&entry.seq.to_le_bytes());
+        record[12..].copy_from_slice(&entry.time_ms.to_le_bytes());
+        bytes.truncate(TAG_BYTES + (bytes.len().saturating_sub(TAG_BYTES) / ENTRY_BYTES) * ENTRY_BYTES);
+        let existing = entries(bytes).find(|(_, e)| e.backend == entry.backend).map(|(at, _)| at);
+        match existing {
+            Some(at) => bytes[at..at + ENTRY_BYTES].copy_from_slice(&record),
+            None => bytes.extend_from_slice(&record),
         }
-        out
-    }
-
-    fn entry(&self, backend: u32) -> Option<&SlotEntry> {
-        self.entries.iter().find(|e| e.backend == backend)
+        while (bytes.len() - TAG_BYTES) / ENTRY_BYTES > max_entries.max(1) {
+            let oldest = entries(bytes)
+                .filter(|(_, e)| e.backend != entry.backend)
+                .min_by_key(|(_, e)| e.time_ms)
+                .map(|(at, _)| at);
+            match oldest {
+                Some(at) => {
+                    bytes.drain(at..at + ENTRY_BYTES);
+                }
+                None => break,
+            }
+        }
     }
 }
 
@@ -217,17 +240,18 @@ impl PrefixIndex {
             if !alive.iter().any(|a| *a) {
                 break;
             }
-            let Some(slot) = self.read_slot(store, *key, &mut key_buf) else {
+            slot_key(&mut key_buf, self.slot_of(*key));
+            let Some((bytes, _)) = store.get(&key_buf) else {
                 break;
             };
-            if slot.tag != *key {
+            if slot::tag(&bytes) != Some(*key) {
                 break;
             }
             for j in 0..backends.len() {
                 if !alive[j] {
                     continue;
                 }
-                let live = slot.entry(ids[j]).is_some_and(|e| {
+                let live = slot::entry(&bytes, ids[j]).is_some_and(|e| {
                     records[j].is_live(
                         e.seq,
                         e.time_ms,
@@ -281,22 +305,16 @@ impl PrefixIndex {
             slot_key(&mut key_buf, self.slot_of(*key));
             let mut was_live = false;
             update(store, &key_buf, |bytes| {
-                let mut slot = bytes.and_then(Slot::decode).unwrap_or_default();
-                if slot.tag != *key {
-                    slot = Slot { tag: *key, entries: Vec::new() };
-                }
-                was_live = slot.entry(id).is_some_and(|e| {
+                let mut slot = match bytes {
+                    Some(b) if slot::tag(b) == Some(*key) => b.to_vec(),
+                    _ => slot::empty(*key),
+                };
+                was_live = slot::entry(&slot, id).is_some_and(|e| {
                     before.is_live(e.seq, e.time_ms, backend.capacity_chunks, now_ms, self.shape.ttl_ms)
                 });
                 let fresh = SlotEntry { backend: id, seq, time_ms: now_ms };
-                match slot.entries.iter_mut().find(|e| e.backend == id) {
-                    Some(e) => *e = fresh,
-                    None => {
-                        slot.entries.push(fresh);
-                        self.trim(&mut slot, id);
-                    }
-                }
-                Some(slot.encode())
+                slot::put(&mut slot, fresh, self.shape.max_backends_per_slot);
+                Some(slot)
             });
             if !was_live {
                 new_chunks += 1;
@@ -337,35 +355,8 @@ impl PrefixIndex {
         BackendRecord::decode(bytes.as_ref().map(|(b, _)| b.as_slice()))
     }
 
-    fn read_slot<S: SharedStore + ?Sized>(&self, store: &S, key: u64, buf: &mut String) -> Option<Slot> {
-        slot_key(buf, self.slot_of(key));
-        let (bytes, _) = store.get(buf)?;
-        Slot::decode(&bytes)
-    }
-
     fn slot_of(&self, key: u64) -> u64 {
         key % u64::from(self.shape.slots.max(1))
-    }
-
-    /// Keeps a slot within `max_backends_per_slot` by dropping the oldest
-    /// entries other than `keep`'s.
-    fn trim(&self, slot: &mut Slot, keep: u32) {
-        let max = self.shape.max_backends_per_slot.max(1);
-        while slot.entries.len() > max {
-            let oldest = slot
-                .entries
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| e.backend != keep)
-                .min_by_key(|(_, e)| e.time_ms)
-                .map(|(i, _)| i);
-            match oldest {
-                Some(i) => {
-                    slot.entries.swap_remove(i);
-                }
-                None => break,
-            }
-        }
     }
 }
 

@@ -123,6 +123,10 @@ impl SharedStore for MemoryStore {
         let stamp = inner.next_cas;
         if value.is_empty() {
             inner.values.remove(key);
+        } else if let Some((stored, stored_cas)) = inner.values.get_mut(key) {
+            stored.clear();
+            stored.extend_from_slice(value);
+            *stored_cas = stamp;
         } else {
             inner.values.insert(key.to_owned(), (value.to_vec(), stamp));
         }

@@ -85,7 +85,7 @@ fn module_path() -> PathBuf {
         .arg("--target-dir")
         .arg(&target)
         .status()
-        .expect("cargo runs");
+        .unwrap_or_else(|e| panic!("cannot run cargo: {e}"));
     assert!(
         status.success(),
         "building the filter for wasm32-wasip1 failed (is the target installed? run `cargo xtask setup`)"

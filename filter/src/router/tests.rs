@@ -235,3 +235,32 @@ fn decision_header_names_policy_reason_and_ratio() {
     };
     assert_eq!(d.header_value(), "policy=prefix_aware; reason=prefix_match; match=0.83; load=2");
 }
+
+#[test]
+fn all_workers_see_one_index() {
+    // Two workers: two routers (two VMs) over the same shared data.
+    let store = MemoryStore::new();
+    let (worker_a, worker_b) = (router(""), router(""));
+    let (mut rng_a, mut rng_b) = (fastrand::Rng::with_seed(1), fastrand::Rng::with_seed(2));
+    let p = prompt("conv", 12);
+    let home = route(&worker_a, &store, Some(&p), &mut rng_a).backend;
+    for _ in 0..10 {
+        let d = route(&worker_b, &store, Some(&p), &mut rng_b);
+        assert_eq!((d.reason, d.backend.as_str()), (Reason::PrefixMatch, home.as_str()));
+    }
+}
+
+#[test]
+fn a_configuration_swap_keeps_the_index() {
+    let store = MemoryStore::new();
+    let mut rng = rng();
+    let before = router(r#","policy":"pow2""#);
+    before.on_configure(&store);
+    let p = prompt("conv", 12);
+    let home = route(&before, &store, Some(&p), &mut rng).backend;
+    // New policy and thresholds, same backends: the index is untouched.
+    let after = router(r#","match_rate_threshold":0.2,"version":"v2""#);
+    assert!(after.on_configure(&store).is_empty());
+    let d = route(&after, &store, Some(&p), &mut rng);
+    assert_eq!((d.reason, d.backend.as_str()), (Reason::PrefixMatch, home.as_str()));
+}
