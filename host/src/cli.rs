@@ -1,0 +1,129 @@
+//! Command-line interface: run the proxy (flags override the config file),
+//! `swap` a running proxy's filter, or run the proxy benchmark.
+
+use crate::config::{Config, ConfigError, FailureMode};
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// prefixgate: a reverse proxy for vLLM fleets whose routing policy is a
+/// proxy-wasm filter.
+#[derive(Debug, Parser)]
+#[command(name = "prefixgate", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// Subcommand (default: run the proxy).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Proxy options.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Swap the filter module or plugin configuration of a running proxy.
+    Swap(SwapArgs),
+    /// Measure the proxy's added latency against a local echo backend.
+    #[command(hide = true)]
+    BenchProxy(crate::bench::BenchArgs),
+}
+
+/// Options of the proxy; each overrides the config file.
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "PREFIXGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Proxy listen address (default 127.0.0.1:8000).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Admin listen address (default 127.0.0.1:9901).
+    #[arg(long)]
+    pub admin: Option<SocketAddr>,
+    /// Bearer token for the admin API.
+    #[arg(long, env = "PREFIXGATE_ADMIN_TOKEN")]
+    pub admin_token: Option<String>,
+    /// Backends, comma-separated `ip:port`.
+    #[arg(long, value_delimiter = ',')]
+    pub backends: Vec<String>,
+    /// Routing policy (builds the plugin configuration).
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// Filter module (default: the embedded one).
+    #[arg(long)]
+    pub filter: Option<PathBuf>,
+    /// Plugin configuration, inline JSON (opaque to the host).
+    #[arg(long)]
+    pub plugin_config: Option<String>,
+    /// Number of filter VMs (0 = one per CPU).
+    #[arg(long)]
+    pub vms: Option<usize>,
+    /// On filter failure: `open` (round robin) or `closed` (503).
+    #[arg(long, value_parser = parse_failure_mode)]
+    pub failure_mode: Option<FailureMode>,
+}
+
+fn parse_failure_mode(s: &str) -> Result<FailureMode, String> {
+    match s {
+        "open" => Ok(FailureMode::Open),
+        "closed" => Ok(FailureMode::Closed),
+        _ => Err(format!("{s:?}: expected open or closed")),
+    }
+}
+
+impl RunArgs {
+    /// The configuration: the file (or defaults), then the flags.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = self.listen {
+            c.listen = v;
+        }
+        if let Some(v) = self.admin {
+            c.admin = v;
+        }
+        if let Some(v) = &self.admin_token {
+            c.admin_token = Some(v.clone());
+        }
+        if !self.backends.is_empty() {
+            c.backends = self.backends.iter().filter(|b| !b.trim().is_empty()).cloned().collect();
+        }
+        if let Some(v) = &self.policy {
+            c.filter.policy = Some(v.clone());
+        }
+        if let Some(v) = &self.filter {
+            c.filter.module = Some(v.clone());
+        }
+        if let Some(v) = &self.plugin_config {
+            c.filter.plugin_config = Some(v.clone());
+            c.filter.plugin_config_file = None;
+        }
+        if let Some(v) = self.vms {
+            c.filter.vms = v;
+        }
+        if let Some(v) = self.failure_mode {
+            c.failure_mode = v;
+        }
+        Ok(c)
+    }
+}
+
+/// `prefixgate swap`.
+#[derive(Debug, Args)]
+pub struct SwapArgs {
+    /// Admin URL of the running proxy, e.g. http://127.0.0.1:9901.
+    #[arg(long)]
+    pub admin: String,
+    /// New plugin configuration (JSON file).
+    #[arg(long, required_unless_present = "module")]
+    pub config: Option<PathBuf>,
+    /// New filter module (.wasm).
+    #[arg(long)]
+    pub module: Option<PathBuf>,
+    /// Admin bearer token.
+    #[arg(long, env = "PREFIXGATE_ADMIN_TOKEN")]
+    pub token: Option<String>,
+}

@@ -1,0 +1,88 @@
+//! The `prefixgate` binary.
+
+use clap::Parser;
+use prefixgate::app::{self, StartError};
+use prefixgate::cli::{Cli, Command};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        match cli.command {
+            Some(Command::Swap(args)) => report(prefixgate::swap::run(args).await),
+            Some(Command::BenchProxy(args)) => report(prefixgate::bench::run(args).await),
+            None => run(cli.run).await,
+        }
+    })
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: prefixgate::cli::RunArgs) -> ExitCode {
+    let config = match args.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let running = match app::start(config).await {
+        Ok(r) => r,
+        Err(StartError::Config(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // One line on stdout, for scripts and tests started with port 0.
+    println!("prefixgate listening on http://{} admin http://{}", running.listen, running.admin);
+    wait_for_signals(&running, args.config).await;
+    ExitCode::SUCCESS
+}
+
+/// Waits for ctrl-c or SIGTERM; SIGHUP reloads the config file.
+async fn wait_for_signals(running: &app::Running, path: Option<std::path::PathBuf>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut hup), Ok(mut term)) = (signal(SignalKind::hangup()), signal(SignalKind::terminate())) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hup.recv() => match &path {
+                Some(p) => match app::reload_from_file(&running.app, p).await {
+                    Ok(()) => tracing::info!("configuration reloaded from {}", p.display()),
+                    Err(e) => tracing::warn!("reload refused, the previous filter keeps serving: {e}"),
+                },
+                None => tracing::warn!("SIGHUP ignored: no --config file"),
+            },
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! The proxy's Prometheus metrics, registered in one place.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Every metric of the proxy.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `prefixgate_requests_total{backend,status}`.
+    pub requests: IntCounterVec,
+    /// `prefixgate_upstream_latency_seconds{backend}`: until the last byte.
+    pub latency: HistogramVec,
+    /// `prefixgate_upstream_ttfb_seconds{backend}`: until response headers.
+    pub ttfb: HistogramVec,
+    /// `prefixgate_decision_seconds`: request phase (filter callbacks, body).
+    pub decision: Histogram,
+    /// `prefixgate_in_flight{backend}`.
+    pub in_flight: IntGaugeVec,
+    /// `prefixgate_filter_traps_total`.
+    pub traps: IntCounter,
+    /// `prefixgate_swaps_total`.
+    pub swaps: IntCounter,
+    /// `prefixgate_retries_total`.
+    pub retries: IntCounter,
+    /// `prefixgate_fallback_total{reason}`: requests routed by the host.
+    pub fallback: IntCounterVec,
+}
+
+const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const DECISION_BUCKETS: &[f64] =
+    &[0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025];
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("prefixgate_requests_total", "Requests by backend and status"),
+            &["backend", "status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "prefixgate_upstream_latency_seconds",
+                "Upstream time until the last response byte",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["backend"],
+        )?;
+        let ttfb = HistogramVec::new(
+            HistogramOpts::new("prefixgate_upstream_ttfb_seconds", "Upstream time until response headers")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["backend"],
+        )?;
+        let decision = Histogram::with_opts(
+            HistogramOpts::new("prefixgate_decision_seconds", "Time spent in request-phase filter callbacks")
+                .buckets(DECISION_BUCKETS.to_vec()),
+        )?;
+        let in_flight = IntGaugeVec::new(
+            Opts::new("prefixgate_in_flight", "Requests in flight per backend"),
+            &["backend"],
+        )?;
+        let traps = IntCounter::new(
+            "prefixgate_filter_traps_total",
+            "Filter callbacks that trapped or ran out of time or memory",
+        )?;
+        let swaps = IntCounter::new("prefixgate_swaps_total", "Module or configuration swaps")?;
+        let retries = IntCounter::new("prefixgate_retries_total", "Requests retried on another backend")?;
+        let fallback = IntCounterVec::new(
+            Opts::new("prefixgate_fallback_total", "Requests routed by the host's fallback"),
+            &["reason"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(ttfb.clone()))?;
+        registry.register(Box::new(decision.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(traps.clone()))?;
+        registry.register(Box::new(swaps.clone()))?;
+        registry.register(Box::new(retries.clone()))?;
+        registry.register(Box::new(fallback.clone()))?;
+        Ok(Self { registry, requests, latency, ttfb, decision, in_flight, traps, swaps, retries, fallback })
+    }
+
+    /// Text exposition of the proxy's metrics.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}

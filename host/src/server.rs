@@ -1,0 +1,429 @@
+//! The proxy: runs the filter's request callbacks (buffering the body only
+//! while the filter pauses), forwards to the backend the filter named in
+//! the upstream header (only configured backends), retries once on a
+//! connection failure, and streams the response back chunk by chunk through
+//! the response callbacks.
+
+use crate::body::{full, FilteredRequestBody, FilteredResponseBody, Finish};
+use crate::config::FailureMode;
+use crate::metrics::Metrics;
+use crate::reload::{Current, Runtime};
+use crate::upstream::{Backend, ProxyBody, UpstreamClient};
+use crate::wasm::abi::header_map::{get, remove};
+use crate::wasm::session::SessionHandle;
+use crate::wasm::{CtxEvent, HeaderList, LocalResponse, Session, Step};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Incoming};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Settings of the proxy path.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// Header the filter routes with.
+    pub upstream_header: String,
+    /// Largest body buffered for the filter.
+    pub max_body_bytes: usize,
+    /// What to do when the filter fails.
+    pub failure_mode: FailureMode,
+}
+
+/// Everything the proxy path needs.
+pub struct Proxy {
+    /// The published filter runtime.
+    pub current: Arc<Current>,
+    /// Backend client.
+    pub client: UpstreamClient,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Settings.
+    pub settings: ProxySettings,
+}
+
+const HOP_BY_HOP: &[&str] =
+    &["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer"];
+
+/// The request as a header list with pseudo-headers first.
+fn request_list(parts: &http::request::Parts) -> HeaderList {
+    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let authority = parts
+        .headers
+        .get(http::header::HOST)
+        .map(|v| v.as_bytes().to_vec())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes().to_vec()))
+        .unwrap_or_default();
+    let mut list = vec![
+        (b":method".to_vec(), parts.method.as_str().as_bytes().to_vec()),
+        (b":path".to_vec(), path.as_bytes().to_vec()),
+        (b":authority".to_vec(), authority),
+        (b":scheme".to_vec(), b"http".to_vec()),
+    ];
+    list.extend(
+        parts
+            .headers
+            .iter()
+            .filter(|(k, _)| *k != http::header::HOST)
+            .map(|(k, v)| (k.as_str().as_bytes().to_vec(), v.as_bytes().to_vec())),
+    );
+    list
+}
+
+fn header_map(list: &HeaderList) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (k, v) in list {
+        if k.starts_with(b":") || HOP_BY_HOP.iter().any(|h| k.eq_ignore_ascii_case(h.as_bytes())) {
+            continue;
+        }
+        if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(k), HeaderValue::from_bytes(v)) {
+            map.append(k, v);
+        }
+    }
+    map
+}
+
+/// A plain response from the proxy itself.
+pub fn simple(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    let body = format!("{{\"error\":{}}}\n", serde_json::Value::from(message));
+    let mut r = Response::new(full(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn local_response(l: LocalResponse) -> Response<ProxyBody> {
+    let mut r = Response::new(full(Bytes::from(l.body)));
+    *r.status_mut() = StatusCode::from_u16(l.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *r.headers_mut() = header_map(&l.headers);
+    r
+}
+
+/// The request body as forwarded.
+enum Forward {
+    /// Fully read (replayable for a retry).
+    Full(Bytes),
+    /// A prefix already read, then the rest of the client body.
+    Stream { prefix: Bytes, rest: Incoming, callbacks: bool },
+}
+
+/// How the request phase ended.
+enum Decision {
+    /// Answer without an upstream.
+    Respond(Response<ProxyBody>),
+    /// Forward with these headers and body.
+    Forward { headers: HeaderList, body: Forward, failed: bool },
+}
+
+impl Proxy {
+    /// Handles one client request.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, remote: SocketAddr) -> Response<ProxyBody> {
+        let rt = self.current.get();
+        let (parts, body) = req.into_parts();
+        let headers = request_list(&parts);
+        let too_big = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            .is_some_and(|n| n > self.settings.max_body_bytes);
+        let mut props = HashMap::new();
+        props.insert("source.address".to_string(), remote.to_string().into_bytes());
+        props.insert("source.port".to_string(), (remote.port() as i64).to_le_bytes().to_vec());
+        props.insert("request.protocol".to_string(), format!("{:?}", parts.version).into_bytes());
+        let started = Instant::now();
+        let session = Session::open(&rt.pool, props);
+        let handle = session.as_ref().map(|s| s.handle.clone());
+        let decision = match session {
+            Some(s) => self.request_phase(s, headers, body, too_big).await,
+            None => Decision::Forward {
+                headers,
+                body: Forward::Stream { prefix: Bytes::new(), rest: body, callbacks: false },
+                failed: true,
+            },
+        };
+        self.metrics.decision.observe(started.elapsed().as_secs_f64());
+        match decision {
+            Decision::Respond(r) => r,
+            Decision::Forward { headers, body, failed } => {
+                let handle = handle.filter(|_| !failed);
+                self.forward(&rt, headers, body, failed, handle).await
+            }
+        }
+    }
+
+    /// Runs request callbacks until the filter lets the request go (or
+    /// answers it, or fails).
+    async fn request_phase(
+        &self,
+        mut session: Session,
+        headers: HeaderList,
+        mut body: Incoming,
+        too_big: bool,
+    ) -> Decision {
+        let h = session.handle.clone();
+        let mut done = body.is_end_stream();
+        let original = headers.clone();
+        let mut raw = BytesMut::new();
+        let mut step = h.request_headers(headers, done);
+        let mut overflow = too_big;
+        loop {
+            while let Some(ev) = session.try_event() {
+                match ev {
+                    CtxEvent::LocalResponse(l) => return Decision::Respond(local_response(l)),
+                    CtxEvent::Close => {
+                        return Decision::Respond(simple(
+                            StatusCode::BAD_GATEWAY,
+                            "request closed by the filter",
+                        ))
+                    }
+                    CtxEvent::ContinueRequest if step == Step::Pause => step = Step::Continue,
+                    _ => {}
+                }
+            }
+            match step {
+                Step::Continue | Step::Failed => break,
+                Step::Pause if overflow => break,
+                Step::Pause if done => match session.next_event().await {
+                    Some(CtxEvent::LocalResponse(l)) => return Decision::Respond(local_response(l)),
+                    Some(CtxEvent::Close) => {
+                        return Decision::Respond(simple(
+                            StatusCode::BAD_GATEWAY,
+                            "request closed by the filter",
+                        ))
+                    }
+                    Some(CtxEvent::ContinueRequest) => step = Step::Continue,
+                    Some(_) => {}
+                    None => step = Step::Failed,
+                },
+                Step::Pause => {
+                    tokio::select! {
+                        frame = body.frame() => match frame {
+                            None => {
+                                done = true;
+                                step = h.request_body_buffered(&[], true);
+                            }
+                            Some(Err(e)) => return Decision::Respond(simple(StatusCode::BAD_REQUEST, &format!("reading request body: {e}"))),
+                            Some(Ok(frame)) => {
+                                let data = frame.into_data().unwrap_or_default();
+                                raw.extend_from_slice(&data);
+                                done = body.is_end_stream();
+                                if raw.len() > self.settings.max_body_bytes {
+                                    overflow = true;
+                                } else {
+                                    step = h.request_body_buffered(&data, done);
+                                }
+                            }
+                        },
+                        ev = session.next_event() => match ev {
+                            Some(CtxEvent::LocalResponse(l)) => return Decision::Respond(local_response(l)),
+                            Some(CtxEvent::Close) => return Decision::Respond(simple(StatusCode::BAD_GATEWAY, "request closed by the filter")),
+                            Some(CtxEvent::ContinueRequest) => step = Step::Continue,
+                            Some(_) => {}
+                            None => step = Step::Failed,
+                        },
+                    }
+                }
+            }
+        }
+        let failed = step == Step::Failed || h.failed();
+        let (headers, filtered) = match (failed, h.take_request()) {
+            (false, Some(taken)) => taken,
+            _ => (original, Vec::new()),
+        };
+        let failed = failed || h.failed();
+        // Before overflow the filter's buffer is the body (possibly edited);
+        // after it, or on failure, the raw bytes are.
+        let prefix = if failed || overflow { raw.freeze() } else { Bytes::from(filtered) };
+        let body = if done {
+            Forward::Full(prefix)
+        } else {
+            Forward::Stream { prefix, rest: body, callbacks: !overflow && !failed }
+        };
+        Decision::Forward { headers, body, failed }
+    }
+
+    /// Picks the backend, sends (retrying once on a connection failure) and
+    /// wraps the response.
+    async fn forward(
+        &self,
+        rt: &Arc<Runtime>,
+        mut headers: HeaderList,
+        body: Forward,
+        failed: bool,
+        session: Option<Arc<SessionHandle>>,
+    ) -> Response<ProxyBody> {
+        let key = self.settings.upstream_header.as_bytes();
+        let named = get(&headers, key).map(<[u8]>::to_vec);
+        remove(&mut headers, key);
+        let backend = match (failed, named) {
+            (true, _) if self.settings.failure_mode == FailureMode::Closed => {
+                return simple(StatusCode::SERVICE_UNAVAILABLE, "routing filter failed");
+            }
+            (true, _) => {
+                self.metrics.fallback.with_label_values(&["filter_failed"]).inc();
+                rt.backends.fallback(None)
+            }
+            (false, Some(v)) => match rt.backends.find(&v) {
+                Some(b) => Some(b),
+                None => {
+                    tracing::warn!(upstream = %String::from_utf8_lossy(&v), "upstream not in the backend list; refused");
+                    return simple(StatusCode::BAD_GATEWAY, "upstream is not a configured backend");
+                }
+            },
+            (false, None) => {
+                self.metrics.fallback.with_label_values(&["no_upstream"]).inc();
+                rt.backends.fallback(None)
+            }
+        };
+        let Some(mut backend) = backend else {
+            return simple(StatusCode::SERVICE_UNAVAILABLE, "no backend available");
+        };
+        let (full_body, mut stream) = match body {
+            Forward::Full(b) => (Some(b), None),
+            Forward::Stream { prefix, rest, callbacks } => {
+                let s = if callbacks { session.clone() } else { None };
+                (None, Some(FilteredRequestBody::new(prefix, rest, s)))
+            }
+        };
+        let mut retried = false;
+        loop {
+            let body: ProxyBody = match (&full_body, stream.take()) {
+                (Some(b), _) => full(b.clone()),
+                (None, Some(s)) => BodyExt::boxed_unsync(s),
+                (None, None) => full(Bytes::new()),
+            };
+            let req = match build_request(&headers, backend.addr, body, full_body.as_ref().map(Bytes::len)) {
+                Ok(r) => r,
+                Err(e) => return simple(StatusCode::BAD_REQUEST, &format!("invalid request: {e}")),
+            };
+            if let Some(s) = &session {
+                s.set_property("upstream.address", backend.name.as_bytes());
+            }
+            let label = backend.name.clone();
+            let guard = InFlight::new(&self.metrics, backend.clone());
+            let sent = Instant::now();
+            match self.client.request(req).await {
+                Ok(resp) => {
+                    backend.succeeded();
+                    self.metrics
+                        .ttfb
+                        .with_label_values(&[label.as_str()])
+                        .observe(sent.elapsed().as_secs_f64());
+                    return self.response_phase(resp, session, guard, sent).await;
+                }
+                Err(e) => {
+                    drop(guard);
+                    backend.failed();
+                    let replayable = full_body.is_some();
+                    tracing::warn!(backend = %label, error = %e, retried, "upstream request failed");
+                    self.metrics.requests.with_label_values(&[label.as_str(), "error"]).inc();
+                    if retried || !replayable {
+                        return simple(StatusCode::BAD_GATEWAY, "upstream request failed");
+                    }
+                    retried = true;
+                    self.metrics.retries.inc();
+                    match rt.backends.fallback(Some(backend.addr)) {
+                        Some(b) if b.addr != backend.addr => backend = b,
+                        _ => return simple(StatusCode::BAD_GATEWAY, "upstream request failed"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs response-header callbacks (buffering the body only while the
+    /// filter pauses) and streams the rest.
+    async fn response_phase(
+        &self,
+        resp: Response<Incoming>,
+        session: Option<Arc<SessionHandle>>,
+        guard: InFlight,
+        sent: Instant,
+    ) -> Response<ProxyBody> {
+        let (parts, mut body) = resp.into_parts();
+        let mut list: HeaderList = vec![(b":status".to_vec(), parts.status.as_str().as_bytes().to_vec())];
+        list.extend(
+            parts.headers.iter().map(|(k, v)| (k.as_str().as_bytes().to_vec(), v.as_bytes().to_vec())),
+        );
+        let mut prefix = Bytes::new();
+        let mut session = session;
+        if let Some(h) = session.clone() {
+            let mut step = h.response_headers(list.clone(), body.is_end_stream());
+            while step == Step::Pause && !body.is_end_stream() {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        let data = frame.into_data().unwrap_or_default();
+                        step = h.response_body_buffered(&data, body.is_end_stream());
+                    }
+                    _ => break,
+                }
+            }
+            if h.failed() {
+                session = None;
+            } else {
+                prefix = Bytes::from(h.take_response_body().unwrap_or_default());
+                if let Some(l) = h.response_headers_now() {
+                    list = l;
+                }
+            }
+        }
+        let status = get(&list, b":status")
+            .and_then(|s| std::str::from_utf8(s).ok()?.parse::<u16>().ok())
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(parts.status);
+        let finish = Finish { metrics: self.metrics.clone(), guard, sent, status: status.as_u16() };
+        let body = FilteredResponseBody::new(prefix, body, session, finish);
+        let mut r = Response::new(BodyExt::boxed_unsync(body));
+        *r.status_mut() = status;
+        *r.headers_mut() = header_map(&list);
+        r
+    }
+}
+
+fn build_request(
+    headers: &HeaderList,
+    addr: SocketAddr,
+    body: ProxyBody,
+    len: Option<usize>,
+) -> Result<Request<ProxyBody>, http::Error> {
+    let method = get(headers, b":method").unwrap_or(b"GET");
+    let path =
+        get(headers, b":path").map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_else(|| "/".into());
+    let mut req = Request::builder().method(method).uri(format!("http://{addr}{path}")).body(body)?;
+    let mut map = header_map(headers);
+    if let Some(authority) = get(headers, b":authority").and_then(|a| HeaderValue::from_bytes(a).ok()) {
+        map.insert(http::header::HOST, authority);
+    }
+    if let Some(n) = len {
+        map.remove(http::header::CONTENT_LENGTH);
+        if n > 0 || map.contains_key(http::header::CONTENT_TYPE) {
+            map.insert(http::header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
+    }
+    *req.headers_mut() = map;
+    Ok(req)
+}
+
+/// Counts a request in flight on a backend until dropped.
+pub struct InFlight {
+    metrics: Metrics,
+    /// The backend.
+    pub backend: Arc<Backend>,
+}
+
+impl InFlight {
+    fn new(metrics: &Metrics, backend: Arc<Backend>) -> Self {
+        backend.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics.in_flight.with_label_values(&[backend.name.as_str()]).inc();
+        Self { metrics: metrics.clone(), backend }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.backend.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.in_flight.with_label_values(&[self.backend.name.as_str()]).dec();
+    }
+}

@@ -1,0 +1,216 @@
+//! Backends: the allowed upstream addresses, their passive health and
+//! in-flight counts, the fail-open round robin, callout cluster resolution,
+//! and the pooled upstream client.
+
+use crate::wasm::abi::header_map::get;
+use crate::wasm::host_state::CalloutResolver;
+use crate::wasm::HeaderList;
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Boxed error of proxied bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Body type of proxied requests and responses.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+/// Pooled client to the backends.
+pub type UpstreamClient = Client<HttpConnector, ProxyBody>;
+
+/// Name of the cluster holding every backend.
+pub const DEFAULT_CLUSTER: &str = "prefixgate_backends";
+
+/// How long a backend that refused a connection is skipped by the fallback.
+const DOWN_FOR: Duration = Duration::from_secs(2);
+
+/// One backend.
+#[derive(Debug)]
+pub struct Backend {
+    /// `ip:port` as configured.
+    pub name: String,
+    /// Resolved address.
+    pub addr: SocketAddr,
+    /// Requests in flight through this proxy.
+    pub in_flight: AtomicI64,
+    /// Consecutive connection failures.
+    pub failures: AtomicU32,
+    down_until: Mutex<Option<Instant>>,
+}
+
+impl Backend {
+    /// Whether the fallback may use this backend now.
+    pub fn healthy(&self) -> bool {
+        self.down_until.lock().map(|d| d.is_none_or(|t| Instant::now() >= t)).unwrap_or(true)
+    }
+
+    /// Records a connection failure.
+    pub fn failed(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut d) = self.down_until.lock() {
+            *d = Some(Instant::now() + DOWN_FOR);
+        }
+    }
+
+    /// Records a response.
+    pub fn succeeded(&self) {
+        if self.failures.swap(0, Ordering::Relaxed) != 0 {
+            if let Ok(mut d) = self.down_until.lock() {
+                *d = None;
+            }
+        }
+    }
+}
+
+/// An invalid backend or cluster.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(pub String);
+
+/// Normalizes `http://host:port/` to `host:port` and resolves it.
+pub fn parse_backend(s: &str) -> Result<(String, SocketAddr), BackendError> {
+    let name = s.trim().trim_start_matches("http://").trim_end_matches('/').to_string();
+    let addr = name
+        .to_socket_addrs()
+        .map_err(|e| BackendError(format!("{s:?} is not host:port ({e})")))?
+        .next()
+        .ok_or_else(|| BackendError(format!("{s:?} does not resolve")))?;
+    Ok((name, addr))
+}
+
+/// The configured backends and clusters.
+#[derive(Debug)]
+pub struct Backends {
+    list: Vec<Arc<Backend>>,
+    clusters: HashMap<String, Vec<usize>>,
+    rr: AtomicUsize,
+}
+
+impl Backends {
+    /// Builds the table; clusters name backends from `list` (the cluster
+    /// `prefixgate_backends` holds all of them unless configured).
+    pub fn new(list: &[String], clusters: &BTreeMap<String, Vec<String>>) -> Result<Self, BackendError> {
+        let mut backends: Vec<Arc<Backend>> = Vec::new();
+        for s in list {
+            let (name, addr) = parse_backend(s)?;
+            if backends.iter().any(|b| b.addr == addr) {
+                continue;
+            }
+            backends.push(Arc::new(Backend {
+                name,
+                addr,
+                in_flight: AtomicI64::new(0),
+                failures: AtomicU32::new(0),
+                down_until: Mutex::new(None),
+            }));
+        }
+        let mut table = HashMap::new();
+        table.insert(DEFAULT_CLUSTER.to_string(), (0..backends.len()).collect());
+        for (cluster, members) in clusters {
+            let mut idx = Vec::new();
+            for m in members {
+                let (_, addr) = parse_backend(m)?;
+                let i = backends.iter().position(|b| b.addr == addr).ok_or_else(|| {
+                    BackendError(format!("cluster {cluster}: {m} is not one of the backends"))
+                })?;
+                idx.push(i);
+            }
+            table.insert(cluster.clone(), idx);
+        }
+        Ok(Self { list: backends, clusters: table, rr: AtomicUsize::new(0) })
+    }
+
+    /// All backends.
+    pub fn all(&self) -> &[Arc<Backend>] {
+        &self.list
+    }
+
+    /// The backend named by an upstream header value (`ip:port`).
+    pub fn find(&self, value: &[u8]) -> Option<Arc<Backend>> {
+        let v = std::str::from_utf8(value).ok()?.trim();
+        let addr: Option<SocketAddr> = v.parse().ok();
+        self.list.iter().find(|b| b.name == v || Some(b.addr) == addr).cloned()
+    }
+
+    /// Round robin over healthy backends (any backend if none is healthy),
+    /// skipping `exclude` when there is a choice.
+    pub fn fallback(&self, exclude: Option<SocketAddr>) -> Option<Arc<Backend>> {
+        let n = self.list.len();
+        let start = self.rr.fetch_add(1, Ordering::Relaxed);
+        let pick = |ok: &dyn Fn(&Backend) -> bool| {
+            (0..n).map(|i| &self.list[(start + i) % n]).find(|b| ok(b)).cloned()
+        };
+        pick(&|b| b.healthy() && Some(b.addr) != exclude)
+            .or_else(|| pick(&|b| Some(b.addr) != exclude))
+            .or_else(|| pick(&|_| true))
+    }
+}
+
+impl CalloutResolver for Backends {
+    /// The original-dst header or `:authority` when it names a member of
+    /// the cluster (or any backend, for a cluster named after a backend);
+    /// otherwise the cluster's members in turn. Never an address outside
+    /// the backends.
+    fn resolve(&self, cluster: &str, headers: &HeaderList) -> Option<SocketAddr> {
+        let named: Vec<Arc<Backend>> = [&b"x-envoy-original-dst-host"[..], b":authority"]
+            .iter()
+            .filter_map(|k| get(headers, k))
+            .filter_map(|v| self.find(v))
+            .collect();
+        match self.clusters.get(cluster) {
+            Some(members) => {
+                if let Some(b) = named.iter().find(|b| members.iter().any(|i| self.list[*i].addr == b.addr)) {
+                    return Some(b.addr);
+                }
+                let n = members.len();
+                (n > 0).then(|| self.list[members[self.rr.fetch_add(1, Ordering::Relaxed) % n]].addr)
+            }
+            None => self.find(cluster.as_bytes()).map(|b| b.addr).or_else(|| named.first().map(|b| b.addr)),
+        }
+    }
+}
+
+/// A pooled HTTP/1.1 client for the backends.
+pub fn client(connect_timeout: Duration) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> HeaderList {
+        pairs.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())).collect()
+    }
+
+    #[test]
+    fn resolves_only_configured_backends() {
+        let b =
+            Backends::new(&["127.0.0.1:1".into(), "http://127.0.0.1:2/".into()], &BTreeMap::new()).unwrap();
+        let call = h(&[(":authority", "127.0.0.1:2")]);
+        assert_eq!(b.resolve(DEFAULT_CLUSTER, &call), "127.0.0.1:2".parse().ok());
+        assert_eq!(b.resolve("127.0.0.1:1", &h(&[])), "127.0.0.1:1".parse().ok());
+        assert_eq!(b.resolve("anything", &call), "127.0.0.1:2".parse().ok());
+        assert_eq!(b.resolve("anything", &h(&[(":authority", "10.0.0.1:80")])), None);
+        assert!(b.find(b"10.0.0.1:80").is_none());
+        assert!(b.find(b"127.0.0.1:2").is_some());
+    }
+
+    #[test]
+    fn fallback_skips_down_backends() {
+        let b = Backends::new(&["127.0.0.1:1".into(), "127.0.0.1:2".into()], &BTreeMap::new()).unwrap();
+        b.all()[0].failed();
+        for _ in 0..4 {
+            assert_eq!(b.fallback(None).map(|x| x.addr.port()), Some(2));
+        }
+        assert_eq!(b.fallback(Some("127.0.0.1:2".parse().unwrap())).map(|x| x.addr.port()), Some(1));
+    }
+}

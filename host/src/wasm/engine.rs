@@ -1,0 +1,75 @@
+//! The process-wide wasmtime engine and linker, with an epoch ticker that
+//! bounds the time of every callback.
+
+use super::abi::table;
+use super::host_state::HostState;
+use std::time::Duration;
+use wasmtime::{Config, Engine, Linker};
+
+/// Granularity of callback deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Errors from the wasm layer.
+#[derive(Debug, thiserror::Error)]
+pub enum WasmError {
+    /// The engine could not be created.
+    #[error("wasm engine: {0}")]
+    Engine(String),
+    /// The module did not compile or is not a proxy-wasm module.
+    #[error("module refused: {0}")]
+    Compile(String),
+    /// Instantiation or `_initialize` failed.
+    #[error("module instantiation failed: {0}")]
+    Instantiate(String),
+    /// `proxy_on_vm_start` returned false or trapped.
+    #[error("proxy_on_vm_start refused the VM configuration{0}")]
+    VmStart(String),
+    /// `proxy_on_configure` returned false or trapped.
+    #[error("proxy_on_configure refused the plugin configuration{0}")]
+    Configure(String),
+}
+
+/// Engine + linker, shared by every module version.
+pub struct WasmEngine {
+    engine: Engine,
+    linker: Linker<HostState>,
+}
+
+impl WasmEngine {
+    /// Creates the engine (epoch interruption on) and starts its ticker.
+    pub fn new() -> Result<Self, WasmError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| WasmError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        table::register(&mut linker).map_err(|e| WasmError::Engine(format!("{e:#}")))?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || loop {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            })
+            .map_err(|e| WasmError::Engine(format!("epoch ticker: {e}")))?;
+        Ok(Self { engine, linker })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// A copy of the linker with every host function registered.
+    pub fn linker(&self) -> Linker<HostState> {
+        self.linker.clone()
+    }
+
+    /// Epoch ticks for a deadline (at least 2, so a tick that lands right
+    /// after the deadline is set cannot cut a callback short).
+    pub fn ticks(deadline: Duration) -> u64 {
+        (deadline.as_micros() / EPOCH_TICK.as_micros().max(1)).max(1) as u64 + 1
+    }
+}

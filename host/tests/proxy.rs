@@ -1,0 +1,143 @@
+//! The proxy path: failure handling, upstream checks, retries, streaming
+//! and hot swap, with the test filter and echo backends.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+use http_body_util::BodyExt;
+use prefixgate::config::FailureMode;
+use std::time::Instant;
+
+fn traps(p: &prefixgate::app::Running) -> u64 {
+    p.app.metrics.traps.get()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trapping_and_looping_filters_fail_open() {
+    let a = Echo::start().await;
+    for mode in ["trap", "loop"] {
+        let p = proxy(config(&[a.addr], &format!("mode={mode}"))).await;
+        let r = send("POST", &format!("http://{}/", p.listen), &[], "x").await;
+        assert_eq!(r.status, 200, "{mode}: {}", r.body);
+        assert_eq!(traps(&p), 1, "{mode}: counted");
+        // The trapped VM is replaced (at most once a second); meanwhile its
+        // requests are routed by the fallback.
+        for _ in 0..3 {
+            let r = send("POST", &format!("http://{}/", p.listen), &[], "x").await;
+            assert_eq!(r.status, 200, "{mode}: {}", r.body);
+        }
+        let n = traps(&p);
+        assert!(n >= 1, "{mode}");
+        let metrics = send("GET", &format!("http://{}/metrics", p.admin), &[], "").await.body;
+        assert!(metrics.contains(&format!("prefixgate_filter_traps_total {n}")), "{metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_closed_answers_503() {
+    let a = Echo::start().await;
+    let mut cfg = config(&[a.addr], "mode=trap");
+    cfg.failure_mode = FailureMode::Closed;
+    let p = proxy(cfg).await;
+    let r = send("POST", &format!("http://{}/", p.listen), &[], "x").await;
+    assert_eq!(r.status, 503);
+    assert_eq!(a.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_supplied_upstream_outside_backends_never_reached() {
+    let a = Echo::start().await;
+    let outside = Echo::start().await;
+    let p = proxy(config(&[a.addr], "mode=route")).await;
+    let hdr = outside.addr.to_string();
+    let r = send("POST", &format!("http://{}/", p.listen), &[("x-envoy-original-dst-host", &hdr)], "x").await;
+    assert_eq!(r.status, 502);
+    let r = send("GET", &format!("http://{}/", p.listen), &[("x-envoy-original-dst-host", &hdr)], "").await;
+    assert_eq!(r.status, 502);
+    assert_eq!(outside.hits(), 0);
+    assert_eq!(a.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_refused_is_retried_on_another_backend() {
+    let a = Echo::start().await;
+    let dead = dead_addr().await;
+    let p = proxy(config(&[dead, a.addr], &format!("mode=route route={dead}"))).await;
+    let r = send("POST", &format!("http://{}/", p.listen), &[], "x").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["port"], a.addr.port());
+    assert_eq!(p.app.metrics.retries.get(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_streams_chunk_by_chunk_through_body_callbacks() {
+    let a = Echo::start().await;
+    let p = proxy(config(&[a.addr], "mode=route upper=1")).await;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let resp = client.get(format!("http://{}/sse", p.listen).parse().unwrap()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut arrivals = Vec::new();
+    let mut text = String::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            if !data.is_empty() {
+                arrivals.push(Instant::now());
+                text.push_str(&String::from_utf8_lossy(&data));
+            }
+        }
+    }
+    assert_eq!(text, "DATA: TOK0\n\nDATA: TOK1\n\nDATA: TOK2\n\nDATA: TOK3\n\nDATA: TOK4\n\n");
+    assert!(arrivals.len() >= 5, "one frame per event, got {}", arrivals.len());
+    let spread = arrivals[arrivals.len() - 1] - arrivals[0];
+    // The sim-side spread is 400 ms; buffering would collapse it to ~0.
+    assert!(spread.as_millis() >= 300, "chunks arrived together ({spread:?})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_swap_config_and_module_keeps_shared_data_and_refuses_bad_ones() {
+    let (a, b) = (Echo::start().await, Echo::start().await);
+    let p = proxy(config(&[a.addr, b.addr], &format!("mode=route route={}", a.addr))).await;
+    let url = format!("http://{}/", p.listen);
+    let admin = format!("http://{}", p.admin);
+    assert_eq!(send("POST", &url, &[], "x").await.json()["port"], a.addr.port());
+    let before = send("GET", &format!("{admin}/admin/status"), &[], "").await.json();
+
+    let r = send("PUT", &format!("{admin}/admin/config"), &[], &format!("mode=route route={}", b.addr)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["swaps"], 1);
+    assert_eq!(send("POST", &url, &[], "x").await.json()["port"], b.addr.port());
+
+    let r = send("PUT", &format!("{admin}/admin/config"), &[], "mode=reject").await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("proxy_on_configure"), "{}", r.body);
+    let r = send("PUT", &format!("{admin}/admin/module"), &[], "not wasm").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(send("POST", &url, &[], "x").await.json()["port"], b.addr.port(), "old filter still serves");
+
+    let module = std::fs::read(test_filter()).unwrap();
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let req = http::Request::put(format!("{admin}/admin/module"))
+        .body(http_body_util::Full::new(bytes::Bytes::from(module)))
+        .unwrap();
+    assert_eq!(client.request(req).await.unwrap().status(), 200);
+    let r = send("POST", &url, &[], "x").await;
+    assert_eq!(r.json()["port"], b.addr.port());
+    assert_eq!(shared(&p, "tf_counter").as_deref(), Some("4"), "shared data survived both swaps");
+    let after = send("GET", &format!("{admin}/admin/status"), &[], "").await.json();
+    assert_eq!(after["swaps"], 2);
+    assert_eq!(after["module"]["sha256"], before["module"]["sha256"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_token_is_enforced() {
+    let a = Echo::start().await;
+    let mut cfg = config(&[a.addr], "mode=route");
+    cfg.admin_token = Some("s3cret".into());
+    let p = proxy(cfg).await;
+    let url = format!("http://{}/admin/status", p.admin);
+    assert_eq!(send("GET", &url, &[], "").await.status, 401);
+    assert_eq!(send("GET", &url, &[("authorization", "Bearer s3cret")], "").await.status, 200);
+}
