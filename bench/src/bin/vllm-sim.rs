@@ -1,0 +1,164 @@
+//! `vllm-sim`: serves one or more simulated vLLM replicas, or prints the calibration report.
+//!
+//! ```text
+//! vllm-sim --port 8001 --replicas 4 --model Qwen/Qwen2.5-1.5B-Instruct \
+//!          --served-model-name qwen-1.5b --profile l4-qwen2.5-1.5b --time-scale 1
+//! ```
+//! Prints `vllm-sim replica <i> listening on http://<ip>:<port>` per replica once all
+//! listen; Ctrl-C (or SIGTERM) stops them.
+
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use prefixgate_bench::sim::calibrate::{self, CalibrateOptions};
+use prefixgate_bench::sim::{EngineLimits, Fleet, MetricsFormat, Profile, SimConfig};
+
+/// A simulated vLLM replica: OpenAI API, prefix caching, batching, timing and /metrics.
+#[derive(Debug, Parser)]
+#[command(name = "vllm-sim", version)]
+struct Cli {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Port of the first replica (the others follow); 0 picks free ports.
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Number of replicas.
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
+    /// Model path, reported by /v1/models.
+    #[arg(long, default_value = "Qwen/Qwen2.5-1.5B-Instruct")]
+    model: String,
+    /// Name(s) accepted in the request's `model` field (default: --model).
+    #[arg(long = "served-model-name", num_args = 1..)]
+    served_model_name: Vec<String>,
+    /// Cost-model profile: l4-qwen2.5-1.5b, l4-qwen2.5-0.5b, or a TOML file.
+    #[arg(long, default_value = "l4-qwen2.5-1.5b")]
+    profile: String,
+    /// Divide simulated durations by this (metrics stay in simulated seconds).
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// KV blocks per replica (default: the profile's).
+    #[arg(long)]
+    num_gpu_blocks: Option<usize>,
+    /// Tokens per KV block.
+    #[arg(long, default_value_t = 16)]
+    block_size: usize,
+    /// Most requests in the running batch.
+    #[arg(long, default_value_t = 256)]
+    max_num_seqs: usize,
+    /// Token budget of one engine step.
+    #[arg(long, default_value_t = 2048)]
+    max_num_batched_tokens: usize,
+    /// /metrics names: v1 (vLLM ≥ 0.8 default engine) or v0.
+    #[arg(long, default_value = "v1", alias = "metrics-dialect")]
+    metrics_format: MetricsFormat,
+    /// A Hugging Face tokenizer.json (default: built-in approximate tokenizer).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Seed for generated text and output lengths.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Report usage.prompt_tokens_details.cached_tokens.
+    #[arg(long)]
+    enable_prompt_tokens_details: bool,
+    /// Wall-clock microseconds spent polling instead of sleeping before each step ends.
+    #[arg(long, default_value_t = 200)]
+    spin_micros: u64,
+    /// Print the calibration report (model tables, live latency and scheduling lag) and exit.
+    #[arg(long)]
+    calibrate: bool,
+    /// Wall-clock seconds of each live calibration run.
+    #[arg(long, default_value_t = 6.0)]
+    calibrate_seconds: f64,
+}
+
+impl Cli {
+    fn sim_config(&self) -> anyhow::Result<SimConfig> {
+        let config = SimConfig {
+            model: self.model.clone(),
+            served_model_names: self.served_model_name.clone(),
+            host: self.host,
+            port: self.port,
+            profile: Profile::resolve(&self.profile).context("--profile")?,
+            limits: EngineLimits {
+                max_num_seqs: self.max_num_seqs,
+                max_num_batched_tokens: self.max_num_batched_tokens,
+                block_size: self.block_size,
+            },
+            num_gpu_blocks: self.num_gpu_blocks,
+            time_scale: self.time_scale,
+            metrics_format: self.metrics_format,
+            tokenizer: self.tokenizer.clone(),
+            seed: self.seed,
+            enable_prompt_tokens_details: self.enable_prompt_tokens_details,
+            spin_micros: self.spin_micros,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vllm-sim: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.sim_config()?;
+    if cli.calibrate {
+        let options = CalibrateOptions { live_seconds: cli.calibrate_seconds, ..CalibrateOptions::default() };
+        let mut out = std::io::stdout().lock();
+        return calibrate::report(&config, &options, &mut out).await.context("calibration");
+    }
+    let fleet = Fleet::start(config, cli.replicas).await.context("starting the replicas")?;
+    {
+        let mut out = std::io::stdout().lock();
+        for (i, url) in fleet.urls().iter().enumerate() {
+            writeln!(out, "vllm-sim replica {i} listening on {url}")?;
+        }
+        out.flush()?;
+    }
+    shutdown_signal().await;
+    fleet.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or, on Unix, SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,6 @@
+//! prefixgate-bench: the simulated vLLM replica (`vllm-sim`) and, later, the load driver.
+//!
+//! The simulator lives in [`sim`] as a library so that the benchmark, the end-to-end tests
+//! and other crates can start a fleet of replicas in-process with [`sim::Fleet::start`].
+
+pub mod sim;

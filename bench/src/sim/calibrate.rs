@@ -1,0 +1,524 @@
+//! The calibration report (`vllm-sim --calibrate`): what the cost model predicts beside the
+//! reference's L4 estimates, what clients observe over HTTP, and how late the engine
+//! threads start their steps under load (scheduling lag).
+//!
+//! Model tables run the engine in virtual time (exact, instant); live runs start a fleet
+//! in-process and drive it with streaming clients, so they include every real overhead.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::CONTENT_TYPE;
+use hyper::Request;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+use super::config::{EngineLimits, MetricsFormat, SimConfig};
+use super::cost_model::{step_seconds, StepShape};
+use super::engine::{EngineConfig, EngineCore, RequestEvent};
+use super::error::SimError;
+use super::fleet::Fleet;
+use super::metrics::EngineMetrics;
+use super::profile::Profile;
+use super::request::{FinishReason, NewRequest, RequestId};
+use super::text_gen::GenVocabulary;
+
+/// What can fail while calibrating.
+#[derive(Debug, thiserror::Error)]
+pub enum CalibrateError {
+    /// Writing the report failed.
+    #[error("cannot write the report")]
+    Io(#[from] std::io::Error),
+    /// A fleet could not start.
+    #[error("cannot start a fleet")]
+    Sim(#[from] SimError),
+    /// A live request failed.
+    #[error("live request failed: {0}")]
+    Request(String),
+}
+
+/// Shape of the calibration runs.
+#[derive(Debug, Clone)]
+pub struct CalibrateOptions {
+    /// Concurrency levels of the latency tables.
+    pub concurrency: Vec<usize>,
+    /// Prompt length of every request, tokens.
+    pub prompt_tokens: usize,
+    /// Output length of every request, tokens.
+    pub output_tokens: usize,
+    /// Batch sizes of the decode-step table.
+    pub decode_batches: Vec<u64>,
+    /// Requests per client in the virtual-time runs.
+    pub rounds: usize,
+    /// Wall seconds of each live run.
+    pub live_seconds: f64,
+    /// Time scale of the live latency runs.
+    pub live_time_scale: f64,
+    /// Replicas of the lag run.
+    pub lag_replicas: usize,
+    /// Time scale of the lag run.
+    pub lag_time_scale: f64,
+    /// Concurrent streams of the lag run.
+    pub lag_streams: usize,
+}
+
+impl Default for CalibrateOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: vec![1, 2, 4, 8, 16, 32],
+            prompt_tokens: 256,
+            output_tokens: 128,
+            decode_batches: vec![1, 2, 4, 8, 16, 32, 64],
+            rounds: 4,
+            live_seconds: 6.0,
+            live_time_scale: 10.0,
+            lag_replicas: 4,
+            lag_time_scale: 10.0,
+            lag_streams: 40,
+        }
+    }
+}
+
+/// The reference's decode-step estimates (ms) at batch 1, 2, 4, 8, 16, 32, 64 for context
+/// 1k and 2k, by profile name.
+fn reference_decode(profile: &str) -> Option<([f64; 7], [f64; 7])> {
+    match profile {
+        "l4-qwen2.5-1.5b" => {
+            Some(([14.2, 14.3, 14.6, 15.0, 15.9, 17.7, 21.3], [14.3, 14.6, 15.0, 15.9, 17.7, 21.3, 28.5]))
+        }
+        "l4-qwen2.5-0.5b" => {
+            Some(([5.9, 6.0, 6.1, 6.3, 6.6, 7.4, 9.0], [6.0, 6.1, 6.3, 6.6, 7.4, 9.0, 12.0]))
+        }
+        _ => None,
+    }
+}
+
+/// The reference's recommended prefill rate (tokens/s) by profile name.
+fn reference_prefill_rate(profile: &str) -> Option<f64> {
+    match profile {
+        "l4-qwen2.5-1.5b" => Some(15_000.0),
+        "l4-qwen2.5-0.5b" => Some(40_000.0),
+        _ => None,
+    }
+}
+
+/// Latency samples of a set of requests, in simulated seconds.
+#[derive(Debug, Clone, Default)]
+pub struct LatencySamples {
+    /// Time to first token per request.
+    pub ttft: Vec<f64>,
+    /// Gaps between consecutive tokens, all requests pooled.
+    pub itl: Vec<f64>,
+    /// Output tokens delivered.
+    pub output_tokens: u64,
+    /// Span of the run.
+    pub duration: f64,
+}
+
+/// numpy-style percentile (linear interpolation between closest ranks); 0 when empty.
+pub fn percentile(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = q / 100.0 * (v.len() - 1) as f64;
+    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (rank - lo as f64)
+}
+
+/// Arithmetic mean; 0 when empty.
+pub fn mean(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        0.0
+    } else {
+        values.iter().sum::<f64>() / values.len() as f64
+    }
+}
+
+/// Closed-loop clients in virtual time: `concurrency` clients each send `rounds` requests
+/// of distinct random prompts back to back.
+pub fn virtual_run(profile: &Profile, concurrency: usize, options: &CalibrateOptions) -> LatencySamples {
+    let mut core = EngineCore::new(EngineConfig {
+        limits: EngineLimits::default(),
+        num_gpu_blocks: profile.num_gpu_blocks,
+        profile: profile.clone(),
+        vocab: Arc::new(GenVocabulary::new(|w| w.len() as u32)),
+        metrics_format: MetricsFormat::V1,
+        max_model_len: profile.max_model_len,
+    });
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut next_id = 0_u64;
+    let mut submit = |core: &mut EngineCore, at: f64, rng: &mut rand::rngs::StdRng| {
+        let prompt = (0..options.prompt_tokens).map(|_| rng.random_range(0..150_000)).collect();
+        let id = RequestId(next_id);
+        next_id += 1;
+        core.add_request(
+            NewRequest {
+                id,
+                prompt,
+                output_len: options.output_tokens,
+                finish_reason: FinishReason::Length,
+                text_seed: id.0,
+                cache_salt: 0,
+                max_tokens: options.output_tokens,
+            },
+            at,
+        );
+        (id, at)
+    };
+    // Per request: (arrival, last token time).
+    let mut live: std::collections::HashMap<RequestId, (f64, Option<f64>)> = Default::default();
+    let mut remaining = vec![options.rounds.saturating_sub(1); concurrency];
+    let mut client_of: std::collections::HashMap<RequestId, usize> = Default::default();
+    for (c, _) in remaining.clone().iter().enumerate() {
+        let (id, at) = submit(&mut core, 0.0, &mut rng);
+        live.insert(id, (at, None));
+        client_of.insert(id, c);
+    }
+    let mut samples = LatencySamples::default();
+    let mut t = 0.0;
+    let mut events = Vec::new();
+    for _ in 0..10_000_000 {
+        let Some(start) = core.next_step_start(t) else {
+            break;
+        };
+        let Some(plan) = core.plan_step(start, &mut events) else {
+            break;
+        };
+        core.complete_step(&plan, &mut events);
+        t = plan.end();
+        for (id, event) in events.drain(..) {
+            let RequestEvent::Token { finish, .. } = event else {
+                continue;
+            };
+            let Some(entry) = live.get_mut(&id) else {
+                continue;
+            };
+            match entry.1 {
+                None => samples.ttft.push(t - entry.0),
+                Some(prev) => samples.itl.push(t - prev),
+            }
+            entry.1 = Some(t);
+            samples.output_tokens += 1;
+            if finish.is_some() {
+                live.remove(&id);
+                if let Some(c) = client_of.remove(&id) {
+                    if remaining[c] > 0 {
+                        remaining[c] -= 1;
+                        let (nid, at) = submit(&mut core, t, &mut rng);
+                        live.insert(nid, (at, None));
+                        client_of.insert(nid, c);
+                    }
+                }
+            }
+        }
+    }
+    samples.duration = t;
+    samples
+}
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Sends one streaming completion and returns (TTFT, inter-token gaps) in wall time,
+/// counting chunks with non-empty text as bench_serving does.
+async fn stream_one(
+    client: &HttpClient,
+    url: &str,
+    body: String,
+) -> Result<(Duration, Vec<Duration>, u64), CalibrateError> {
+    let req = Request::post(format!("{url}/v1/completions"))
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| CalibrateError::Request(e.to_string()))?;
+    let start = Instant::now();
+    let resp = client.request(req).await.map_err(|e| CalibrateError::Request(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(CalibrateError::Request(format!("status {}", resp.status())));
+    }
+    let mut body = resp.into_body();
+    let mut buf: Vec<u8> = Vec::new();
+    let (mut ttft, mut last, mut itl, mut tokens) = (None, None, Vec::new(), 0_u64);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| CalibrateError::Request(e.to_string()))?;
+        let Ok(data) = frame.into_data() else { continue };
+        let now = Instant::now();
+        buf.extend_from_slice(&data);
+        while let Some(pos) = buf.windows(2).position(|w| w == b"\n\n") {
+            let event: Vec<u8> = buf.drain(..pos + 2).collect();
+            let Some(payload) = event.strip_prefix(b"data: ") else { continue };
+            let payload = &payload[..payload.len().saturating_sub(2)];
+            if payload == b"[DONE]" {
+                continue;
+            }
+            let Ok(v) = serde_json::from_slice::<Value>(payload) else { continue };
+            let text = v["choices"][0]["text"].as_str().unwrap_or("");
+            if text.is_empty() {
+                continue;
+            }
+            tokens += 1;
+            match last {
+                None => ttft = Some(now - start),
+                Some(prev) => itl.push(now - prev),
+            }
+            last = Some(now);
+        }
+    }
+    let ttft = ttft.ok_or_else(|| CalibrateError::Request("no token received".to_owned()))?;
+    Ok((ttft, itl, tokens))
+}
+
+/// Result of a live run: client-side samples and each replica's engine metrics.
+#[derive(Debug, Clone)]
+pub struct LiveRun {
+    /// Client-observed latencies, scaled back to simulated seconds.
+    pub samples: LatencySamples,
+    /// Engine metrics per replica at the end.
+    pub metrics: Vec<EngineMetrics>,
+}
+
+/// Starts a fleet and drives it with `streams` closed-loop streaming clients for
+/// `seconds` of wall time; latencies are scaled back to simulated seconds.
+pub async fn live_run(
+    config: &SimConfig,
+    replicas: usize,
+    streams: usize,
+    seconds: f64,
+    options: &CalibrateOptions,
+) -> Result<LiveRun, CalibrateError> {
+    let mut config = config.clone();
+    config.port = 0;
+    let scale = config.time_scale;
+    let model = config.served_names().first().cloned().unwrap_or_default();
+    let fleet = Fleet::start(config, replicas).await?;
+    let urls = fleet.urls();
+    let client: HttpClient =
+        Client::builder(TokioExecutor::new()).pool_max_idle_per_host(streams).build_http();
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for s in 0..streams {
+        let (client, url, model) = (client.clone(), urls[s % urls.len()].clone(), model.clone());
+        let (prompt_tokens, output_tokens) = (options.prompt_tokens, options.output_tokens);
+        tasks.spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(s as u64);
+            let mut out: Vec<(Duration, Vec<Duration>, u64)> = Vec::new();
+            while Instant::now() < deadline {
+                let prompt: Vec<u32> = (0..prompt_tokens).map(|_| rng.random_range(0..150_000)).collect();
+                let body = json!({
+                    "model": model, "prompt": prompt, "max_tokens": output_tokens,
+                    "ignore_eos": true, "stream": true, "temperature": 0.0
+                })
+                .to_string();
+                out.push(stream_one(&client, &url, body).await?);
+            }
+            Ok::<_, CalibrateError>(out)
+        });
+    }
+    let mut samples = LatencySamples::default();
+    while let Some(joined) = tasks.join_next().await {
+        let results = joined.map_err(|e| CalibrateError::Request(e.to_string()))??;
+        for (ttft, itl, tokens) in results {
+            samples.ttft.push(ttft.as_secs_f64() * scale);
+            samples.itl.extend(itl.iter().map(|d| d.as_secs_f64() * scale));
+            samples.output_tokens += tokens;
+        }
+    }
+    samples.duration = started.elapsed().as_secs_f64() * scale;
+    let metrics = (0..fleet.len()).filter_map(|i| fleet.metrics(i)).collect();
+    fleet.shutdown().await;
+    Ok(LiveRun { samples, metrics })
+}
+
+fn ms(seconds: f64) -> f64 {
+    seconds * 1e3
+}
+
+/// Writes the whole report.
+pub async fn report(
+    config: &SimConfig,
+    options: &CalibrateOptions,
+    out: &mut impl Write,
+) -> Result<(), CalibrateError> {
+    let mut profiles = Profile::builtin();
+    if !profiles.iter().any(|p| p.name == config.profile.name) {
+        profiles.push(config.profile.clone());
+    }
+
+    writeln!(out, "# vllm-sim calibration\n")?;
+    writeln!(out, "## Decode step time (ms): cost model vs the reference's L4 estimates\n")?;
+    for p in &profiles {
+        writeln!(out, "profile {}", p.name)?;
+        writeln!(out, "| batch | model ctx 1k | ref ctx 1k | model ctx 2k | ref ctx 2k |")?;
+        writeln!(out, "|---|---|---|---|---|")?;
+        let refs = reference_decode(&p.name);
+        for (i, &b) in options.decode_batches.iter().enumerate() {
+            let m1 = ms(step_seconds(p, &StepShape::decode(b, 1000)));
+            let m2 = ms(step_seconds(p, &StepShape::decode(b, 2000)));
+            let (r1, r2) = refs.map_or(("-".to_owned(), "-".to_owned()), |(a, c)| {
+                (
+                    a.get(i).map_or("-".to_owned(), |v| format!("{v:.1}")),
+                    c.get(i).map_or("-".to_owned(), |v| format!("{v:.1}")),
+                )
+            });
+            writeln!(out, "| {b} | {m1:.1} | {r1} | {m2:.1} | {r2} |")?;
+        }
+        let mut chunk = StepShape::default();
+        chunk.add_chunk(
+            &super::scheduler::ScheduledChunk { id: RequestId(0), num_new: 2048, computed_before: 0 },
+            true,
+        );
+        let t = step_seconds(p, &chunk);
+        let reference =
+            reference_prefill_rate(&p.name).map_or("-".to_owned(), |r| format!("{:.1} k tok/s", r / 1e3));
+        writeln!(
+            out,
+            "prefill, one 2048-token chunk: {:.1} ms = {:.1} k tok/s (reference: {reference})\n",
+            ms(t),
+            2048.0 / t / 1e3
+        )?;
+    }
+
+    writeln!(
+        out,
+        "## TTFT and ITL, {}-token prompts, {} output tokens, closed loop, no cache hits (model, virtual time)\n",
+        options.prompt_tokens, options.output_tokens
+    )?;
+    writeln!(
+        out,
+        "ref ITL = the reference's decode step at that batch (ctx 1k); ref TTFT = 5 ms front end + one step \
+         prefilling all prompts at the reference's prefill rate (floor: the batch-1 decode step).\n"
+    )?;
+    let mut model_rows = Vec::new();
+    for p in &profiles {
+        writeln!(out, "profile {}", p.name)?;
+        writeln!(out, "| concurrency | TTFT mean | TTFT p50 | TTFT p99 | ref TTFT | ITL mean | ITL p99 | ref ITL | output tok/s |")?;
+        writeln!(out, "|---|---|---|---|---|---|---|---|---|")?;
+        for &c in &options.concurrency {
+            let s = virtual_run(p, c, options);
+            let refs = reference_decode(&p.name);
+            let ref_itl = refs
+                .and_then(|(a, _)| {
+                    options.decode_batches.iter().position(|&b| b == c as u64).and_then(|i| a.get(i).copied())
+                })
+                .map_or("-".to_owned(), |v| format!("{v:.1}"));
+            let ref_ttft = match (reference_prefill_rate(&p.name), refs) {
+                (Some(rate), Some((a, _))) => {
+                    let prefill = (c * options.prompt_tokens) as f64 / rate * 1e3;
+                    format!("{:.1}", 5.0 + prefill.max(a[0]))
+                }
+                _ => "-".to_owned(),
+            };
+            writeln!(
+                out,
+                "| {c} | {:.1} | {:.1} | {:.1} | {ref_ttft} | {:.1} | {:.1} | {ref_itl} | {:.0} |",
+                ms(mean(&s.ttft)),
+                ms(percentile(&s.ttft, 50.0)),
+                ms(percentile(&s.ttft, 99.0)),
+                ms(mean(&s.itl)),
+                ms(percentile(&s.itl, 99.0)),
+                s.output_tokens as f64 / s.duration.max(1e-9)
+            )?;
+            if p.name == config.profile.name {
+                model_rows.push((c, mean(&s.ttft), mean(&s.itl)));
+            }
+        }
+        writeln!(out)?;
+    }
+    out.flush()?;
+
+    let mut live_config = config.clone();
+    live_config.time_scale = options.live_time_scale;
+    writeln!(
+        out,
+        "## Observed over HTTP: one replica, profile {}, time scale {}, {:.0} s per level (simulated ms)\n",
+        config.profile.name, options.live_time_scale, options.live_seconds
+    )?;
+    writeln!(out, "| concurrency | requests | TTFT mean | model TTFT | ITL mean | model ITL | ITL p99 |")?;
+    writeln!(out, "|---|---|---|---|---|---|---|")?;
+    for &(c, model_ttft, model_itl) in &model_rows {
+        let run = live_run(&live_config, 1, c, options.live_seconds, options).await?;
+        let s = &run.samples;
+        writeln!(
+            out,
+            "| {c} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            s.ttft.len(),
+            ms(mean(&s.ttft)),
+            ms(model_ttft),
+            ms(mean(&s.itl)),
+            ms(model_itl),
+            ms(percentile(&s.itl, 99.0)),
+        )?;
+        out.flush()?;
+    }
+
+    let mut lag_config = config.clone();
+    lag_config.time_scale = options.lag_time_scale;
+    writeln!(
+        out,
+        "\n## Scheduling lag: {} replicas, time scale {}, {} concurrent streams, {:.0} s\n",
+        options.lag_replicas, options.lag_time_scale, options.lag_streams, options.live_seconds
+    )?;
+    let run = live_run(&lag_config, options.lag_replicas, options.lag_streams, options.live_seconds, options)
+        .await?;
+    writeln!(out, "| replica | steps | mean step (sim ms) | mean lag (sim ms) | mean lag (wall µs) | lag / step time | p50 lag ratio ≤ | p99 lag ratio ≤ |")?;
+    writeln!(out, "|---|---|---|---|---|---|---|---|")?;
+    let (mut lag_sum, mut step_sum) = (0.0, 0.0);
+    for (i, m) in run.metrics.iter().enumerate() {
+        let steps = m.steps.max(1) as f64;
+        lag_sum += m.lag.sum();
+        step_sum += m.step_seconds;
+        writeln!(
+            out,
+            "| {i} | {} | {:.2} | {:.3} | {:.0} | {:.2} % | {} | {} |",
+            m.steps,
+            ms(m.step_seconds / steps),
+            ms(m.lag.sum() / steps),
+            m.lag.sum() / steps / options.lag_time_scale * 1e6,
+            m.lag_fraction() * 100.0,
+            m.lag_ratio.quantile_bound(0.5).map_or("-".to_owned(), |v| v.to_string()),
+            m.lag_ratio.quantile_bound(0.99).map_or("-".to_owned(), |v| v.to_string()),
+        )?;
+    }
+    let s = &run.samples;
+    writeln!(
+        out,
+        "\nall replicas: lag = {:.2} % of step time; clients: {} requests, TTFT mean {:.1} ms, ITL mean {:.1} ms (simulated)",
+        if step_sum > 0.0 { lag_sum / step_sum * 100.0 } else { 0.0 },
+        s.ttft.len(),
+        ms(mean(&s.ttft)),
+        ms(mean(&s.itl)),
+    )?;
+    out.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_interpolates_like_numpy() {
+        let v = [1.0, 2.0, 3.0, 4.0];
+        assert!((percentile(&v, 50.0) - 2.5).abs() < 1e-12);
+        assert!((percentile(&v, 99.0) - 3.97).abs() < 1e-12);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+    }
+
+    #[test]
+    fn itl_at_concurrency_one_is_the_batch_one_decode_step() {
+        let p = Profile::default();
+        let options = CalibrateOptions { rounds: 1, ..CalibrateOptions::default() };
+        let s = virtual_run(&p, 1, &options);
+        assert_eq!(s.ttft.len(), 1);
+        assert_eq!(s.itl.len(), options.output_tokens - 1);
+        let step = step_seconds(&p, &StepShape::decode(1, 300));
+        assert!((mean(&s.itl) - step).abs() < 0.0005, "{} vs {step}", mean(&s.itl));
+    }
+}

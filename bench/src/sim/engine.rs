@@ -1,0 +1,341 @@
+//! The engine model: scheduler + KV cache + cost model + token generation, stepped on a model
+//! clock given by the caller. No I/O and no clock of its own, so it runs the same under the
+//! real-time driver ([`super::engine_thread`]) and in virtual time ([`super::calibrate`]).
+
+use std::sync::Arc;
+
+use super::config::{EngineLimits, MetricsFormat};
+use super::cost_model::{step_seconds, StepShape};
+use super::metrics::EngineMetrics;
+use super::profile::Profile;
+use super::request::{FinishReason, NewRequest, RequestId, SimRequest};
+use super::scheduler::{Scheduler, SchedulerOutput};
+use super::text_gen::GenVocabulary;
+
+/// What the engine needs to know.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Scheduler limits.
+    pub limits: EngineLimits,
+    /// KV blocks.
+    pub num_gpu_blocks: usize,
+    /// Cost model numbers.
+    pub profile: Profile,
+    /// Words for generated tokens.
+    pub vocab: Arc<GenVocabulary>,
+    /// Histogram buckets to keep.
+    pub metrics_format: MetricsFormat,
+    /// Upper bound of the token-count histograms.
+    pub max_model_len: usize,
+}
+
+/// How a finished request ended, with its usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
+    /// Finish reason.
+    pub reason: FinishReason,
+    /// Prompt tokens.
+    pub prompt_tokens: usize,
+    /// Generated tokens.
+    pub completion_tokens: usize,
+    /// Prompt tokens found in the prefix cache at first admission.
+    pub cached_tokens: usize,
+}
+
+/// Something that happened to one request, for its HTTP handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestEvent {
+    /// First admitted to the running batch, with its prefix-cache hit.
+    Admitted {
+        /// Prompt tokens found in the prefix cache.
+        cached_tokens: usize,
+        /// Prompt tokens.
+        prompt_tokens: usize,
+    },
+    /// One generated token; the last one carries how the request finished.
+    Token {
+        /// Text of the token.
+        text: &'static str,
+        /// Set on the final token.
+        finish: Option<Finished>,
+    },
+}
+
+/// A planned step, between `plan_step` and `complete_step`.
+#[derive(Debug, Clone)]
+pub struct StepPlan {
+    /// Model time the step starts.
+    pub start: f64,
+    /// Its duration from the cost model.
+    pub duration: f64,
+    /// What it computes.
+    pub output: SchedulerOutput,
+}
+
+impl StepPlan {
+    /// Model time the step ends and its tokens appear.
+    pub fn end(&self) -> f64 {
+        self.start + self.duration
+    }
+}
+
+/// One replica's engine.
+#[derive(Debug)]
+pub struct EngineCore {
+    scheduler: Scheduler,
+    profile: Profile,
+    vocab: Arc<GenVocabulary>,
+    metrics: EngineMetrics,
+    block_size: usize,
+}
+
+impl EngineCore {
+    /// An idle engine with an empty cache.
+    pub fn new(config: EngineConfig) -> Self {
+        Self {
+            scheduler: Scheduler::new(config.limits, config.num_gpu_blocks),
+            profile: config.profile,
+            vocab: config.vocab,
+            metrics: EngineMetrics::new(config.metrics_format, config.max_model_len),
+            block_size: config.limits.block_size,
+        }
+    }
+
+    /// Accepts a request that arrived at model time `arrival`; it reaches the scheduler
+    /// after the profile's front-end overhead.
+    pub fn add_request(&mut self, req: NewRequest, arrival: f64) {
+        let queued = arrival + self.profile.frontend_overhead_seconds;
+        self.scheduler.add(SimRequest::new(req, self.block_size, arrival, queued));
+    }
+
+    /// Drops a request (client gone), freeing its blocks; `false` if it was not there.
+    pub fn abort(&mut self, id: RequestId) -> bool {
+        if self.scheduler.remove(id).is_none() {
+            return false;
+        }
+        self.metrics.request_success[2] += 1;
+        self.refresh_gauges();
+        true
+    }
+
+    /// When the next step can start, given the previous one ended at `prev_end`: at once
+    /// while requests run, else when the first waiting request reaches the engine; `None`
+    /// when there is nothing to do.
+    pub fn next_step_start(&self, prev_end: f64) -> Option<f64> {
+        if self.scheduler.num_running() > 0 {
+            return Some(prev_end);
+        }
+        self.scheduler.next_queued_at().map(|q| q.max(prev_end))
+    }
+
+    /// Plans the step starting at `start`; `None` when nothing can be scheduled. Returns
+    /// the admission events of requests admitted for the first time.
+    pub fn plan_step(&mut self, start: f64, events: &mut Vec<(RequestId, RequestEvent)>) -> Option<StepPlan> {
+        let output = self.scheduler.schedule(start);
+        if output.chunks.is_empty() {
+            self.refresh_gauges();
+            return None;
+        }
+        let mut shape = StepShape::default();
+        for chunk in &output.chunks {
+            let samples = self.scheduler.get(chunk.id).is_some_and(|r| r.num_computed == r.num_tokens());
+            shape.add_chunk(chunk, samples);
+        }
+        for a in output.admitted.iter().filter(|a| a.first) {
+            let prompt_tokens = self.scheduler.get(a.id).map_or(0, |r| r.prompt_len);
+            events.push((a.id, RequestEvent::Admitted { cached_tokens: a.cached_tokens, prompt_tokens }));
+        }
+        let duration = step_seconds(&self.profile, &shape);
+        Some(StepPlan { start, duration, output })
+    }
+
+    /// Ends a step: samples one token for every request whose known tokens are all
+    /// computed, retires finished requests, and updates the metrics.
+    pub fn complete_step(&mut self, plan: &StepPlan, events: &mut Vec<(RequestId, RequestEvent)>) {
+        let end = plan.end();
+        for chunk in &plan.output.chunks {
+            let Some(req) = self.scheduler.get_mut(chunk.id) else {
+                continue; // aborted during the step
+            };
+            if req.num_computed < req.num_tokens() {
+                continue; // a prefill chunk that does not finish the prompt
+            }
+            let token = self.vocab.next_token(&mut req.text_state);
+            let first = req.num_output() == 0;
+            req.push_output(token.id, self.block_size);
+            if first {
+                req.timing.first_token = Some(end);
+                self.metrics.prompt_tokens += req.prompt_len as u64;
+                self.metrics.ttft.observe(end - req.timing.arrival);
+            } else if let Some(prev) = req.timing.last_token {
+                self.metrics.inter_token.observe(end - prev);
+            }
+            req.timing.last_token = Some(end);
+            self.metrics.generation_tokens += 1;
+            let finish = req.is_finished().then(|| Finished {
+                reason: req.finish_reason,
+                prompt_tokens: req.prompt_len,
+                completion_tokens: req.num_output(),
+                cached_tokens: req.cached_tokens.unwrap_or(0),
+            });
+            if let Some(f) = finish {
+                if let Some(done) = self.scheduler.remove(chunk.id) {
+                    self.metrics.observe_finished(&done, f.reason, end);
+                }
+            }
+            events.push((chunk.id, RequestEvent::Token { text: token.text, finish }));
+        }
+        self.metrics.iteration_tokens.observe(plan.output.num_tokens() as f64);
+        self.metrics.steps += 1;
+        self.metrics.step_seconds += plan.duration;
+        self.refresh_gauges();
+    }
+
+    /// Records how late (model seconds) the step of `duration` ended versus the model.
+    pub fn record_lag(&mut self, lag: f64, duration: f64) {
+        self.metrics.lag.observe(lag);
+        if duration > 0.0 {
+            self.metrics.lag_ratio.observe(lag / duration);
+        }
+    }
+
+    /// Current metrics.
+    pub fn metrics(&self) -> &EngineMetrics {
+        &self.metrics
+    }
+
+    /// The scheduler (queues, KV cache), read-only.
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+
+    fn refresh_gauges(&mut self) {
+        let s = self.scheduler.stats();
+        let m = &mut self.metrics;
+        m.num_running = self.scheduler.num_running();
+        m.num_waiting = self.scheduler.num_waiting();
+        m.kv_usage = self.scheduler.kv().pool().usage();
+        m.prefix_query_tokens = s.query_tokens;
+        m.prefix_hit_tokens = s.hit_tokens;
+        m.prefix_query_blocks = s.query_blocks;
+        m.prefix_hit_blocks = s.hit_blocks;
+        m.num_preemptions = s.preemptions;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn engine(num_blocks: usize) -> EngineCore {
+        EngineCore::new(EngineConfig {
+            limits: EngineLimits::default(),
+            num_gpu_blocks: num_blocks,
+            profile: Profile::default(),
+            vocab: Arc::new(GenVocabulary::new(|w| w.len() as u32)),
+            metrics_format: MetricsFormat::V1,
+            max_model_len: 32_768,
+        })
+    }
+
+    fn new_request(id: u64, prompt: Vec<u32>, output_len: usize) -> NewRequest {
+        NewRequest {
+            id: RequestId(id),
+            prompt,
+            output_len,
+            finish_reason: FinishReason::Length,
+            text_seed: id,
+            cache_salt: 0,
+            max_tokens: output_len,
+        }
+    }
+
+    /// Runs the engine in virtual time until idle; returns events with their model times.
+    fn run(e: &mut EngineCore, mut t: f64) -> Vec<(f64, RequestId, RequestEvent)> {
+        let mut out = Vec::new();
+        for _ in 0..100_000 {
+            let Some(start) = e.next_step_start(t) else {
+                return out;
+            };
+            let mut ev = Vec::new();
+            let plan = e.plan_step(start, &mut ev).unwrap();
+            out.extend(ev.drain(..).map(|(id, x)| (start, id, x)));
+            e.complete_step(&plan, &mut ev);
+            t = plan.end();
+            out.extend(ev.into_iter().map(|(id, x)| (t, id, x)));
+        }
+        panic!("engine did not go idle");
+    }
+
+    #[test]
+    fn a_request_gets_admitted_then_exactly_its_output_tokens() {
+        let mut e = engine(1000);
+        e.add_request(new_request(1, (0..300).collect(), 5), 0.0);
+        let events = run(&mut e, 0.0);
+        assert!(matches!(events[0].2, RequestEvent::Admitted { cached_tokens: 0, prompt_tokens: 300 }));
+        let tokens: Vec<_> = events
+            .iter()
+            .filter_map(|(_, _, ev)| match ev {
+                RequestEvent::Token { finish, .. } => Some(*finish),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(tokens.len(), 5);
+        assert!(tokens[..4].iter().all(Option::is_none));
+        assert_eq!(tokens[4].unwrap().completion_tokens, 5);
+        let m = e.metrics();
+        assert_eq!(m.prompt_tokens, 300);
+        assert_eq!(m.generation_tokens, 5);
+        assert_eq!(m.request_success, [0, 1, 0]);
+        assert_eq!(m.ttft.count(), 1);
+        assert_eq!(m.inter_token.count(), 4);
+        assert_eq!(m.num_running, 0);
+    }
+
+    #[test]
+    fn ttft_is_frontend_overhead_plus_the_prefill_step() {
+        let mut e = engine(1000);
+        e.add_request(new_request(1, (0..256).collect(), 2), 1.0);
+        let events = run(&mut e, 0.0);
+        let p = Profile::default();
+        let first_token_at =
+            events.iter().find(|(_, _, ev)| matches!(ev, RequestEvent::Token { .. })).unwrap().0;
+        let ttft = first_token_at - 1.0;
+        let mut shape = StepShape::default();
+        shape.add_chunk(
+            &super::super::scheduler::ScheduledChunk { id: RequestId(1), num_new: 256, computed_before: 0 },
+            true,
+        );
+        let want = p.frontend_overhead_seconds + step_seconds(&p, &shape);
+        assert!((ttft - want).abs() < 1e-9, "{ttft} vs {want}");
+        assert!((e.metrics().ttft.sum() - want).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_repeated_prompt_reports_its_full_block_hit() {
+        let mut e = engine(1000);
+        e.add_request(new_request(1, (0..100).collect(), 3), 0.0);
+        let t = run(&mut e, 0.0).last().unwrap().0;
+        e.add_request(new_request(2, (0..100).collect(), 3), t);
+        let events = run(&mut e, t);
+        assert!(matches!(events[0].2, RequestEvent::Admitted { cached_tokens: 96, .. }));
+        assert_eq!(e.metrics().prefix_hit_tokens, 96);
+        assert_eq!(e.metrics().prefix_query_tokens, 200);
+    }
+
+    #[test]
+    fn an_aborted_request_frees_its_blocks_and_counts_as_abort() {
+        let mut e = engine(1000);
+        e.add_request(new_request(1, (0..100).collect(), 50), 0.0);
+        let mut ev = Vec::new();
+        let plan = e.plan_step(0.01, &mut ev).unwrap();
+        e.complete_step(&plan, &mut ev);
+        assert!(e.scheduler().kv().pool().usage() > 0.0);
+        assert!(e.abort(RequestId(1)));
+        assert!(!e.abort(RequestId(1)));
+        assert_eq!(e.scheduler().kv().pool().usage(), 0.0);
+        assert_eq!(e.metrics().request_success, [0, 0, 1]);
+        assert_eq!(e.next_step_start(1.0), None);
+    }
+}
