@@ -4,6 +4,8 @@
 //! runs, `bench` runs the benchmarks, `demo` runs the simulated fleet demo.
 
 mod envoy;
+mod envoy_cmd;
+mod envoy_config;
 mod paths;
 mod run;
 
@@ -42,15 +44,20 @@ fn dispatch(args: &[String]) -> Result<()> {
             Ok(())
         }
         Some("test") => test(),
+        Some("bench") if args.get(1).map(String::as_str) == Some("envoy") => {
+            envoy_cmd::bench_envoy(&args[2..], &build_filter()?)
+        }
         Some("bench") => bench(args.get(1).map(String::as_str).unwrap_or("filter")),
         Some("demo") => bail!(
             "the demo needs the simulated fleet and the bench driver, which are not part of this build yet"
         ),
+        Some("envoy") => envoy_cmd::envoy(&args[1..], &build_filter()?),
+        Some("envoy-swap") => envoy_cmd::envoy_swap(&args[1..], build_filter),
         Some("-h" | "--help" | "help") | None => {
-            print!("{USAGE}");
+            print!("{USAGE}{}", envoy_cmd::USAGE);
             Ok(())
         }
-        Some(other) => bail!("unknown task `{other}`\n\n{USAGE}"),
+        Some(other) => bail!("unknown task `{other}`\n\n{USAGE}{}", envoy_cmd::USAGE),
     }
 }
 

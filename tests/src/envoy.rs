@@ -1,0 +1,272 @@
+//! Envoy as a child process: a rendered bootstrap in a fresh directory,
+//! system-picked ports read back from the admin interface, killed on drop.
+
+use crate::envoy_config::{
+    plugin_config_json, render_bootstrap, render_ecds_resource, EnvoySpec, FilterMode, FilterSpec,
+    DEFAULT_VM_ID,
+};
+use crate::error::HarnessError;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long Envoy may take to compile the module and open its listener.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Name of the ECDS resource file in the run directory.
+const ECDS_FILE: &str = "prefixgate-ecds.yaml";
+
+/// How the routing filter is configured.
+#[derive(Clone, Debug)]
+pub enum EnvoyMode {
+    /// The filter with this plugin configuration JSON, inline in the bootstrap.
+    Filter(String),
+    /// The filter through ECDS from a watched file, starting with this
+    /// plugin configuration JSON; [`Envoy::ecds_swap`] rolls out the next.
+    Ecds(String),
+    /// No filter: plain round-robin over the backends.
+    RoundRobin,
+}
+
+/// A running Envoy.
+#[derive(Debug)]
+pub struct Envoy {
+    child: Child,
+    dir: PathBuf,
+    wasm: PathBuf,
+    base_url: String,
+    admin_url: String,
+    http: reqwest::Client,
+    rollouts: u32,
+}
+
+/// A fresh directory under the system temp dir, unique to this process and call.
+fn fresh_dir(tag: &str) -> Result<PathBuf, HarnessError> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "prefixgate-{tag}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| HarnessError::io("clear run dir", &dir, e))?;
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| HarnessError::io("create run dir", &dir, e))?;
+    Ok(dir)
+}
+
+/// Renders the default plugin configuration for `backends`: `policy`, scrapes
+/// every `scrape_ms`, plus raw JSON `extra` fields.
+pub fn plugin_config(
+    policy: &str,
+    backends: &[SocketAddr],
+    scrape_ms: u64,
+    extra: &[(&str, &str)],
+) -> String {
+    let scrape = scrape_ms.to_string();
+    let mut fields = vec![("scrape_interval_ms", scrape.as_str())];
+    fields.extend_from_slice(extra);
+    plugin_config_json(policy, backends, Some("v0"), &fields)
+}
+
+impl Envoy {
+    /// Starts Envoy (`--concurrency 2`) in front of `backends`.
+    pub async fn start(backends: &[SocketAddr], mode: EnvoyMode) -> Result<Self, HarnessError> {
+        Self::start_with(backends, mode, 2).await
+    }
+
+    /// Starts Envoy with `concurrency` worker threads.
+    pub async fn start_with(
+        backends: &[SocketAddr],
+        mode: EnvoyMode,
+        concurrency: u32,
+    ) -> Result<Self, HarnessError> {
+        let bin = crate::wasm::envoy_bin()?;
+        let dir = fresh_dir("envoy")?;
+        let wasm = match mode {
+            EnvoyMode::RoundRobin => PathBuf::new(),
+            _ => crate::wasm::filter_wasm()?,
+        };
+        let filter = |plugin_config: String| FilterSpec {
+            wasm_path: wasm.to_string_lossy().into_owned(),
+            plugin_config,
+            vm_id: DEFAULT_VM_ID.to_owned(),
+        };
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mode = match mode {
+            EnvoyMode::Filter(config) => FilterMode::Inline(filter(config)),
+            EnvoyMode::Ecds(config) => {
+                write_atomically(&dir, ECDS_FILE, &render_ecds_resource(&filter(config), "v0"))?;
+                FilterMode::Ecds { path: dir.join(ECDS_FILE).to_string_lossy().into_owned() }
+            }
+            EnvoyMode::RoundRobin => FilterMode::RoundRobin,
+        };
+        let spec = EnvoySpec { listen: loopback, admin: loopback, backends: backends.to_vec(), mode };
+        let bootstrap = dir.join("envoy.yaml");
+        std::fs::write(&bootstrap, render_bootstrap(&spec))
+            .map_err(|e| HarnessError::io("write bootstrap", &bootstrap, e))?;
+        let admin_path = dir.join("admin-address");
+        let log = dir.join("envoy.log");
+        let child = Command::new(&bin)
+            .arg("-c")
+            .arg(&bootstrap)
+            .args(["--concurrency", &concurrency.to_string()])
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .arg("--log-path")
+            .arg(&log)
+            .args(["--log-level", "info", "--disable-hot-restart"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| HarnessError::io("start envoy", &bin, e))?;
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+        let mut envoy =
+            Self { child, dir, wasm, base_url: String::new(), admin_url: String::new(), http, rollouts: 0 };
+        envoy.wait_ready(&admin_path).await?;
+        Ok(envoy)
+    }
+
+    async fn wait_ready(&mut self, admin_path: &Path) -> Result<(), HarnessError> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(self.failure(format!("exited during startup ({status})")));
+            }
+            if Instant::now() > deadline {
+                return Err(self.failure(format!("not ready after {STARTUP_TIMEOUT:?}")));
+            }
+            if self.admin_url.is_empty() {
+                if let Ok(text) = std::fs::read_to_string(admin_path) {
+                    if !text.trim().is_empty() {
+                        self.admin_url = format!("http://{}", text.trim());
+                    }
+                }
+            }
+            if !self.admin_url.is_empty() && self.base_url.is_empty() {
+                if let Ok(addr) = self.listener_address().await {
+                    self.base_url = format!("http://{addr}");
+                }
+            }
+            if !self.base_url.is_empty() && self.admin_get("/ready").await.is_ok_and(|r| r.trim() == "LIVE") {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The listener's bound address, read from the admin interface.
+    async fn listener_address(&self) -> Result<SocketAddr, HarnessError> {
+        let text = self.admin_get("/listeners?format=json").await?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| HarnessError::Protocol(format!("listeners: {e}")))?;
+        let socket = &json["listener_statuses"][0]["local_address"]["socket_address"];
+        let (Some(ip), Some(port)) = (socket["address"].as_str(), socket["port_value"].as_u64()) else {
+            return Err(HarnessError::Protocol(format!("no listener address in {text}")));
+        };
+        format!("{ip}:{port}")
+            .parse()
+            .map_err(|_| HarnessError::Protocol(format!("bad listener {ip}:{port}")))
+    }
+
+    /// GET on the admin interface; the body as text.
+    pub async fn admin_get(&self, path: &str) -> Result<String, HarnessError> {
+        let reply = self.http.get(format!("{}{path}", self.admin_url)).send().await?;
+        if !reply.status().is_success() {
+            return Err(HarnessError::Protocol(format!("admin {path}: {}", reply.status())));
+        }
+        Ok(reply.text().await?)
+    }
+
+    /// A counter or gauge from `/stats` whose name contains `name`, summed
+    /// over every match (0 when absent).
+    pub async fn stat(&self, name: &str) -> Result<u64, HarnessError> {
+        let text = self.admin_get(&format!("/stats?filter={name}")).await?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter(|(k, _)| k.contains(name))
+            .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+            .sum())
+    }
+
+    /// Base URL of the listener.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Process id of Envoy.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Base URL of the admin interface.
+    pub fn admin_url(&self) -> &str {
+        &self.admin_url
+    }
+
+    /// The run directory (bootstrap, log, ECDS file).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The end of Envoy's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default();
+        // Warnings and errors, then the last lines: the start-up banner is noise.
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| ["[warning]", "[error]", "[critical]", "wasm log"].iter().any(|k| l.contains(k)))
+            .collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Count of lines in Envoy's log containing `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default().matches(needle).count()
+    }
+
+    fn failure(&self, message: String) -> HarnessError {
+        HarnessError::Envoy { message, log: self.log_tail() }
+    }
+
+    /// Rolls out a new plugin configuration through ECDS (Envoy started in
+    /// [`EnvoyMode::Ecds`]): the resource is rewritten with a new version and
+    /// renamed into place. Returns the version label.
+    pub fn ecds_swap(&mut self, plugin_config: &str) -> Result<String, HarnessError> {
+        self.rollouts += 1;
+        let version = format!("v{}", self.rollouts);
+        let mut value: serde_json::Value = serde_json::from_str(plugin_config)
+            .map_err(|e| HarnessError::Protocol(format!("plugin config: {e}")))?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("version".to_owned(), serde_json::Value::String(version.clone()));
+        }
+        let spec = FilterSpec {
+            wasm_path: self.wasm.to_string_lossy().into_owned(),
+            plugin_config: value.to_string(),
+            vm_id: DEFAULT_VM_ID.to_owned(),
+        };
+        write_atomically(&self.dir, ECDS_FILE, &render_ecds_resource(&spec, &version))?;
+        Ok(version)
+    }
+}
+
+/// Writes `dir/name` through a temporary file and a rename.
+fn write_atomically(dir: &Path, name: &str, contents: &str) -> Result<(), HarnessError> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, contents).map_err(|e| HarnessError::io("write", &tmp, e))?;
+    let target = dir.join(name);
+    std::fs::rename(&tmp, &target).map_err(|e| HarnessError::io("rename", &target, e))
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::env::var_os("PREFIXGATE_KEEP_RUN_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

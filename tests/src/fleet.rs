@@ -1,0 +1,26 @@
+//! Simulated vLLM replicas for the scenarios, started in-process.
+
+use crate::error::HarnessError;
+use prefixgate_bench::sim::{Fleet, SimConfig};
+use std::net::SocketAddr;
+
+/// A simulator configuration for tests: loopback, free ports, `time_scale`
+/// times faster than real time, no spinning (the test machine is small).
+pub fn sim_config(time_scale: f64) -> SimConfig {
+    SimConfig { port: 0, time_scale, spin_micros: 0, ..SimConfig::default() }
+}
+
+/// Starts `replicas` replicas running `time_scale` times faster than real time.
+pub async fn start_fleet(replicas: usize, time_scale: f64) -> Result<Fleet, HarnessError> {
+    Ok(Fleet::start(sim_config(time_scale), replicas).await?)
+}
+
+/// Requests replica `index` has finished (any finish reason), as of its last step.
+pub fn served(fleet: &Fleet, index: usize) -> u64 {
+    fleet.metrics(index).map(|m| m.request_success.iter().sum()).unwrap_or(0)
+}
+
+/// Index of the replica at `addr` (as written in `x-prefixgate-backend`).
+pub fn index_of(addrs: &[SocketAddr], backend: &str) -> Option<usize> {
+    addrs.iter().position(|a| a.to_string() == backend)
+}

@@ -1,0 +1,32 @@
+//! End-to-end harness: a simulated vLLM fleet on loopback, a proxy in front of
+//! it (Envoy with the prefixgate filter here; the standalone `prefixgate` can
+//! implement [`Proxy`] too) and an HTTP client that reads the routing headers.
+//!
+//! Every wait is a bounded poll; every port is picked by the system (port 0)
+//! and read back, never guessed.
+
+#[path = "../../xtask/src/envoy_config.rs"]
+pub mod envoy_config;
+
+pub mod client;
+pub mod envoy;
+pub mod error;
+pub mod fleet;
+pub mod scenarios;
+pub mod wasm;
+
+pub use client::{Client, Reply};
+pub use envoy::{Envoy, EnvoyMode};
+pub use error::HarnessError;
+
+/// A running proxy the scenarios can send requests through.
+pub trait Proxy {
+    /// Base URL of the proxy's listener, `http://ip:port`.
+    fn base_url(&self) -> &str;
+}
+
+impl Proxy for Envoy {
+    fn base_url(&self) -> &str {
+        Envoy::base_url(self)
+    }
+}

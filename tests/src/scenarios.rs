@@ -1,0 +1,173 @@
+//! Scenarios that hold any proxy hosting the prefixgate filter to one
+//! behaviour. Each takes the proxy (anything with a base URL) and the fleet
+//! behind it, and panics with a description when the behaviour is wrong.
+//! The fleet must be configured with the filter as the scenario states.
+
+use crate::client::{Client, Reply};
+use crate::error::HarnessError;
+use crate::fleet::index_of;
+use crate::Proxy;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+/// A prompt of about `chars` characters, unique to `seed`.
+pub fn prompt(seed: &str, chars: usize) -> String {
+    let mut out = String::with_capacity(chars + 64);
+    let mut i = 0u64;
+    while out.len() < chars {
+        out.push_str(&format!("{seed} sentence {i} about topic {} and more. ", i * 7919 % 1000));
+        i += 1;
+    }
+    out
+}
+
+/// The backend a reply names, as an index into `addrs`; panics if the reply
+/// failed or names a backend outside the fleet.
+pub fn routed_to(reply: &Reply, addrs: &[SocketAddr]) -> usize {
+    assert_eq!(reply.status, 200, "request failed: {} {}", reply.status, reply.text());
+    let backend =
+        reply.backend.as_deref().unwrap_or_else(|| panic!("no backend header: {:?}", reply.headers));
+    index_of(addrs, backend).unwrap_or_else(|| panic!("backend {backend} is not one of {addrs:?}"))
+}
+
+/// Groups of requests sharing a long prefix, sent concurrently on fresh
+/// connections: each group must land on a single replica (filter policy
+/// `prefix_aware`). Returns the replica of each group.
+pub async fn affinity(
+    proxy: &dyn Proxy,
+    addrs: &[SocketAddr],
+    groups: usize,
+    per_group: usize,
+) -> Result<Vec<usize>, HarnessError> {
+    let client = Client::fresh_connections(proxy.base_url())?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for g in 0..groups {
+        let client = client.clone();
+        let addrs = addrs.to_vec();
+        tasks.spawn(async move {
+            let shared = prompt(&format!("group-{g}-system"), 2_000);
+            let mut seen = Vec::new();
+            for r in 0..per_group {
+                let reply = client.completion(&format!("{shared} question {r}?"), 4).await?;
+                if r > 0 {
+                    assert_eq!(
+                        reply.reason(),
+                        Some("prefix_match"),
+                        "group {g} request {r}: {:?}",
+                        reply.decision
+                    );
+                }
+                seen.push(routed_to(&reply, &addrs));
+            }
+            Ok::<_, HarnessError>((g, seen))
+        });
+    }
+    let mut placement = vec![usize::MAX; groups];
+    while let Some(joined) = tasks.join_next().await {
+        let (g, seen) = joined.map_err(|e| HarnessError::Protocol(format!("task: {e}")))??;
+        let distinct: BTreeSet<_> = seen.iter().collect();
+        assert_eq!(distinct.len(), 1, "group {g} was spread over replicas {seen:?}");
+        placement[g] = seen[0];
+    }
+    Ok(placement)
+}
+
+/// Sequential requests under `round_robin` visit the replicas in a fixed
+/// cycle: every window of `addrs.len()` consecutive requests covers them all.
+pub async fn round_robin_cycles(
+    proxy: &dyn Proxy,
+    addrs: &[SocketAddr],
+    rounds: usize,
+) -> Result<(), HarnessError> {
+    let client = Client::fresh_connections(proxy.base_url())?;
+    let mut order = Vec::new();
+    for i in 0..rounds * addrs.len() {
+        let reply = client.completion(&format!("round robin request {i}"), 2).await?;
+        assert_eq!(reply.reason(), Some("round_robin"), "{:?}", reply.decision);
+        order.push(routed_to(&reply, addrs));
+    }
+    for window in order.windows(addrs.len()) {
+        let distinct: BTreeSet<_> = window.iter().collect();
+        assert_eq!(distinct.len(), addrs.len(), "not a cycle: {order:?}");
+    }
+    Ok(())
+}
+
+/// Concurrent requests under `pow2` reach every replica, and none takes more
+/// than half of them. Returns the count per replica.
+pub async fn pow2_spreads(
+    proxy: &dyn Proxy,
+    addrs: &[SocketAddr],
+    requests: usize,
+    concurrency: usize,
+) -> Result<BTreeMap<usize, usize>, HarnessError> {
+    let client = Client::fresh_connections(proxy.base_url())?;
+    let mut counts = BTreeMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..concurrency {
+        let client = client.clone();
+        let addrs = addrs.to_vec();
+        let n = requests / concurrency;
+        tasks.spawn(async move {
+            let mut seen = Vec::new();
+            for i in 0..n {
+                let reply = client.completion(&format!("pow2 worker {c} request {i}"), 8).await?;
+                assert_eq!(reply.reason(), Some("pow2"), "{:?}", reply.decision);
+                seen.push(routed_to(&reply, &addrs));
+            }
+            Ok::<_, HarnessError>(seen)
+        });
+    }
+    let mut total = 0;
+    while let Some(joined) = tasks.join_next().await {
+        for i in joined.map_err(|e| HarnessError::Protocol(format!("task: {e}")))?? {
+            *counts.entry(i).or_insert(0) += 1;
+            total += 1;
+        }
+    }
+    assert_eq!(counts.len(), addrs.len(), "some replica got nothing: {counts:?}");
+    assert!(counts.values().all(|&c| c * 2 <= total), "pow2 concentrated the load: {counts:?}");
+    Ok(counts)
+}
+
+/// Inputs the filter cannot read a prompt from are still routed and
+/// forwarded (never dropped, never 413/5xx from the proxy), and a
+/// client-set upstream header never chooses the upstream.
+/// `trap` is a replica outside the fleet; returns nothing, panics on failure.
+pub async fn bad_input(
+    proxy: &dyn Proxy,
+    addrs: &[SocketAddr],
+    trap: SocketAddr,
+) -> Result<(), HarnessError> {
+    let client = Client::new(proxy.base_url())?;
+    // Not JSON: routed without a prompt; the replica answers its own 400.
+    let reply = client.post("/v1/completions", "this is { not json", &[]).await?;
+    assert!(reply.backend.is_some(), "non-JSON body not routed: {} {}", reply.status, reply.text());
+    assert_eq!(reply.reason(), Some("no_prompt"), "{:?}", reply.decision);
+    assert_eq!(reply.status, 400, "the replica's own answer is expected: {}", reply.text());
+
+    // A 2 MiB prompt: buffered whole and routed (no 413 from the proxy).
+    let big = prompt("big", 2 * 1024 * 1024);
+    let body = serde_json::json!({"prompt": big, "max_tokens": 1});
+    let reply = client.post("/v1/completions", body.to_string(), &[]).await?;
+    assert_ne!(reply.status, 413, "2 MiB prompt rejected by the proxy");
+    assert!(reply.backend.is_some(), "2 MiB prompt not routed: {} {}", reply.status, reply.text());
+    assert!(reply.status == 200 || reply.status == 400, "{} {}", reply.status, reply.text());
+
+    // An empty chat: no prompt, routed by load.
+    let body = serde_json::json!({"messages": [], "max_tokens": 1});
+    let reply = client.post("/v1/chat/completions", body.to_string(), &[]).await?;
+    assert!(reply.backend.is_some(), "empty chat not routed: {} {}", reply.status, reply.text());
+    assert_eq!(reply.reason(), Some("no_prompt"), "{:?}", reply.decision);
+
+    // A client aiming the upstream header elsewhere: overwritten.
+    let trap = trap.to_string();
+    for i in 0..6 {
+        let body = serde_json::json!({"prompt": format!("trap {i}"), "max_tokens": 1});
+        let reply = client
+            .post("/v1/completions", body.to_string(), &[("x-envoy-original-dst-host", trap.as_str())])
+            .await?;
+        routed_to(&reply, addrs);
+    }
+    Ok(())
+}

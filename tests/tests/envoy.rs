@@ -1,0 +1,293 @@
+//! The prefixgate filter in a real Envoy 1.40 (`--concurrency 2`) in front of
+//! simulated vLLM replicas on loopback. Envoy missing is a failure, not a skip.
+#![allow(clippy::unwrap_used, reason = "test helpers too: a failed unwrap is a failed test")]
+
+use prefixgate_tests::client::Client;
+use prefixgate_tests::envoy::plugin_config;
+use prefixgate_tests::fleet::{index_of, served, start_fleet};
+use prefixgate_tests::scenarios::{self, prompt, routed_to};
+use prefixgate_tests::{Envoy, EnvoyMode};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Each scenario runs a fleet and an Envoy with two workers; on a small
+/// machine they run one at a time so that no scenario starves another.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Simulated time runs this many times faster than real time.
+const FAST: f64 = 50.0;
+
+async fn filter_envoy(addrs: &[SocketAddr], policy: &str, extra: &[(&str, &str)]) -> Envoy {
+    Envoy::start(addrs, EnvoyMode::Filter(plugin_config(policy, addrs, 100, extra))).await.unwrap()
+}
+
+/// Polls `check` every 50 ms until it holds, for at most `limit`.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn affinity_holds_across_worker_threads() {
+    let _serial = SERIAL.lock().await;
+    let fleet = start_fleet(4, FAST).await.unwrap();
+    let addrs = fleet.addrs();
+    let envoy = filter_envoy(&addrs, "prefix_aware", &[]).await;
+    let placement = scenarios::affinity(&envoy, &addrs, 8, 6).await.unwrap();
+    // Both workers served connections, so both VMs routed with one index.
+    for worker in 0..2 {
+        let accepted = envoy.stat(&format!("worker_{worker}.downstream_cx_total")).await.unwrap();
+        assert!(accepted > 0, "worker {worker} accepted no connection");
+    }
+    // The groups were spread (smallest tenant on a miss), not piled on one.
+    let distinct: std::collections::BTreeSet<_> = placement.iter().collect();
+    assert!(distinct.len() >= 2, "every group went to one replica: {placement:?}");
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_cycles_and_pow2_spreads() {
+    let _serial = SERIAL.lock().await;
+    let fleet = start_fleet(3, FAST).await.unwrap();
+    let addrs = fleet.addrs();
+    let envoy = filter_envoy(&addrs, "round_robin", &[]).await;
+    scenarios::round_robin_cycles(&envoy, &addrs, 4).await.unwrap();
+    drop(envoy);
+    let envoy = filter_envoy(&addrs, "pow2", &[]).await;
+    scenarios::pow2_spreads(&envoy, &addrs, 48, 6).await.unwrap();
+    fleet.shutdown().await;
+}
+
+/// Keeps `n` long requests running on `target`, straight to the replica
+/// (not through the router), until the returned flag is set.
+fn load_directly(target: SocketAddr, n: usize) -> (Arc<AtomicBool>, tokio::task::JoinSet<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            let client = Client::new(&format!("http://{target}")).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                let _ = client.completion(&format!("background load {i}"), 2_000).await;
+            }
+        });
+    }
+    (stop, tasks)
+}
+
+async fn sim_running(addr: SocketAddr) -> u64 {
+    let Ok(reply) = reqwest::get(format!("http://{addr}/metrics")).await else { return 0 };
+    let text = reply.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("vllm:num_requests_running") || l.starts_with("vllm:num_requests_waiting"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scraped_load_steers_pow2_and_prefix_aware_away_from_a_busy_replica() {
+    let _serial = SERIAL.lock().await;
+    // A slow fleet: the direct load stays on the busy replica while we route.
+    let fleet = start_fleet(3, 2.0).await.unwrap();
+    let addrs = fleet.addrs();
+    let busy = addrs[0];
+    let (stop, mut tasks) = load_directly(busy, 16);
+    eventually(Duration::from_secs(10), "the direct load to reach the busy replica", || async {
+        sim_running(busy).await >= 16
+    })
+    .await;
+
+    // pow2: the router has nothing in flight there; only the scrape shows the load.
+    let envoy = filter_envoy(&addrs, "pow2", &[]).await;
+    let client = Client::new(envoy.base_url()).unwrap();
+    eventually(Duration::from_secs(10), "a successful scrape", || async {
+        envoy.stat("prefixgate_scrapes_ok_total").await.unwrap() >= 3
+    })
+    .await;
+    for i in 0..24 {
+        let reply = client.completion(&format!("pow2 under load {i}"), 1).await.unwrap();
+        let to = routed_to(&reply, &addrs);
+        assert_ne!(addrs[to], busy, "pow2 chose the busy replica: {:?}", reply.decision);
+    }
+    drop(envoy);
+
+    // prefix_aware: a load spread of 16 > 10 is imbalanced, so pow2 decides.
+    let envoy = filter_envoy(&addrs, "prefix_aware", &[]).await;
+    let client = Client::new(envoy.base_url()).unwrap();
+    eventually(Duration::from_secs(10), "prefix_aware to see the imbalance", || async {
+        let reply = client.completion("imbalance probe", 1).await.unwrap();
+        reply.reason() == Some("imbalanced")
+    })
+    .await;
+    for i in 0..12 {
+        let reply = client.completion(&format!("prefix_aware under load {i}"), 1).await.unwrap();
+        assert_eq!(reply.reason(), Some("imbalanced"), "{:?}", reply.decision);
+        assert_ne!(addrs[routed_to(&reply, &addrs)], busy, "{:?}", reply.decision);
+    }
+    stop.store(true, Ordering::Relaxed);
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    drop(envoy);
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_replica_is_skipped_until_it_returns() {
+    let _serial = SERIAL.lock().await;
+    let mut fleet = start_fleet(3, FAST).await.unwrap();
+    let addrs = fleet.addrs();
+    let envoy = filter_envoy(&addrs, "round_robin", &[("unhealthy_after", "2")]).await;
+    let client = Client::new(envoy.base_url()).unwrap();
+    scenarios::round_robin_cycles(&envoy, &addrs, 1).await.unwrap();
+
+    fleet.stop_replica(1).await.unwrap();
+    // After two failed scrapes (100 ms apart) replica 1 is skipped: a full
+    // window of requests succeeds without touching it.
+    let mut i = 0;
+    eventually(Duration::from_secs(10), "the killed replica to be skipped", || {
+        i += 1;
+        let client = client.clone();
+        let addrs = addrs.clone();
+        async move {
+            for j in 0..6 {
+                let reply = client.completion(&format!("after kill {i}.{j}"), 1).await.unwrap();
+                if reply.status != 200 || index_of(&addrs, reply.backend.as_deref().unwrap_or("")) == Some(1)
+                {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    for j in 0..9 {
+        let reply = client.completion(&format!("while down {j}"), 1).await.unwrap();
+        assert_ne!(routed_to(&reply, &addrs), 1, "routed to the dead replica");
+    }
+
+    fleet.restart_replica(1).await.unwrap();
+    let mut k = 0;
+    eventually(Duration::from_secs(10), "the replica to be used again", || {
+        k += 1;
+        let client = client.clone();
+        let addrs = addrs.clone();
+        async move {
+            let reply = client.completion(&format!("after restart {k}"), 1).await.unwrap();
+            routed_to(&reply, &addrs) == 1
+        }
+    })
+    .await;
+    assert!(envoy.stat("prefixgate_scrapes_failed_total").await.unwrap() >= 2);
+    drop(envoy);
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_streams_token_by_token_and_outlives_the_default_route_timeout() {
+    let _serial = SERIAL.lock().await;
+    // Real time: 14 ms per token, so 1,300 tokens take about 18 s, beyond
+    // Envoy's default 15 s route timeout.
+    let fleet = start_fleet(2, 1.0).await.unwrap();
+    let addrs = fleet.addrs();
+    let envoy = filter_envoy(&addrs, "prefix_aware", &[]).await;
+    let client = Client::new(envoy.base_url()).unwrap();
+    let stream = client.stream_chat("tell me a very long story", 1_300).await.unwrap();
+    assert_eq!(stream.status, 200);
+    assert!(stream.backend.is_some());
+    let events = stream.events();
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "stream cut: {} events", events.len());
+    assert!(events.len() > 1_300, "{} events", events.len());
+    // Token by token: hundreds of separate arrivals, spread over the whole run.
+    assert!(stream.chunks.len() > 300, "only {} chunks arrived", stream.chunks.len());
+    let first = stream.chunks.first().unwrap().0;
+    let last = stream.chunks.last().unwrap().0;
+    assert!(last - first > Duration::from_secs(15), "stream took only {:?}", last - first);
+    drop(envoy);
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecds_hot_swap_changes_policy_without_failed_requests() {
+    let _serial = SERIAL.lock().await;
+    let fleet = start_fleet(3, FAST).await.unwrap();
+    let addrs = fleet.addrs();
+    let mut envoy =
+        Envoy::start(&addrs, EnvoyMode::Ecds(plugin_config("pow2", &addrs, 100, &[]))).await.unwrap();
+    let client = Client::new(envoy.base_url()).unwrap();
+
+    // A prompt routed by pow2 is recorded in the shared index.
+    let warm = prompt("warm-before-swap", 2_000);
+    let before = client.completion(&format!("{warm} first"), 2).await.unwrap();
+    assert_eq!(before.reason(), Some("pow2"));
+    let warm_backend = routed_to(&before, &addrs);
+
+    // Bounded load on four connections while the rollout happens.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut load = tokio::task::JoinSet::new();
+    for c in 0..4 {
+        let client = client.clone();
+        let stop = stop.clone();
+        load.spawn(async move {
+            let mut replies = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) && i < 2_000 {
+                let reply = client.completion(&format!("load {c} {i}"), 2).await;
+                replies.push(reply.map(|r| (r.status, r.decision)).map_err(|e| e.to_string()));
+                i += 1;
+            }
+            replies
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _version = envoy.ecds_swap(&plugin_config("prefix_aware", &addrs, 100, &[])).unwrap();
+    eventually(Duration::from_secs(20), "the prefix_aware rollout", || async {
+        let reply = client.completion("which policy?", 1).await.unwrap();
+        reply.decision.as_deref().is_some_and(|d| d.contains("policy=prefix_aware"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    let mut after_swap = 0;
+    while let Some(replies) = load.join_next().await {
+        for reply in replies.unwrap() {
+            let (status, decision) = reply.unwrap_or_else(|e| panic!("request failed during the swap: {e}"));
+            assert_eq!(status, 200, "request failed during the swap: {decision:?}");
+            total += 1;
+            if decision.is_some_and(|d| d.contains("policy=prefix_aware")) {
+                after_swap += 1;
+            }
+        }
+    }
+    assert!(total > 20 && after_swap > 0, "{total} requests, {after_swap} after the swap");
+
+    // The index survived the swap: the warm prompt still matches where it went.
+    let again = client.completion(&format!("{warm} second"), 2).await.unwrap();
+    assert_eq!(again.reason(), Some("prefix_match"), "{:?}", again.decision);
+    assert_eq!(routed_to(&again, &addrs), warm_backend);
+    drop(envoy);
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_routed_and_a_client_cannot_pick_the_upstream() {
+    let _serial = SERIAL.lock().await;
+    let fleet = start_fleet(2, FAST).await.unwrap();
+    let trap = start_fleet(1, FAST).await.unwrap();
+    let addrs = fleet.addrs();
+    let envoy = filter_envoy(&addrs, "prefix_aware", &[]).await;
+    scenarios::bad_input(&envoy, &addrs, trap.addrs()[0]).await.unwrap();
+    assert_eq!(served(&trap, 0), 0, "the client-set upstream header was obeyed");
+    drop(envoy);
+    trap.shutdown().await;
+    fleet.shutdown().await;
+}

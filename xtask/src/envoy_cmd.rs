@@ -1,0 +1,254 @@
+//! `cargo xtask envoy`, `cargo xtask envoy-swap` and `cargo xtask bench envoy`:
+//! run Envoy with the freshly built filter in front of a list of backends,
+//! roll a new filter configuration out through ECDS, and benchmark Envoy.
+
+use crate::envoy_config::{
+    json_string, plugin_config_json, render_bootstrap, render_ecds_resource, EnvoySpec, FilterMode,
+    FilterSpec, DEFAULT_VM_ID,
+};
+use anyhow::{bail, Context, Result};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Usage of the Envoy tasks, appended to the xtask usage text.
+pub const USAGE: &str = "\
+  envoy --backends IP:PORT,... [--policy P] [--listen ADDR] [--admin ADDR] [--concurrency N] [--ecds DIR]
+                  render the Envoy config for the backends, build the filter and run Envoy
+                  (foreground); with --ecds the filter config is read from DIR/prefixgate.yaml
+  envoy-swap --config FILE.json [--dir DIR] [--wasm FILE]
+                  roll out a new plugin config (and module) to the Envoy started with --ecds DIR
+  bench envoy     Envoy with the filter vs Envoy round-robin without it, on a simulated fleet
+";
+
+/// Name of the ECDS resource file inside the ECDS directory.
+const ECDS_FILE: &str = "prefixgate.yaml";
+
+/// Default ECDS directory: `<target>/envoy/ecds`.
+fn default_ecds_dir() -> PathBuf {
+    crate::paths::target_dir().join("envoy").join("ecds")
+}
+
+/// Options of `cargo xtask envoy`.
+#[derive(Debug)]
+struct EnvoyArgs {
+    backends: Vec<SocketAddr>,
+    policy: String,
+    listen: SocketAddr,
+    admin: SocketAddr,
+    concurrency: u32,
+    ecds: Option<PathBuf>,
+}
+
+/// Reads `--flag value` pairs; every flag must be known.
+fn flags<'a>(args: &'a [String], known: &[&str]) -> Result<Vec<(&'a str, &'a str)>> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        if !known.contains(&flag.as_str()) {
+            bail!("unknown option `{flag}` (expected one of {})", known.join(", "));
+        }
+        let value = it.next().with_context(|| format!("`{flag}` needs a value"))?;
+        out.push((flag.as_str(), value.as_str()));
+    }
+    Ok(out)
+}
+
+fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr> {
+    value.parse().with_context(|| format!("{flag}: `{value}` is not an ip:port address"))
+}
+
+fn parse_envoy_args(args: &[String]) -> Result<EnvoyArgs> {
+    let mut parsed = EnvoyArgs {
+        backends: Vec::new(),
+        policy: "prefix_aware".to_owned(),
+        listen: SocketAddr::from(([127, 0, 0, 1], 10000)),
+        admin: SocketAddr::from(([127, 0, 0, 1], 9901)),
+        concurrency: 2,
+        ecds: None,
+    };
+    for (flag, value) in
+        flags(args, &["--backends", "--policy", "--listen", "--admin", "--concurrency", "--ecds"])?
+    {
+        match flag {
+            "--backends" => {
+                parsed.backends = value
+                    .split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| parse_addr("--backends", s.trim()))
+                    .collect::<Result<_>>()?;
+            }
+            "--policy" => parsed.policy = value.to_owned(),
+            "--listen" => parsed.listen = parse_addr(flag, value)?,
+            "--admin" => parsed.admin = parse_addr(flag, value)?,
+            "--concurrency" => {
+                parsed.concurrency = value.parse().with_context(|| format!("--concurrency: `{value}`"))?;
+            }
+            _ => parsed.ecds = Some(PathBuf::from(value)),
+        }
+    }
+    if parsed.backends.is_empty() {
+        bail!("--backends is required, e.g. --backends 127.0.0.1:8001,127.0.0.1:8002");
+    }
+    Ok(parsed)
+}
+
+/// A rollout label unique to this moment, e.g. `v1764412345123`.
+fn new_version() -> String {
+    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default();
+    format!("v{millis}")
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
+}
+
+/// Writes `contents` to `dir/name` by writing a temporary file in `dir` and
+/// renaming it over the target, the only kind of update Envoy's file
+/// watcher picks up.
+fn write_atomically(dir: &Path, name: &str, contents: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let target = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, contents).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &target)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), target.display()))?;
+    Ok(target)
+}
+
+/// Copies the module to a versioned file in `dir`, so that a later build
+/// cannot change the code a running config points at.
+fn stage_module(wasm: &Path, dir: &Path, version: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let staged = dir.join(format!("prefixgate-{version}.wasm"));
+    std::fs::copy(wasm, &staged)
+        .with_context(|| format!("cannot copy {} to {}", wasm.display(), staged.display()))?;
+    absolute(&staged)
+}
+
+/// Writes one ECDS rollout into `dir` and returns the resource file's path.
+fn write_rollout(dir: &Path, wasm: &Path, plugin_config: &str, version: &str) -> Result<PathBuf> {
+    let staged = stage_module(wasm, dir, version)?;
+    let spec = FilterSpec {
+        wasm_path: staged.to_string_lossy().into_owned(),
+        plugin_config: plugin_config.to_owned(),
+        vm_id: DEFAULT_VM_ID.to_owned(),
+    };
+    write_atomically(dir, ECDS_FILE, &render_ecds_resource(&spec, version))
+}
+
+/// `cargo xtask envoy`: render, build, run in the foreground.
+pub fn envoy(args: &[String], wasm: &Path) -> Result<()> {
+    let args = parse_envoy_args(args)?;
+    let envoy = crate::envoy::ensure_envoy()?;
+    let version = new_version();
+    let plugin_config = plugin_config_json(&args.policy, &args.backends, Some(&version), &[]);
+    let out_dir = crate::paths::target_dir().join("envoy");
+    let mode = match &args.ecds {
+        Some(dir) => {
+            let dir = absolute(dir)?;
+            let resource = write_rollout(&dir, wasm, &plugin_config, &version)?;
+            eprintln!(
+                "xtask: ECDS resource {} (roll out with `cargo xtask envoy-swap --dir {}`)",
+                resource.display(),
+                dir.display()
+            );
+            FilterMode::Ecds { path: resource.to_string_lossy().into_owned() }
+        }
+        None => FilterMode::Inline(FilterSpec {
+            wasm_path: stage_module(wasm, &out_dir, &version)?.to_string_lossy().into_owned(),
+            plugin_config,
+            vm_id: DEFAULT_VM_ID.to_owned(),
+        }),
+    };
+    let spec = EnvoySpec { listen: args.listen, admin: args.admin, backends: args.backends, mode };
+    let bootstrap = write_atomically(&out_dir, "envoy.yaml", &render_bootstrap(&spec))?;
+    eprintln!(
+        "xtask: Envoy on http://{} (admin http://{}), config {}",
+        args.listen,
+        args.admin,
+        bootstrap.display()
+    );
+    crate::run::status(
+        Command::new(envoy).arg("-c").arg(&bootstrap).args([
+            "--concurrency",
+            &args.concurrency.to_string(),
+            "--log-level",
+            "warn",
+        ]),
+        "envoy",
+    )
+}
+
+/// `cargo xtask envoy-swap`: writes the next ECDS rollout.
+pub fn envoy_swap(args: &[String], built_wasm: impl FnOnce() -> Result<PathBuf>) -> Result<()> {
+    let mut config = None;
+    let mut dir = default_ecds_dir();
+    let mut wasm = None;
+    for (flag, value) in flags(args, &["--config", "--dir", "--wasm"])? {
+        match flag {
+            "--config" => config = Some(PathBuf::from(value)),
+            "--dir" => dir = PathBuf::from(value),
+            _ => wasm = Some(PathBuf::from(value)),
+        }
+    }
+    let config = config.context("--config FILE.json is required (the new plugin configuration)")?;
+    let text =
+        std::fs::read_to_string(&config).with_context(|| format!("cannot read {}", config.display()))?;
+    let mut value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", config.display()))?;
+    let version = new_version();
+    let object =
+        value.as_object_mut().with_context(|| format!("{} is not a JSON object", config.display()))?;
+    // The label makes every rollout a different config: ECDS ignores an
+    // update whose hash equals the last one.
+    object.insert("version".to_owned(), serde_json::Value::String(version.clone()));
+    let plugin_config = serde_json::to_string(&value)?;
+    let wasm = match wasm {
+        Some(w) => w,
+        None => built_wasm()?,
+    };
+    let dir = absolute(&dir)?;
+    let resource = write_rollout(&dir, &wasm, &plugin_config, &version)?;
+    eprintln!("xtask: rolled out {} as {version} ({})", resource.display(), json_string(&plugin_config));
+    Ok(())
+}
+
+/// `cargo xtask bench envoy`: runs the Envoy benchmark driver of the tests crate.
+pub fn bench_envoy(args: &[String], wasm: &Path) -> Result<()> {
+    let envoy = crate::envoy::ensure_envoy()?;
+    let mut cargo_args =
+        vec!["run", "--release", "--package", "prefixgate-tests", "--bin", "envoy-bench", "--"];
+    cargo_args.extend(args.iter().map(String::as_str));
+    crate::run::cargo_with_env(
+        &cargo_args,
+        &[("PREFIXGATE_FILTER_WASM", wasm.as_os_str()), ("ENVOY_BIN", envoy.as_os_str())],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn envoy_args_parse_backends_and_defaults() {
+        let args =
+            parse_envoy_args(&strings(&["--backends", "127.0.0.1:8001,127.0.0.1:8002", "--policy", "pow2"]))
+                .unwrap();
+        assert_eq!(args.backends.len(), 2);
+        assert_eq!(args.policy, "pow2");
+        assert_eq!(args.listen.port(), 10000);
+    }
+
+    #[test]
+    fn envoy_args_reject_unknown_flags_and_bad_addresses() {
+        assert!(parse_envoy_args(&strings(&["--backend", "x"])).is_err());
+        assert!(parse_envoy_args(&strings(&["--backends", "localhost:80"])).is_err());
+        assert!(parse_envoy_args(&strings(&[])).is_err());
+    }
+}
