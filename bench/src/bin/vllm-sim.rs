@@ -67,7 +67,7 @@ struct Cli {
     #[arg(long)]
     enable_prompt_tokens_details: bool,
     /// Wall-clock microseconds spent polling instead of sleeping before each step ends.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 50)]
     spin_micros: u64,
     /// Print the calibration report (model tables, live latency and scheduling lag) and exit.
     #[arg(long)]
@@ -75,6 +75,9 @@ struct Cli {
     /// Wall-clock seconds of each live calibration run.
     #[arg(long, default_value_t = 6.0)]
     calibrate_seconds: f64,
+    /// Calibration sections to print: model, live, lag.
+    #[arg(long, value_delimiter = ',', default_value = "model,live,lag")]
+    calibrate_sections: Vec<String>,
 }
 
 impl Cli {
@@ -124,7 +127,14 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.sim_config()?;
     if cli.calibrate {
-        let options = CalibrateOptions { live_seconds: cli.calibrate_seconds, ..CalibrateOptions::default() };
+        let has = |s: &str| cli.calibrate_sections.iter().any(|x| x == s);
+        let options = CalibrateOptions {
+            live_seconds: cli.calibrate_seconds,
+            model_section: has("model"),
+            live_section: has("live"),
+            lag_section: has("lag"),
+            ..CalibrateOptions::default()
+        };
         let mut out = std::io::stdout().lock();
         return calibrate::report(&config, &options, &mut out).await.context("calibration");
     }

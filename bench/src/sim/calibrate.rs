@@ -17,7 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::config::{EngineLimits, MetricsFormat, SimConfig};
 use super::cost_model::{step_seconds, StepShape};
@@ -66,6 +66,12 @@ pub struct CalibrateOptions {
     pub lag_time_scale: f64,
     /// Concurrent streams of the lag run.
     pub lag_streams: usize,
+    /// Print the model tables (decode steps, virtual-time latencies).
+    pub model_section: bool,
+    /// Print the live HTTP latency table.
+    pub live_section: bool,
+    /// Print the scheduling-lag table.
+    pub lag_section: bool,
 }
 
 impl Default for CalibrateOptions {
@@ -81,6 +87,9 @@ impl Default for CalibrateOptions {
             lag_replicas: 4,
             lag_time_scale: 10.0,
             lag_streams: 40,
+            model_section: true,
+            live_section: true,
+            lag_section: true,
         }
     }
 }
@@ -226,6 +235,15 @@ pub fn virtual_run(profile: &Profile, concurrency: usize, options: &CalibrateOpt
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
+/// Whether an SSE payload of a completion chunk carries non-empty `"text"`.
+fn has_text(payload: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"text\":\"";
+    payload
+        .windows(KEY.len())
+        .position(|w| w == KEY)
+        .is_some_and(|i| payload.get(i + KEY.len()) != Some(&b'"'))
+}
+
 /// Sends one streaming completion and returns (TTFT, inter-token gaps) in wall time,
 /// counting chunks with non-empty text as bench_serving does.
 async fn stream_one(
@@ -257,9 +275,9 @@ async fn stream_one(
             if payload == b"[DONE]" {
                 continue;
             }
-            let Ok(v) = serde_json::from_slice::<Value>(payload) else { continue };
-            let text = v["choices"][0]["text"].as_str().unwrap_or("");
-            if text.is_empty() {
+            // A token event has a non-empty `"text"`; skipping a full JSON parse keeps this
+            // in-process client light next to the engines it measures.
+            if !has_text(payload) {
                 continue;
             }
             tokens += 1;
@@ -352,8 +370,25 @@ pub async fn report(
     }
 
     writeln!(out, "# vllm-sim calibration\n")?;
+    if options.model_section {
+        model_tables(&profiles, options, out)?;
+    }
+    if options.live_section {
+        live_table(config, options, out).await?;
+    }
+    if options.lag_section {
+        lag_table(config, options, out).await?;
+    }
+    Ok(())
+}
+
+fn model_tables(
+    profiles: &[Profile],
+    options: &CalibrateOptions,
+    out: &mut impl Write,
+) -> Result<(), CalibrateError> {
     writeln!(out, "## Decode step time (ms): cost model vs the reference's L4 estimates\n")?;
-    for p in &profiles {
+    for p in profiles {
         writeln!(out, "profile {}", p.name)?;
         writeln!(out, "| batch | model ctx 1k | ref ctx 1k | model ctx 2k | ref ctx 2k |")?;
         writeln!(out, "|---|---|---|---|---|")?;
@@ -395,8 +430,7 @@ pub async fn report(
         "ref ITL = the reference's decode step at that batch (ctx 1k); ref TTFT = 5 ms front end + one step \
          prefilling all prompts at the reference's prefill rate (floor: the batch-1 decode step).\n"
     )?;
-    let mut model_rows = Vec::new();
-    for p in &profiles {
+    for p in profiles {
         writeln!(out, "profile {}", p.name)?;
         writeln!(out, "| concurrency | TTFT mean | TTFT p50 | TTFT p99 | ref TTFT | ITL mean | ITL p99 | ref ITL | output tok/s |")?;
         writeln!(out, "|---|---|---|---|---|---|---|---|---|")?;
@@ -425,14 +459,18 @@ pub async fn report(
                 ms(percentile(&s.itl, 99.0)),
                 s.output_tokens as f64 / s.duration.max(1e-9)
             )?;
-            if p.name == config.profile.name {
-                model_rows.push((c, mean(&s.ttft), mean(&s.itl)));
-            }
         }
         writeln!(out)?;
     }
     out.flush()?;
+    Ok(())
+}
 
+async fn live_table(
+    config: &SimConfig,
+    options: &CalibrateOptions,
+    out: &mut impl Write,
+) -> Result<(), CalibrateError> {
     let mut live_config = config.clone();
     live_config.time_scale = options.live_time_scale;
     writeln!(
@@ -442,7 +480,9 @@ pub async fn report(
     )?;
     writeln!(out, "| concurrency | requests | TTFT mean | model TTFT | ITL mean | model ITL | ITL p99 |")?;
     writeln!(out, "|---|---|---|---|---|---|---|")?;
-    for &(c, model_ttft, model_itl) in &model_rows {
+    for &c in &options.concurrency {
+        let model = virtual_run(&config.profile, c, options);
+        let (model_ttft, model_itl) = (mean(&model.ttft), mean(&model.itl));
         let run = live_run(&live_config, 1, c, options.live_seconds, options).await?;
         let s = &run.samples;
         writeln!(
@@ -457,7 +497,14 @@ pub async fn report(
         )?;
         out.flush()?;
     }
+    Ok(())
+}
 
+async fn lag_table(
+    config: &SimConfig,
+    options: &CalibrateOptions,
+    out: &mut impl Write,
+) -> Result<(), CalibrateError> {
     let mut lag_config = config.clone();
     lag_config.time_scale = options.lag_time_scale;
     writeln!(
@@ -502,6 +549,13 @@ pub async fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_chunks_are_told_from_empty_ones() {
+        assert!(has_text(br#"{"choices":[{"index":0,"text":" the","logprobs":null}]}"#));
+        assert!(!has_text(br#"{"choices":[{"index":0,"text":"","logprobs":null}]}"#));
+        assert!(!has_text(br#"{"choices":[],"usage":{"prompt_tokens":3}}"#));
+    }
 
     #[test]
     fn percentile_interpolates_like_numpy() {

@@ -86,7 +86,7 @@ pub struct SimConfig {
     /// `--enable-prompt-tokens-details`; default false.
     pub enable_prompt_tokens_details: bool,
     /// Spin instead of sleeping for the last microseconds before a step ends, so that steps
-    /// start on time; default 200 µs of wall time. 0 disables spinning.
+    /// start on time; default 50 µs of wall time. 0 disables spinning.
     pub spin_micros: u64,
 }
 
@@ -105,7 +105,7 @@ impl Default for SimConfig {
             tokenizer: None,
             seed: 0,
             enable_prompt_tokens_details: false,
-            spin_micros: 200,
+            spin_micros: 50,
         }
     }
 }

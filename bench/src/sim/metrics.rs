@@ -44,12 +44,26 @@ pub fn one_two_five(max: usize) -> Vec<f64> {
 }
 
 /// A cumulative histogram with fixed upper bounds (`+Inf` implied).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Histogram {
     bounds: Vec<f64>,
     counts: Vec<u64>,
     sum: f64,
     count: u64,
+}
+
+impl Clone for Histogram {
+    fn clone(&self) -> Self {
+        Self { bounds: self.bounds.clone(), counts: self.counts.clone(), sum: self.sum, count: self.count }
+    }
+
+    /// Reuses `self`'s buffers: the engine copies its metrics out after busy steps.
+    fn clone_from(&mut self, source: &Self) {
+        self.bounds.clone_from(&source.bounds);
+        self.counts.clone_from(&source.counts);
+        self.sum = source.sum;
+        self.count = source.count;
+    }
 }
 
 impl Histogram {
@@ -117,7 +131,7 @@ fn with_extra(base: &[f64], extra: &[f64], format: MetricsFormat) -> Vec<f64> {
 }
 
 /// Everything a replica's `/metrics` shows, plus the simulator's own timing health.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct EngineMetrics {
     /// Requests in the running batch after the last step.
     pub num_running: usize,
@@ -173,6 +187,75 @@ pub struct EngineMetrics {
     pub lag: Histogram,
     /// Lag divided by the step's duration.
     pub lag_ratio: Histogram,
+}
+
+impl Clone for EngineMetrics {
+    fn clone(&self) -> Self {
+        let mut out = Self::new(MetricsFormat::V1, 1);
+        out.clone_from(self);
+        out
+    }
+
+    /// Copies without allocating once `self` has the same buckets as `source`.
+    fn clone_from(&mut self, source: &Self) {
+        // Exhaustive destructuring: a new field fails to compile until it is copied here.
+        let Self {
+            num_running,
+            num_waiting,
+            kv_usage,
+            prefix_query_tokens,
+            prefix_hit_tokens,
+            prefix_query_blocks,
+            prefix_hit_blocks,
+            num_preemptions,
+            prompt_tokens,
+            generation_tokens,
+            request_success,
+            ttft,
+            inter_token,
+            e2e,
+            queue,
+            inference,
+            prefill,
+            decode,
+            request_tpot,
+            request_prompt_tokens,
+            request_generation_tokens,
+            request_max_tokens,
+            iteration_tokens,
+            steps,
+            step_seconds,
+            lag,
+            lag_ratio,
+        } = source;
+        self.num_running = *num_running;
+        self.num_waiting = *num_waiting;
+        self.kv_usage = *kv_usage;
+        self.prefix_query_tokens = *prefix_query_tokens;
+        self.prefix_hit_tokens = *prefix_hit_tokens;
+        self.prefix_query_blocks = *prefix_query_blocks;
+        self.prefix_hit_blocks = *prefix_hit_blocks;
+        self.num_preemptions = *num_preemptions;
+        self.prompt_tokens = *prompt_tokens;
+        self.generation_tokens = *generation_tokens;
+        self.request_success = *request_success;
+        self.ttft.clone_from(ttft);
+        self.inter_token.clone_from(inter_token);
+        self.e2e.clone_from(e2e);
+        self.queue.clone_from(queue);
+        self.inference.clone_from(inference);
+        self.prefill.clone_from(prefill);
+        self.decode.clone_from(decode);
+        self.request_tpot.clone_from(request_tpot);
+        self.request_prompt_tokens.clone_from(request_prompt_tokens);
+        self.request_generation_tokens.clone_from(request_generation_tokens);
+        self.request_max_tokens.clone_from(request_max_tokens);
+        self.iteration_tokens.clone_from(iteration_tokens);
+        self.steps = *steps;
+        self.step_seconds = *step_seconds;
+        self.lag.clone_from(lag);
+        self.lag_ratio.clone_from(lag_ratio);
+    }
 }
 
 impl EngineMetrics {
