@@ -1,0 +1,393 @@
+//! `prefixgate-bench run`: drive an OpenAI-compatible server with a dataset
+//! at a request rate and concurrency, and report bench_serving's metrics.
+
+use super::client::{http_client, send, Api, BenchRequest, ClientSettings, HttpClient};
+use super::dataset::{read_sharegpt, synthetic};
+use super::stats::{BenchMetrics, RequestOutcome};
+use super::vllm_side::{compare, scrape, VllmSide};
+use super::workload::{build_workload, WorkloadSpec};
+use crate::sim::tokenizer::SimTokenizer;
+use anyhow::{bail, Context, Result};
+use http_body_util::{BodyExt, Full};
+use serde::Serialize;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Which dataset prompts come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetName {
+    /// A ShareGPT JSON file (`--dataset-path`).
+    Sharegpt,
+    /// Deterministic generated conversations (no download).
+    Synthetic,
+}
+
+/// Flags of `run`, named as bench_serving names them.
+#[derive(Clone, Debug, clap::Args, Serialize)]
+pub struct RunArgs {
+    /// API flavour: `vllm` (completions) or `vllm-chat` (chat completions).
+    #[arg(long, value_enum, default_value = "vllm")]
+    pub backend: Api,
+    /// Server base URL; overrides --host/--port.
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// Server host.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Server port.
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Model name; default: the first model the server lists.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Dataset; default `sharegpt` with --dataset-path, else `synthetic`.
+    #[arg(long, value_enum)]
+    pub dataset_name: Option<DatasetName>,
+    /// ShareGPT JSON file (read as a stream; a truncated file is fine).
+    #[arg(long)]
+    pub dataset_path: Option<PathBuf>,
+    /// Conversation pieces considered, in dataset order.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_conversations: usize,
+    /// Requests to send.
+    #[arg(long, default_value_t = 1_000)]
+    pub num_prompts: usize,
+    /// Smallest output length (tokens); each request's is uniform in [min, max].
+    #[arg(long, default_value_t = 10)]
+    pub min_output_len: u64,
+    /// Largest output length (tokens).
+    #[arg(long, default_value_t = 200)]
+    pub max_output_len: u64,
+    /// Prompts shorter than this (tokens) are skipped.
+    #[arg(long, default_value_t = 1_500)]
+    pub min_prompt_len: usize,
+    /// Prompts longer than this (tokens) are skipped.
+    #[arg(long, default_value_t = 8_192)]
+    pub max_prompt_len: usize,
+    /// Requests per second (Poisson arrivals); `inf` sends all at once.
+    #[arg(long, default_value = "inf")]
+    pub request_rate: f64,
+    /// Requests in flight at most.
+    #[arg(long)]
+    pub max_concurrency: Option<usize>,
+    /// Send one request first and start once it succeeds.
+    #[arg(long)]
+    pub with_warmup: bool,
+    /// Non-streaming requests (TTFT = latency).
+    #[arg(long)]
+    pub disable_stream: bool,
+    /// Do not set `ignore_eos` (outputs may end early).
+    #[arg(long)]
+    pub disable_ignore_eos: bool,
+    /// Seed of sampling and arrivals.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// JSONL file one record per run is appended to.
+    #[arg(long)]
+    pub output_file: Option<PathBuf>,
+    /// `tokenizer.json` for token counts (default: the simulator's ~4 chars/token).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Label stored with the record.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Replica base URLs whose `/metrics` are compared before and after (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub replica_urls: Vec<String>,
+    /// Time scale of a simulated fleet (`vllm-sim --time-scale`): client-side
+    /// times are multiplied by it so that they read in simulated seconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+}
+
+/// Everything one run produced.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    /// The flags the run used.
+    pub args: RunArgs,
+    /// Client-side metrics.
+    pub metrics: BenchMetrics,
+    /// Distinct conversations among the prompts.
+    pub prefix_groups: usize,
+    /// Replica-side metrics, when replica URLs were given.
+    pub vllm: Option<VllmSide>,
+    /// Per-request detail.
+    #[serde(skip)]
+    pub outcomes: Vec<RequestOutcome>,
+}
+
+impl RunArgs {
+    fn base_url(&self) -> String {
+        self.base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}:{}", self.host, self.port))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+}
+
+/// Runs the benchmark described by `args`.
+pub async fn run(args: RunArgs, progress: bool) -> Result<RunReport> {
+    let tokenizer = SimTokenizer::load(args.tokenizer.as_deref()).context("loading --tokenizer")?;
+    let dataset = args.dataset_name.unwrap_or(if args.dataset_path.is_some() {
+        DatasetName::Sharegpt
+    } else {
+        DatasetName::Synthetic
+    });
+    let conversations = match dataset {
+        // About ten pieces per conversation, of which three to five fall in the
+        // prompt-length window: ~330 prefix groups for 10,000 pieces, as the
+        // long ShareGPT conversations give.
+        DatasetName::Synthetic => synthetic((args.max_conversations / 30).max(8), args.seed),
+        DatasetName::Sharegpt => {
+            let path = args.dataset_path.as_ref().context("--dataset-name sharegpt needs --dataset-path")?;
+            let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            read_sharegpt(file).with_context(|| format!("reading {}", path.display()))?
+        }
+    };
+    let spec = WorkloadSpec {
+        max_conversations: args.max_conversations,
+        num_prompts: args.num_prompts,
+        min_prompt_len: args.min_prompt_len,
+        max_prompt_len: args.max_prompt_len,
+        min_output_len: args.min_output_len,
+        max_output_len: args.max_output_len,
+        seed: args.seed,
+    };
+    let workload = build_workload(&conversations, &spec, &tokenizer);
+    if workload.requests.is_empty() {
+        bail!(
+            "no prompt of the dataset is between {} and {} tokens; widen --min-prompt-len/--max-prompt-len",
+            args.min_prompt_len,
+            args.max_prompt_len
+        );
+    }
+    let client = http_client();
+    let base_url = args.base_url();
+    let model = match &args.model {
+        Some(m) => m.clone(),
+        None => first_model(&client, &base_url).await?,
+    };
+    let settings = Arc::new(ClientSettings {
+        base_url,
+        model,
+        api: args.backend,
+        stream: !args.disable_stream,
+        ignore_eos: !args.disable_ignore_eos,
+    });
+    let before = scrape_all(&client, &args.replica_urls).await?;
+    if args.with_warmup {
+        let first = BenchRequest {
+            output_len: workload.requests[0].output_len.min(32),
+            ..workload.requests[0].clone()
+        };
+        let warm = send(&client, &settings, &first, Instant::now()).await;
+        if !warm.success {
+            bail!("warm-up request failed: {}", warm.error.unwrap_or_default());
+        }
+    }
+    let (mut outcomes, duration) = drive(&client, &settings, &workload.requests, &args, progress).await;
+    let scale = if args.time_scale.is_finite() && args.time_scale > 0.0 { args.time_scale } else { 1.0 };
+    for o in &mut outcomes {
+        o.start_s *= scale;
+        o.ttft_s *= scale;
+        o.latency_s *= scale;
+        o.itl_s.iter_mut().for_each(|x| *x *= scale);
+    }
+    let duration = duration * scale;
+    let metrics = BenchMetrics::compute(&outcomes, duration);
+    let vllm = if args.replica_urls.is_empty() {
+        None
+    } else {
+        let after = scrape_all(&client, &args.replica_urls).await?;
+        Some(compare(&args.replica_urls, &before, &after))
+    };
+    Ok(RunReport { args, metrics, prefix_groups: workload.prefix_groups, vllm, outcomes })
+}
+
+/// Sends every request with Poisson arrivals under the concurrency limit.
+async fn drive(
+    client: &HttpClient,
+    settings: &Arc<ClientSettings>,
+    requests: &[BenchRequest],
+    args: &RunArgs,
+    progress: bool,
+) -> (Vec<RequestOutcome>, f64) {
+    let bar = if progress {
+        indicatif::ProgressBar::new(requests.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let permits = Arc::new(tokio::sync::Semaphore::new(
+        args.max_concurrency.unwrap_or(tokio::sync::Semaphore::MAX_PERMITS),
+    ));
+    let mut rng = fastrand::Rng::with_seed(args.seed);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(requests.len());
+    for request in requests {
+        let (client, settings, permits, bar) =
+            (client.clone(), settings.clone(), permits.clone(), bar.clone());
+        let request = request.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = permits.acquire_owned().await.ok();
+            let outcome = send(&client, &settings, &request, start).await;
+            bar.inc(1);
+            outcome
+        }));
+        if args.request_rate.is_finite() && args.request_rate > 0.0 {
+            let scale = if args.time_scale > 0.0 { args.time_scale } else { 1.0 };
+            let gap = -(1.0 - rng.f64()).ln() / args.request_rate / scale;
+            tokio::time::sleep(Duration::from_secs_f64(gap)).await;
+        }
+    }
+    let mut outcomes = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        outcomes.push(task.await.unwrap_or_else(|e| RequestOutcome {
+            error: Some(format!("request task failed: {e}")),
+            ..Default::default()
+        }));
+    }
+    bar.finish_and_clear();
+    (outcomes, start.elapsed().as_secs_f64())
+}
+
+async fn scrape_all(client: &HttpClient, urls: &[String]) -> Result<Vec<super::vllm_side::MetricsSnapshot>> {
+    let mut out = Vec::with_capacity(urls.len());
+    for url in urls {
+        out.push(
+            scrape(client, url.trim_end_matches('/'))
+                .await
+                .map_err(anyhow::Error::msg)
+                .context("scraping a replica")?,
+        );
+    }
+    Ok(out)
+}
+
+/// The first model `GET /v1/models` lists.
+async fn first_model(client: &HttpClient, base_url: &str) -> Result<String> {
+    let uri = format!("{base_url}/v1/models");
+    let request = hyper::Request::get(&uri).body(Full::default())?;
+    let response = client.request(request).await.with_context(|| format!("GET {uri}"))?;
+    let body = response.into_body().collect().await.with_context(|| format!("GET {uri}"))?.to_bytes();
+    let json: serde_json::Value =
+        serde_json::from_slice(&body).with_context(|| format!("GET {uri}: not JSON"))?;
+    json.pointer("/data/0/id")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+        .with_context(|| format!("GET {uri} lists no model; pass --model"))
+}
+
+/// bench_serving's summary table.
+pub fn summary_table(report: &RunReport) -> String {
+    let m = &report.metrics;
+    let mut s = String::new();
+    let line = |s: &mut String, k: &str, v: String| s.push_str(&format!("{k:<40}{v:>12}\n"));
+    s.push_str(&format!("{:=^52}\n", " Serving Benchmark Result "));
+    line(&mut s, "Backend:", report.args.backend.as_str().to_owned());
+    line(&mut s, "Traffic request rate:", format!("{}", report.args.request_rate));
+    line(
+        &mut s,
+        "Max request concurrency:",
+        report.args.max_concurrency.map_or("not set".into(), |c| c.to_string()),
+    );
+    line(&mut s, "Successful requests:", m.completed.to_string());
+    line(&mut s, "Failed requests:", m.failed.to_string());
+    line(&mut s, "Benchmark duration (s):", format!("{:.2}", m.duration));
+    line(&mut s, "Total input tokens:", m.total_input_tokens.to_string());
+    line(&mut s, "Total generated tokens:", m.total_output_tokens.to_string());
+    line(&mut s, "Request throughput (req/s):", format!("{:.2}", m.request_throughput));
+    line(&mut s, "Input token throughput (tok/s):", format!("{:.2}", m.input_throughput));
+    line(&mut s, "Output token throughput (tok/s):", format!("{:.2}", m.output_throughput));
+    line(&mut s, "Concurrency:", format!("{:.2}", m.concurrency));
+    for (title, x) in [
+        ("End-to-End Latency", &m.e2e_ms),
+        ("Time to First Token", &m.ttft_ms),
+        ("Time per Output Token (excl. 1st token)", &m.tpot_ms),
+        ("Inter-token Latency", &m.itl_ms),
+    ] {
+        s.push_str(&format!("{:-^52}\n", format!(" {title} ")));
+        line(&mut s, "Mean (ms):", format!("{:.2}", x.mean));
+        line(&mut s, "Median (ms):", format!("{:.2}", x.median));
+        line(&mut s, "P99 (ms):", format!("{:.2}", x.p99));
+    }
+    if let Some(v) = &report.vllm {
+        s.push_str(&format!("{:-^52}\n", " Replicas "));
+        line(
+            &mut s,
+            "Prefix cache hit rate:",
+            v.prefix_cache_hit_rate.map_or("n/a".into(), |r| format!("{:.1}%", r * 100.0)),
+        );
+        for r in &v.replicas {
+            let hit = r.prefix_cache_hit_rate.map_or("n/a".into(), |h| format!("{:.1}%", h * 100.0));
+            line(&mut s, &format!("  {}:", r.url), format!("{:.0}% req, hit {hit}", r.request_share * 100.0));
+        }
+    }
+    s.push_str(&"=".repeat(52));
+    s.push('\n');
+    s
+}
+
+/// Appends the run's JSONL record (bench_serving's field names) to `path`, and
+/// its per-request detail to `<path>.requests.jsonl`.
+pub fn write_record(report: &RunReport, path: &std::path::Path) -> Result<()> {
+    let m = &report.metrics;
+    let record = serde_json::json!({
+        "backend": report.args.backend,
+        "label": report.args.label,
+        "dataset_name": report.args.dataset_name,
+        "request_rate": report.args.request_rate,
+        "max_concurrency": report.args.max_concurrency,
+        "num_prompts": report.args.num_prompts,
+        "max_conversations": report.args.max_conversations,
+        "min_output_len": report.args.min_output_len,
+        "max_output_len": report.args.max_output_len,
+        "duration": m.duration,
+        "completed": m.completed,
+        "failed": m.failed,
+        "total_input_tokens": m.total_input_tokens,
+        "total_output_tokens": m.total_output_tokens,
+        "request_throughput": m.request_throughput,
+        "input_throughput": m.input_throughput,
+        "output_throughput": m.output_throughput,
+        "mean_e2e_latency_ms": m.e2e_ms.mean, "median_e2e_latency_ms": m.e2e_ms.median,
+        "std_e2e_latency_ms": m.e2e_ms.std, "p99_e2e_latency_ms": m.e2e_ms.p99,
+        "mean_ttft_ms": m.ttft_ms.mean, "median_ttft_ms": m.ttft_ms.median,
+        "std_ttft_ms": m.ttft_ms.std, "p99_ttft_ms": m.ttft_ms.p99,
+        "mean_tpot_ms": m.tpot_ms.mean, "median_tpot_ms": m.tpot_ms.median,
+        "std_tpot_ms": m.tpot_ms.std, "p99_tpot_ms": m.tpot_ms.p99,
+        "mean_itl_ms": m.itl_ms.mean, "median_itl_ms": m.itl_ms.median, "std_itl_ms": m.itl_ms.std,
+        "p95_itl_ms": m.itl_ms.p95, "p99_itl_ms": m.itl_ms.p99,
+        "concurrency": m.concurrency,
+        "prefix_groups": report.prefix_groups,
+        "vllm": report.vllm,
+    });
+    append_line(path, &record.to_string())?;
+    let detail = detail_path(path);
+    let mut lines = String::new();
+    for o in &report.outcomes {
+        lines.push_str(&serde_json::to_string(o)?);
+        lines.push('\n');
+    }
+    std::fs::write(&detail, lines).with_context(|| format!("writing {}", detail.display()))?;
+    Ok(())
+}
+
+/// Where the per-request detail of a JSONL record file goes.
+pub fn detail_path(path: &std::path::Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".requests.jsonl");
+    path.with_file_name(name)
+}
+
+fn append_line(path: &std::path::Path, line: &str) -> Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    writeln!(file, "{line}").with_context(|| format!("writing {}", path.display()))
+}
