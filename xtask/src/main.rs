@@ -3,6 +3,7 @@
 //! `setup` installs what a fresh machine lacks, `test` runs every check CI
 //! runs, `bench` runs the benchmarks, `demo` runs the simulated fleet demo.
 
+mod demo;
 mod envoy;
 mod envoy_cmd;
 mod envoy_config;
@@ -20,7 +21,7 @@ tasks:
   build-filter    build the filter module (release, wasm32-wasip1) and print its path
   test            setup, build the module, then fmt, clippy (native and wasm) and every test
   bench [filter]  run the benchmarks (criterion: one routing decision at 1k/8k/32k characters)
-  demo            the simulated-fleet demo
+  demo            4 simulated replicas; round_robin, pow2, prefix_aware compared behind prefixgate
 ";
 
 fn main() -> ExitCode {
@@ -48,9 +49,7 @@ fn dispatch(args: &[String]) -> Result<()> {
             envoy_cmd::bench_envoy(&args[2..], &build_filter()?)
         }
         Some("bench") => bench(args.get(1).map(String::as_str).unwrap_or("filter")),
-        Some("demo") => bail!(
-            "the demo needs the simulated fleet and the bench driver, which are not part of this build yet"
-        ),
+        Some("demo") => demo::demo(),
         Some("envoy") => envoy_cmd::envoy(&args[1..], &build_filter()?),
         Some("envoy-swap") => envoy_cmd::envoy_swap(&args[1..], build_filter),
         Some("-h" | "--help" | "help") | None => {
