@@ -291,3 +291,63 @@ async fn bad_input_is_routed_and_a_client_cannot_pick_the_upstream() {
     trap.shutdown().await;
     fleet.shutdown().await;
 }
+
+/// The annotated templates in `envoy/` are valid Envoy 1.40 configuration
+/// (with the module path pointed at the built module).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_templates_validate() {
+    let root = prefixgate_tests::wasm::workspace_root();
+    let envoy = prefixgate_tests::wasm::envoy_bin().unwrap();
+    let wasm = prefixgate_tests::wasm::filter_wasm().unwrap();
+    let dir = std::env::temp_dir().join(format!("prefixgate-validate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ecds = dir.join("prefixgate.yaml");
+    let resource = std::fs::read_to_string(root.join("envoy/ecds/prefixgate.yaml")).unwrap();
+    std::fs::write(&ecds, resource.replace("/etc/envoy/ecds/prefixgate-v2.wasm", &wasm.to_string_lossy()))
+        .unwrap();
+    for name in ["envoy.yaml", "envoy-ecds.yaml"] {
+        let text = std::fs::read_to_string(root.join("envoy").join(name)).unwrap();
+        let text = text
+            .replace("/etc/envoy/prefixgate.wasm", &wasm.to_string_lossy())
+            .replace("/etc/envoy/ecds/prefixgate.yaml", &ecds.to_string_lossy());
+        let config = dir.join(name);
+        std::fs::write(&config, text).unwrap();
+        let out = std::process::Command::new(&envoy)
+            .args(["--mode", "validate", "--disable-hot-restart", "-c"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name} does not validate:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every worker's VM ticks, but only the holder of the shared lease scrapes:
+/// each replica is scraped about once per interval, not once per worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_vm_at_a_time_scrapes_the_replicas() {
+    let _serial = SERIAL.lock().await;
+    let fleet = start_fleet(2, FAST).await.unwrap();
+    let addrs = fleet.addrs();
+    let envoy = filter_envoy(&addrs, "pow2", &[]).await;
+    let scrapes = || async {
+        envoy.stat("prefixgate_metrics_0.upstream_rq_total").await.unwrap()
+            + envoy.stat("prefixgate_metrics_1.upstream_rq_total").await.unwrap()
+    };
+    eventually(Duration::from_secs(10), "scrapes to start", || async { scrapes().await > 0 }).await;
+    let (before, started) = (scrapes().await, Instant::now());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (after, elapsed) = (scrapes().await, started.elapsed());
+    // One poller: 2 replicas every 100 ms. Two or more pollers would double it.
+    let one_poller = 2.0 * elapsed.as_secs_f64() / 0.1;
+    let seen = (after - before) as f64;
+    assert!(seen > 0.0, "no scrape in {elapsed:?}");
+    assert!(seen <= one_poller * 1.5 + 2.0, "{seen} scrapes in {elapsed:?}: more than one poller");
+    drop(envoy);
+    fleet.shutdown().await;
+}
