@@ -3,8 +3,8 @@
 //! roll a new filter configuration out through ECDS, and benchmark Envoy.
 
 use crate::envoy_config::{
-    json_string, plugin_config_json, render_bootstrap, render_ecds_resource, EnvoySpec, FilterMode,
-    FilterSpec, DEFAULT_VM_ID,
+    plugin_config_json, render_bootstrap, render_ecds_resource, EnvoySpec, FilterMode, FilterSpec,
+    DEFAULT_VM_ID,
 };
 use anyhow::{bail, Context, Result};
 use std::net::SocketAddr;
@@ -14,11 +14,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Usage of the Envoy tasks, appended to the xtask usage text.
 pub const USAGE: &str = "\
-  envoy --backends IP:PORT,... [--policy P] [--listen ADDR] [--admin ADDR] [--concurrency N] [--ecds DIR]
+  envoy --backends IP:PORT,... [--policy P] [--listen ADDR] [--admin ADDR] [--concurrency N]
+        [--ecds DIR | --inline]
                   render the Envoy config for the backends, build the filter and run Envoy
-                  (foreground); with --ecds the filter config is read from DIR/prefixgate.yaml
+                  (foreground); the filter config is read through ECDS from DIR/prefixgate.yaml
+                  (default DIR: <target>/envoy/ecds), or with --inline from the bootstrap
   envoy-swap --config FILE.json [--dir DIR] [--wasm FILE]
-                  roll out a new plugin config (and module) to the Envoy started with --ecds DIR
+                  roll out a new plugin config (and module) to that Envoy, without a restart
   bench envoy     Envoy with the filter vs Envoy round-robin without it, on a simulated fleet
 ";
 
@@ -38,7 +40,8 @@ struct EnvoyArgs {
     listen: SocketAddr,
     admin: SocketAddr,
     concurrency: u32,
-    ecds: Option<PathBuf>,
+    ecds: PathBuf,
+    inline: bool,
 }
 
 /// Reads `--flag value` pairs; every flag must be known.
@@ -66,10 +69,12 @@ fn parse_envoy_args(args: &[String]) -> Result<EnvoyArgs> {
         listen: SocketAddr::from(([127, 0, 0, 1], 10000)),
         admin: SocketAddr::from(([127, 0, 0, 1], 9901)),
         concurrency: 2,
-        ecds: None,
+        ecds: default_ecds_dir(),
+        inline: args.iter().any(|a| a == "--inline"),
     };
+    let args: Vec<String> = args.iter().filter(|a| *a != "--inline").cloned().collect();
     for (flag, value) in
-        flags(args, &["--backends", "--policy", "--listen", "--admin", "--concurrency", "--ecds"])?
+        flags(&args, &["--backends", "--policy", "--listen", "--admin", "--concurrency", "--ecds"])?
     {
         match flag {
             "--backends" => {
@@ -85,7 +90,7 @@ fn parse_envoy_args(args: &[String]) -> Result<EnvoyArgs> {
             "--concurrency" => {
                 parsed.concurrency = value.parse().with_context(|| format!("--concurrency: `{value}`"))?;
             }
-            _ => parsed.ecds = Some(PathBuf::from(value)),
+            _ => parsed.ecds = PathBuf::from(value),
         }
     }
     if parsed.backends.is_empty() {
@@ -145,22 +150,22 @@ pub fn envoy(args: &[String], wasm: &Path) -> Result<()> {
     let version = new_version();
     let plugin_config = plugin_config_json(&args.policy, &args.backends, Some(&version), &[]);
     let out_dir = crate::paths::target_dir().join("envoy");
-    let mode = match &args.ecds {
-        Some(dir) => {
-            let dir = absolute(dir)?;
-            let resource = write_rollout(&dir, wasm, &plugin_config, &version)?;
-            eprintln!(
-                "xtask: ECDS resource {} (roll out with `cargo xtask envoy-swap --dir {}`)",
-                resource.display(),
-                dir.display()
-            );
-            FilterMode::Ecds { path: resource.to_string_lossy().into_owned() }
-        }
-        None => FilterMode::Inline(FilterSpec {
+    let mode = if args.inline {
+        FilterMode::Inline(FilterSpec {
             wasm_path: stage_module(wasm, &out_dir, &version)?.to_string_lossy().into_owned(),
             plugin_config,
             vm_id: DEFAULT_VM_ID.to_owned(),
-        }),
+        })
+    } else {
+        // Through ECDS by default, so that `envoy-swap` can roll out the next config.
+        let dir = absolute(&args.ecds)?;
+        let resource = write_rollout(&dir, wasm, &plugin_config, &version)?;
+        eprintln!(
+            "xtask: filter config {} (roll out a new one with `cargo xtask envoy-swap --config new.json --dir {}`)",
+            resource.display(),
+            dir.display()
+        );
+        FilterMode::Ecds { path: resource.to_string_lossy().into_owned() }
     };
     let spec = EnvoySpec { listen: args.listen, admin: args.admin, backends: args.backends, mode };
     let bootstrap = write_atomically(&out_dir, "envoy.yaml", &render_bootstrap(&spec))?;
@@ -211,7 +216,7 @@ pub fn envoy_swap(args: &[String], built_wasm: impl FnOnce() -> Result<PathBuf>)
     };
     let dir = absolute(&dir)?;
     let resource = write_rollout(&dir, &wasm, &plugin_config, &version)?;
-    eprintln!("xtask: rolled out {} as {version} ({})", resource.display(), json_string(&plugin_config));
+    eprintln!("xtask: rolled out {} as {version}: {plugin_config}", resource.display());
     Ok(())
 }
 
