@@ -351,3 +351,33 @@ async fn one_vm_at_a_time_scrapes_the_replicas() {
     drop(envoy);
     fleet.shutdown().await;
 }
+
+/// With every replica down, the filter answers a local 503 with an
+/// OpenAI-style JSON error instead of letting Envoy try a dead address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_healthy_replica_gets_a_json_503() {
+    let _serial = SERIAL.lock().await;
+    let mut fleet = start_fleet(2, FAST).await.unwrap();
+    let addrs = fleet.addrs();
+    let envoy = filter_envoy(&addrs, "prefix_aware", &[("unhealthy_after", "2")]).await;
+    let client = Client::new(envoy.base_url()).unwrap();
+    routed_to(&client.completion("before", 1).await.unwrap(), &addrs);
+    fleet.stop_replica(0).await.unwrap();
+    fleet.stop_replica(1).await.unwrap();
+    eventually(Duration::from_secs(10), "the local 503", || async {
+        client.completion("anyone there?", 1).await.unwrap().decision.as_deref() == Some("no_healthy_backend")
+    })
+    .await;
+    let reply = client.completion("anyone there?", 1).await.unwrap();
+    assert_eq!(reply.status, 503);
+    assert!(reply.backend.is_none());
+    let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["error"]["code"], 503, "{body}");
+    fleet.restart_replica(0).await.unwrap();
+    eventually(Duration::from_secs(10), "a replica back", || async {
+        client.completion("back?", 1).await.unwrap().status == 200
+    })
+    .await;
+    drop(envoy);
+    fleet.shutdown().await;
+}
