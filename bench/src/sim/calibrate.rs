@@ -500,11 +500,61 @@ async fn live_table(
     Ok(())
 }
 
+/// Lateness of a bare timer thread waiting like an engine thread (sleep on a channel until
+/// `spin` before the deadline, then poll), over `seconds` of periods of `period`, as
+/// fractions of the period: the machine's scheduling noise floor, which no simulator design
+/// can go below.
+pub fn timer_noise(period: Duration, spin: Duration, seconds: f64) -> Vec<f64> {
+    let (_tx, rx) = std::sync::mpsc::channel::<()>();
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut deadline = Instant::now() + period;
+    let mut lags = Vec::new();
+    while deadline < end {
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let remaining = deadline - now;
+            if remaining > spin {
+                let _ = rx.recv_timeout(remaining - spin);
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        let late = Instant::now().saturating_duration_since(deadline);
+        lags.push(late.as_secs_f64() / period.as_secs_f64());
+        // As in the engine, a late tick does not move the next deadline.
+        deadline += period;
+    }
+    lags
+}
+
 async fn lag_table(
     config: &SimConfig,
     options: &CalibrateOptions,
     out: &mut impl Write,
 ) -> Result<(), CalibrateError> {
+    let period = Duration::from_secs_f64(0.015 / options.lag_time_scale);
+    let spin = Duration::from_micros(config.spin_micros);
+    let seconds = options.live_seconds.min(3.0);
+    let noise = tokio::task::spawn_blocking(move || timer_noise(period, spin, seconds))
+        .await
+        .map_err(|e| CalibrateError::Request(e.to_string()))?;
+    writeln!(
+        out,
+        "\n## Machine noise floor: a bare timer thread ticking every {:.0} µs (a 15 ms step at time scale {}), same wait strategy, simulator idle\n",
+        period.as_secs_f64() * 1e6,
+        options.lag_time_scale
+    )?;
+    writeln!(
+        out,
+        "{} ticks: lateness mean {:.2} %, p50 {:.2} %, p99 {:.1} % of the period",
+        noise.len(),
+        mean(&noise) * 100.0,
+        percentile(&noise, 50.0) * 100.0,
+        percentile(&noise, 99.0) * 100.0
+    )?;
     let mut lag_config = config.clone();
     lag_config.time_scale = options.lag_time_scale;
     writeln!(

@@ -46,3 +46,45 @@ impl SimTokenizer {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A minimal word-level `tokenizer.json`, enough to exercise the Hugging Face path.
+    const TINY_TOKENIZER: &str = r#"{
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": [],
+        "normalizer": null,
+        "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "hello": 1, "world": 2, "the": 3}, "unk_token": "[UNK]"}
+    }"#;
+
+    #[test]
+    fn a_tokenizer_json_is_loaded_from_disk() {
+        let path = std::env::temp_dir().join(format!("vllm-sim-tokenizer-{}.json", std::process::id()));
+        std::fs::write(&path, TINY_TOKENIZER).unwrap();
+        let t = SimTokenizer::load(Some(&path)).unwrap();
+        assert!(matches!(t, SimTokenizer::HuggingFace(_)));
+        assert_eq!(t.encode("hello world zebra", true).unwrap(), vec![1, 2, 0]);
+        assert_eq!(t.word_id(" the"), 3);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_missing_tokenizer_file_is_an_error_naming_it() {
+        let err = SimTokenizer::load(Some(Path::new("/nonexistent/tokenizer.json"))).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/tokenizer.json"));
+    }
+
+    #[test]
+    fn no_path_means_the_approximate_tokenizer() {
+        let t = SimTokenizer::load(None).unwrap();
+        assert_eq!(t.encode(" hello world", true).unwrap().len(), 2);
+    }
+}
