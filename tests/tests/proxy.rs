@@ -1,0 +1,233 @@
+//! The standalone `prefixgate` proxy (started in-process, with its embedded
+//! filter) in front of simulated vLLM replicas on loopback: the same
+//! scenarios as `envoy.rs`, so both hosts are held to one behaviour, plus
+//! hot swap through the admin API.
+#![allow(
+    clippy::unwrap_used,
+    clippy::field_reassign_with_default,
+    reason = "test helpers too: a failed unwrap is a failed test; Config is built field by field"
+)]
+
+use prefixgate::app::{self, Running};
+use prefixgate::config::Config;
+use prefixgate_tests::client::Client;
+use prefixgate_tests::envoy::plugin_config;
+use prefixgate_tests::fleet::{index_of, start_fleet};
+use prefixgate_tests::scenarios::{self, prompt, routed_to};
+use prefixgate_tests::Proxy;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Scenarios share a small machine: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Simulated time runs this many times faster than real time.
+const FAST: f64 = 50.0;
+
+/// A running prefixgate and its base URL.
+struct Prefixgate {
+    running: Running,
+    base: String,
+}
+
+impl Proxy for Prefixgate {
+    fn base_url(&self) -> &str {
+        &self.base
+    }
+}
+
+impl Prefixgate {
+    async fn start(addrs: &[SocketAddr], plugin_config: String) -> Self {
+        let mut config = Config::default();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.admin = "127.0.0.1:0".parse().unwrap();
+        config.backends = addrs.iter().map(SocketAddr::to_string).collect();
+        config.filter.plugin_config = Some(plugin_config);
+        config.filter.vms = 2;
+        let running = app::start(config).await.unwrap();
+        let base = format!("http://{}", running.listen);
+        Self { running, base }
+    }
+
+    /// `PUT /admin/<what>` with `body`; returns the status and the answer.
+    async fn admin_put(&self, what: &str, body: Vec<u8>) -> (u16, String) {
+        let url = format!("http://{}/admin/{what}", self.running.admin);
+        let reply = reqwest::Client::new().put(url).body(body).send().await.unwrap();
+        let status = reply.status().as_u16();
+        (status, reply.text().await.unwrap_or_default())
+    }
+}
+
+async fn filter_proxy(addrs: &[SocketAddr], policy: &str, extra: &[(&str, &str)]) -> Prefixgate {
+    Prefixgate::start(addrs, plugin_config(policy, addrs, 100, extra)).await
+}
+
+/// Polls `check` every 50 ms until it holds, for at most `limit`.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Prefix-cache hit tokens a replica reports.
+async fn cache_hits(addr: SocketAddr) -> f64 {
+    let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("vllm:prefix_cache_hits_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefix_groups_stay_on_one_replica_and_hit_its_cache() {
+    let _serial = SERIAL.lock().await;
+    let fleet = start_fleet(4, FAST).await.unwrap();
+    let addrs = fleet.addrs();
+    let proxy = filter_proxy(&addrs, "prefix_aware", &[]).await;
+    let placement = scenarios::affinity(&proxy, &addrs, 8, 5).await.unwrap();
+    let distinct: std::collections::BTreeSet<_> = placement.iter().collect();
+    assert!(distinct.len() >= 2, "every group went to one replica: {placement:?}");
+    // The replicas confirm it: each group's later requests hit the cache
+    // where the group lives.
+    for &replica in &distinct {
+        assert!(cache_hits(addrs[*replica]).await > 0.0, "replica {replica} saw no prefix-cache hit");
+    }
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_cycles_and_pow2_spreads() {
+    let _serial = SERIAL.lock().await;
+    let fleet = start_fleet(3, FAST).await.unwrap();
+    let addrs = fleet.addrs();
+    let proxy = filter_proxy(&addrs, "round_robin", &[]).await;
+    scenarios::round_robin_cycles(&proxy, &addrs, 4).await.unwrap();
+    drop(proxy);
+    let proxy = filter_proxy(&addrs, "pow2", &[]).await;
+    scenarios::pow2_spreads(&proxy, &addrs, 48, 6).await.unwrap();
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_replica_is_skipped_until_it_returns() {
+    let _serial = SERIAL.lock().await;
+    let mut fleet = start_fleet(3, FAST).await.unwrap();
+    let addrs = fleet.addrs();
+    let proxy = filter_proxy(&addrs, "round_robin", &[("unhealthy_after", "2")]).await;
+    let client = Client::new(proxy.base_url()).unwrap();
+    scenarios::round_robin_cycles(&proxy, &addrs, 1).await.unwrap();
+
+    fleet.stop_replica(1).await.unwrap();
+    // Requests keep succeeding (a refused connection is retried elsewhere),
+    // and once the scrapes fail the replica is no longer chosen at all.
+    let mut i = 0;
+    eventually(Duration::from_secs(10), "the killed replica to be skipped", || {
+        i += 1;
+        let client = client.clone();
+        let addrs = addrs.clone();
+        async move {
+            for j in 0..6 {
+                let reply = client.completion(&format!("after kill {i}.{j}"), 1).await.unwrap();
+                assert_eq!(reply.status, 200, "a request failed while a replica was down: {}", reply.text());
+                if index_of(&addrs, reply.backend.as_deref().unwrap_or("")) == Some(1) {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+
+    fleet.restart_replica(1).await.unwrap();
+    let mut k = 0;
+    eventually(Duration::from_secs(10), "the replica to be used again", || {
+        k += 1;
+        let client = client.clone();
+        let addrs = addrs.clone();
+        async move {
+            let reply = client.completion(&format!("after restart {k}"), 1).await.unwrap();
+            routed_to(&reply, &addrs) == 1
+        }
+    })
+    .await;
+    drop(proxy);
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_hot_swap_changes_policy_and_module_without_failed_requests() {
+    let _serial = SERIAL.lock().await;
+    let fleet = start_fleet(3, FAST).await.unwrap();
+    let addrs = fleet.addrs();
+    let proxy = filter_proxy(&addrs, "pow2", &[]).await;
+    let client = Client::new(proxy.base_url()).unwrap();
+
+    let warm = prompt("warm-before-swap", 2_000);
+    let before = client.completion(&format!("{warm} first"), 2).await.unwrap();
+    assert_eq!(before.reason(), Some("pow2"));
+    let warm_backend = routed_to(&before, &addrs);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut load = tokio::task::JoinSet::new();
+    for c in 0..4 {
+        let client = client.clone();
+        let stop = stop.clone();
+        load.spawn(async move {
+            let mut replies = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) && i < 2_000 {
+                let reply = client.completion(&format!("load {c} {i}"), 2).await;
+                replies.push(reply.map(|r| (r.status, r.decision)).map_err(|e| e.to_string()));
+                i += 1;
+            }
+            replies
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // pow2 → prefix_aware: a new plugin configuration.
+    let (status, answer) =
+        proxy.admin_put("config", plugin_config("prefix_aware", &addrs, 100, &[]).into_bytes()).await;
+    assert_eq!(status, 200, "config swap refused: {answer}");
+    // A broken configuration is refused and the current one keeps serving.
+    let (status, answer) = proxy.admin_put("config", br#"{"backends": []}"#.to_vec()).await;
+    assert_eq!(status, 400, "an empty backend list was accepted: {answer}");
+    // A new module: the same filter with an extra custom section (new sha256).
+    let mut module = std::fs::read(prefixgate_tests::wasm::filter_wasm().unwrap()).unwrap();
+    // Custom section: id 0, size 9 = name length (1) + "version" (7) + payload (1).
+    module.extend_from_slice(&[0, 9, 7, b'v', b'e', b'r', b's', b'i', b'o', b'n', 2]);
+    let (status, answer) = proxy.admin_put("module", module).await;
+    assert_eq!(status, 200, "module swap refused: {answer}");
+    let (status, _) = proxy.admin_put("module", b"not wasm".to_vec()).await;
+    assert_eq!(status, 400, "a broken module was accepted");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut total, mut after_swap) = (0, 0);
+    while let Some(replies) = load.join_next().await {
+        for reply in replies.unwrap() {
+            let (status, decision) = reply.unwrap_or_else(|e| panic!("request failed during the swap: {e}"));
+            assert_eq!(status, 200, "request failed during the swap: {decision:?}");
+            total += 1;
+            if decision.is_some_and(|d| d.contains("policy=prefix_aware")) {
+                after_swap += 1;
+            }
+        }
+    }
+    assert!(total > 20 && after_swap > 0, "{total} requests, {after_swap} after the swap");
+    // The index survived both swaps: the warm prompt still matches where it went.
+    let again = client.completion(&format!("{warm} second"), 2).await.unwrap();
+    assert_eq!(again.reason(), Some("prefix_match"), "{:?}", again.decision);
+    assert_eq!(routed_to(&again, &addrs), warm_backend);
+    let status = reqwest::get(format!("http://{}/admin/status", proxy.running.admin)).await.unwrap();
+    let status = status.text().await.unwrap();
+    assert!(status.contains("prefix_aware"), "status does not show the new config: {status}");
+    drop(proxy);
+    fleet.shutdown().await;
+}
