@@ -73,6 +73,11 @@ pub struct FilterConfig {
     /// overwritten. Default `x-envoy-original-dst-host` (Envoy ORIGINAL_DST).
     #[serde(default = "defaults::upstream_header")]
     pub upstream_header: String,
+    /// Only the first this many characters of a prompt are matched and
+    /// indexed (a huge prompt would otherwise cost a shared-data access per
+    /// chunk for text no replica context holds). Default 131072 (~32k tokens).
+    #[serde(default = "defaults::max_prompt_chars")]
+    pub max_prompt_chars: usize,
     /// Bodies larger than this are routed without reading a prompt. Default 4 MiB.
     #[serde(default = "defaults::max_body_bytes")]
     pub max_body_bytes: usize,
@@ -276,6 +281,9 @@ impl FilterConfig {
         if self.cluster.is_empty() {
             return Err(ConfigError::new("cluster", "must not be empty"));
         }
+        if self.max_prompt_chars == 0 {
+            return Err(ConfigError::new("max_prompt_chars", "must be at least 1"));
+        }
         if self.max_body_bytes == 0 {
             return Err(ConfigError::new("max_body_bytes", "must be at least 1"));
         }
@@ -321,6 +329,9 @@ mod defaults {
     }
     pub fn upstream_header() -> String {
         "x-envoy-original-dst-host".to_owned()
+    }
+    pub fn max_prompt_chars() -> usize {
+        131_072
     }
     pub fn max_body_bytes() -> usize {
         4 << 20

@@ -117,7 +117,7 @@ impl Router {
         if healthy.is_empty() {
             return Err(NoHealthyBackend { configured: self.config.backends.len() });
         }
-        let keys = prompt.map(|p| self.index.prompt_keys(p));
+        let keys = prompt.map(|p| self.index.prompt_keys(head(p, self.config.max_prompt_chars)));
         let candidates =
             Candidates { backends: &healthy, prompt: keys.as_ref(), store, index: &self.index, now_ms };
         let pick = self.policy.pick(&candidates, rng);
@@ -138,6 +138,17 @@ impl Router {
     /// Marks a request routed to `backend` as finished.
     pub fn finish(&self, store: &dyn SharedStore, backend: &str) {
         fleet::end_request(store, backend);
+    }
+}
+
+/// The first `chars` characters of `text`.
+fn head(text: &str, chars: usize) -> &str {
+    if text.len() <= chars {
+        return text;
+    }
+    match text.char_indices().nth(chars) {
+        Some((end, _)) => &text[..end],
+        None => text,
     }
 }
 

@@ -264,3 +264,15 @@ fn a_configuration_swap_keeps_the_index() {
     let d = route(&after, &store, Some(&p), &mut rng);
     assert_eq!((d.reason, d.backend.as_str()), (Reason::PrefixMatch, home.as_str()));
 }
+
+#[test]
+fn only_the_head_of_a_huge_prompt_is_matched() {
+    let (r, store, mut rng) = (router(r#","max_prompt_chars":80"#), MemoryStore::new(), rng());
+    let head = prompt("head", 10); // exactly 80 characters
+    let first = route(&r, &store, Some(&format!("{head}{}", prompt("tail-a", 500))), &mut rng);
+    let second = route(&r, &store, Some(&format!("{head}{}", prompt("tail-b", 500))), &mut rng);
+    assert_eq!((second.reason, second.backend.as_str()), (Reason::PrefixMatch, first.backend.as_str()));
+    assert_eq!(second.match_ratio, 1.0);
+    assert_eq!(super::head("héllo", 2), "hé");
+    assert_eq!(super::head("abc", 10), "abc");
+}
