@@ -111,8 +111,7 @@ pub fn scrape_state<S: SharedStore + ?Sized>(store: &S, address: &str) -> Scrape
 /// Records a successful scrape: the backend is healthy again.
 pub fn record_scrape_success<S: SharedStore + ?Sized>(store: &S, address: &str, load: VllmLoad, now_ms: u64) {
     let state = ScrapeState { consecutive_failures: 0, last_success_ms: Some(now_ms), load: Some(load) };
-    let bytes = state.encode();
-    update(store, &scrape_key(address), |_| Some(bytes.clone()));
+    write_scrape_state(store, address, &state);
 }
 
 /// Records a failed scrape; returns the number of consecutive failures.

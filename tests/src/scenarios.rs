@@ -171,3 +171,69 @@ pub async fn bad_input(
     }
     Ok(())
 }
+
+/// Polls `check` every 50 ms until it holds; panics naming `what` after `limit`.
+pub async fn eventually<F, Fut>(limit: std::time::Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Replies of one load connection: status and decision, or the error.
+type LoadReplies = Vec<Result<(u16, Option<String>), String>>;
+
+/// Bounded load (at most 2,000 requests a connection) kept up while a
+/// configuration or module swap happens.
+pub struct SwapLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: tokio::task::JoinSet<LoadReplies>,
+}
+
+impl SwapLoad {
+    /// Starts `connections` clients sending small completions through `client`.
+    pub fn start(client: &Client, connections: usize) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut tasks = tokio::task::JoinSet::new();
+        for c in 0..connections {
+            let client = client.clone();
+            let stop = stop.clone();
+            tasks.spawn(async move {
+                let mut replies = Vec::new();
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 2_000 {
+                    let reply = client.completion(&format!("load {c} {i}"), 2).await;
+                    replies.push(reply.map(|r| (r.status, r.decision)).map_err(|e| e.to_string()));
+                    i += 1;
+                }
+                replies
+            });
+        }
+        Self { stop, tasks }
+    }
+
+    /// Stops the load; panics if any request failed. Returns the number of
+    /// requests and of those whose decision header contains `decided_by`.
+    pub async fn finish(mut self, decided_by: &str) -> (usize, usize) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut total, mut matching) = (0, 0);
+        while let Some(replies) = self.tasks.join_next().await {
+            let replies = replies.unwrap_or_else(|e| panic!("a load connection failed: {e}"));
+            for reply in replies {
+                let (status, decision) =
+                    reply.unwrap_or_else(|e| panic!("request failed during the swap: {e}"));
+                assert_eq!(status, 200, "request failed during the swap: {decision:?}");
+                total += 1;
+                if decision.is_some_and(|d| d.contains(decided_by)) {
+                    matching += 1;
+                }
+            }
+        }
+        (total, matching)
+    }
+}

@@ -5,7 +5,7 @@
 use prefixgate_tests::client::Client;
 use prefixgate_tests::envoy::plugin_config;
 use prefixgate_tests::fleet::{index_of, served, start_fleet};
-use prefixgate_tests::scenarios::{self, prompt, routed_to};
+use prefixgate_tests::scenarios::{self, eventually, prompt, routed_to, SwapLoad};
 use prefixgate_tests::{Envoy, EnvoyMode};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,19 +21,6 @@ const FAST: f64 = 50.0;
 
 async fn filter_envoy(addrs: &[SocketAddr], policy: &str, extra: &[(&str, &str)]) -> Envoy {
     Envoy::start(addrs, EnvoyMode::Filter(plugin_config(policy, addrs, 100, extra))).await.unwrap()
-}
-
-/// Polls `check` every 50 ms until it holds, for at most `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,22 +218,7 @@ async fn ecds_hot_swap_changes_policy_without_failed_requests() {
     let warm_backend = routed_to(&before, &addrs);
 
     // Bounded load on four connections while the rollout happens.
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut load = tokio::task::JoinSet::new();
-    for c in 0..4 {
-        let client = client.clone();
-        let stop = stop.clone();
-        load.spawn(async move {
-            let mut replies = Vec::new();
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) && i < 2_000 {
-                let reply = client.completion(&format!("load {c} {i}"), 2).await;
-                replies.push(reply.map(|r| (r.status, r.decision)).map_err(|e| e.to_string()));
-                i += 1;
-            }
-            replies
-        });
-    }
+    let load = SwapLoad::start(&client, 4);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _version = envoy.ecds_swap(&plugin_config("prefix_aware", &addrs, 100, &[])).unwrap();
     eventually(Duration::from_secs(20), "the prefix_aware rollout", || async {
@@ -255,19 +227,7 @@ async fn ecds_hot_swap_changes_policy_without_failed_requests() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut total = 0;
-    let mut after_swap = 0;
-    while let Some(replies) = load.join_next().await {
-        for reply in replies.unwrap() {
-            let (status, decision) = reply.unwrap_or_else(|e| panic!("request failed during the swap: {e}"));
-            assert_eq!(status, 200, "request failed during the swap: {decision:?}");
-            total += 1;
-            if decision.is_some_and(|d| d.contains("policy=prefix_aware")) {
-                after_swap += 1;
-            }
-        }
-    }
+    let (total, after_swap) = load.finish("policy=prefix_aware").await;
     assert!(total > 20 && after_swap > 0, "{total} requests, {after_swap} after the swap");
 
     // The index survived the swap: the warm prompt still matches where it went.

@@ -13,12 +13,10 @@ use prefixgate::config::Config;
 use prefixgate_tests::client::Client;
 use prefixgate_tests::envoy::plugin_config;
 use prefixgate_tests::fleet::{index_of, served, start_fleet};
-use prefixgate_tests::scenarios::{self, prompt, routed_to};
+use prefixgate_tests::scenarios::{self, eventually, prompt, routed_to, SwapLoad};
 use prefixgate_tests::Proxy;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Scenarios share a small machine: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -62,19 +60,6 @@ impl Prefixgate {
 
 async fn filter_proxy(addrs: &[SocketAddr], policy: &str, extra: &[(&str, &str)]) -> Prefixgate {
     Prefixgate::start(addrs, plugin_config(policy, addrs, 100, extra)).await
-}
-
-/// Polls `check` every 50 ms until it holds, for at most `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Prefix-cache hit tokens a replica reports.
@@ -189,22 +174,7 @@ async fn admin_hot_swap_changes_policy_and_module_without_failed_requests() {
     assert_eq!(before.reason(), Some("pow2"));
     let warm_backend = routed_to(&before, &addrs);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut load = tokio::task::JoinSet::new();
-    for c in 0..4 {
-        let client = client.clone();
-        let stop = stop.clone();
-        load.spawn(async move {
-            let mut replies = Vec::new();
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) && i < 2_000 {
-                let reply = client.completion(&format!("load {c} {i}"), 2).await;
-                replies.push(reply.map(|r| (r.status, r.decision)).map_err(|e| e.to_string()));
-                i += 1;
-            }
-            replies
-        });
-    }
+    let load = SwapLoad::start(&client, 4);
     tokio::time::sleep(Duration::from_millis(300)).await;
     // pow2 → prefix_aware: a new plugin configuration.
     let (status, answer) =
@@ -222,18 +192,7 @@ async fn admin_hot_swap_changes_policy_and_module_without_failed_requests() {
     let (status, _) = proxy.admin_put("module", b"not wasm".to_vec()).await;
     assert_eq!(status, 400, "a broken module was accepted");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (mut total, mut after_swap) = (0, 0);
-    while let Some(replies) = load.join_next().await {
-        for reply in replies.unwrap() {
-            let (status, decision) = reply.unwrap_or_else(|e| panic!("request failed during the swap: {e}"));
-            assert_eq!(status, 200, "request failed during the swap: {decision:?}");
-            total += 1;
-            if decision.is_some_and(|d| d.contains("policy=prefix_aware")) {
-                after_swap += 1;
-            }
-        }
-    }
+    let (total, after_swap) = load.finish("policy=prefix_aware").await;
     assert!(total > 20 && after_swap > 0, "{total} requests, {after_swap} after the swap");
     // The index survived both swaps: the warm prompt still matches where it went.
     let again = client.completion(&format!("{warm} second"), 2).await.unwrap();
