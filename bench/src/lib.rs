@@ -5,4 +5,6 @@
 //! and other crates can start a fleet of replicas in-process with [`sim::Fleet::start`].
 
 pub mod load;
+pub mod report;
 pub mod sim;
+pub mod sweep;

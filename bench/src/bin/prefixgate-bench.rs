@@ -3,11 +3,17 @@
 //! ```text
 //! prefixgate-bench run --base-url http://127.0.0.1:8000 --num-prompts 1000 \
 //!     --request-rate 100 --max-concurrency 40 --replica-urls http://127.0.0.1:8001,...
+//! prefixgate-bench sweep --config bench/sweeps/demo.toml --output-dir sweep-results
+//! prefixgate-bench report --input-dir sweep-results
 //! ```
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use prefixgate_bench::load::run::{run, summary_table, write_record, RunArgs};
+use prefixgate_bench::report::write_report;
+use prefixgate_bench::sweep::config::{Router, SweepConfig};
+use prefixgate_bench::sweep::run::{comparison_table, run_sweep, SweepOptions};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Benchmark an OpenAI-compatible server (prefixgate, Envoy, a peer router or vLLM itself).
@@ -22,6 +28,52 @@ struct Cli {
 enum Command {
     /// Send a dataset's prompts and report bench_serving's metrics.
     Run(RunArgs),
+    /// Run the benchmark once per routing strategy, each on a fresh fleet, and
+    /// append one row per strategy to the results CSVs.
+    Sweep(SweepArgs),
+    /// Turn a sweep's results into one self-contained HTML page with charts.
+    Report(ReportArgs),
+}
+
+/// Flags of `sweep`; each overrides the config file.
+#[derive(Debug, clap::Args)]
+struct SweepArgs {
+    /// Sweep configuration (TOML): server, strategies, bench settings.
+    #[arg(long)]
+    config: PathBuf,
+    /// Directory for the CSVs, results.jsonl, requests/ and logs/.
+    #[arg(long, default_value = "sweep-results")]
+    output_dir: PathBuf,
+    /// Real replicas (`ip:port`, comma-separated) instead of a simulated fleet;
+    /// their caches are not reset between strategies.
+    #[arg(long, value_delimiter = ',')]
+    backends: Vec<String>,
+    /// Router in front of the replicas.
+    #[arg(long, value_enum)]
+    router: Option<Router>,
+    /// Run only these strategies (labels, comma-separated), in config order.
+    #[arg(long, value_delimiter = ',')]
+    strategies: Vec<String>,
+    /// `prefixgate` executable (default: beside this program, $PREFIXGATE_BIN, or PATH).
+    #[arg(long)]
+    prefixgate_bin: Option<PathBuf>,
+    /// `vllm-sim` executable (default: beside this program, $VLLM_SIM_BIN, or PATH).
+    #[arg(long)]
+    vllm_sim_bin: Option<PathBuf>,
+    /// Also write the HTML report when the sweep ends.
+    #[arg(long)]
+    report: bool,
+}
+
+/// Flags of `report`.
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// A sweep's output directory.
+    #[arg(long, default_value = "sweep-results")]
+    input_dir: PathBuf,
+    /// Where to write the page (default: <input-dir>/report/index.html).
+    #[arg(long)]
+    output: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -60,5 +112,45 @@ async fn dispatch(command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Sweep(args) => sweep(args).await,
+        Command::Report(args) => {
+            let path = write_report(&args.input_dir, args.output.as_deref())?;
+            println!("report: {}", path.display());
+            Ok(())
+        }
     }
+}
+
+async fn sweep(args: SweepArgs) -> Result<()> {
+    let mut config = SweepConfig::from_file(&args.config)?;
+    if !args.backends.is_empty() {
+        config.server.backends = args.backends;
+        config.server.time_scale = 1.0;
+    }
+    if let Some(r) = args.router {
+        config.server.router = r;
+    }
+    if !args.strategies.is_empty() {
+        for s in &args.strategies {
+            if !config.strategies.contains_key(s) {
+                anyhow::bail!("--strategies: `{s}` is not a strategy of {}", args.config.display());
+            }
+        }
+        config.strategies.retain(|label, _| args.strategies.contains(label));
+    }
+    config.validate()?;
+    let options = SweepOptions {
+        output_dir: args.output_dir.clone(),
+        vllm_sim_bin: args.vllm_sim_bin,
+        prefixgate_bin: args.prefixgate_bin,
+        progress: true,
+    };
+    let reports = run_sweep(&config, &options).await?;
+    println!("\n{}", comparison_table(&reports));
+    println!("results: {}", args.output_dir.display());
+    if args.report {
+        let path = write_report(&args.output_dir, None)?;
+        println!("report: {}", path.display());
+    }
+    Ok(())
 }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use std::time::Instant;
 
 /// Which endpoint the driver calls (bench_serving's `--backend`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 pub enum Api {
     /// `/v1/completions` with `prompt`.
     #[value(name = "vllm")]

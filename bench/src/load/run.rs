@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Which dataset prompts come from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DatasetName {
     /// A ShareGPT JSON file (`--dataset-path`).
@@ -334,6 +334,12 @@ pub fn summary_table(report: &RunReport) -> String {
 /// Appends the run's JSONL record (bench_serving's field names) to `path`, and
 /// its per-request detail to `<path>.requests.jsonl`.
 pub fn write_record(report: &RunReport, path: &std::path::Path) -> Result<()> {
+    append_record(report, path)?;
+    write_outcomes(&report.outcomes, &detail_path(path))
+}
+
+/// Appends the run's JSONL record (bench_serving's field names) to `path`.
+pub fn append_record(report: &RunReport, path: &std::path::Path) -> Result<()> {
     let m = &report.metrics;
     let record = serde_json::json!({
         "backend": report.args.backend,
@@ -365,15 +371,27 @@ pub fn write_record(report: &RunReport, path: &std::path::Path) -> Result<()> {
         "prefix_groups": report.prefix_groups,
         "vllm": report.vllm,
     });
-    append_line(path, &record.to_string())?;
-    let detail = detail_path(path);
+    append_line(path, &record.to_string())
+}
+
+/// Writes per-request detail, one JSON object per line (replacing `path`).
+pub fn write_outcomes(outcomes: &[RequestOutcome], path: &std::path::Path) -> Result<()> {
     let mut lines = String::new();
-    for o in &report.outcomes {
+    for o in outcomes {
         lines.push_str(&serde_json::to_string(o)?);
         lines.push('\n');
     }
-    std::fs::write(&detail, lines).with_context(|| format!("writing {}", detail.display()))?;
-    Ok(())
+    std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Reads per-request detail written by [`write_outcomes`].
+pub fn read_outcomes(path: &std::path::Path) -> Result<Vec<RequestOutcome>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}: line {}", path.display(), i + 1)))
+        .collect()
 }
 
 /// Where the per-request detail of a JSONL record file goes.

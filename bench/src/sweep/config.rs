@@ -1,0 +1,347 @@
+//! `sweep.toml`: the fleet and router every strategy runs on, the strategies
+//! (label → routing policy), and the benchmark settings shared by all runs.
+//!
+//! ```toml
+//! [server]
+//! num_servers = 4
+//! time_scale = 4.0
+//!
+//! [strategies]
+//! round_robin = "round_robin"
+//! pow2 = "pow2"
+//! prefix_aware = "prefix_aware"
+//! prefix_aware_least_loaded = { policy = "prefix_aware", miss_policy = "least_loaded" }
+//!
+//! [bench]
+//! benchmark_label = "sharegpt"
+//! num_prompts = 1000
+//! max_concurrency = 40
+//! request_rate = 100.0
+//! ```
+
+use crate::load::client::Api;
+use crate::load::run::{DatasetName, RunArgs};
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use indexmap::IndexMap;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The whole sweep: where to run, what to compare, how to load it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepConfig {
+    /// Fleet and router settings (all optional).
+    #[serde(default)]
+    pub server: ServerSettings,
+    /// Strategies in run order: label → policy name, or a table with `policy`
+    /// and further filter settings (`miss_policy`, `imbalance_threshold`, …).
+    pub strategies: IndexMap<String, Strategy>,
+    /// Benchmark settings; each defaults to `prefixgate-bench run`'s default.
+    #[serde(default)]
+    pub bench: BenchSettings,
+}
+
+/// Which router sits in front of the fleet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Router {
+    /// The `prefixgate` proxy with the embedded filter.
+    #[default]
+    Prefixgate,
+    /// Envoy with the filter module (needs `envoy` and the `.wasm`).
+    Envoy,
+}
+
+impl Router {
+    /// The name used in files and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Prefixgate => "prefixgate",
+            Self::Envoy => "envoy",
+        }
+    }
+}
+
+/// The fleet and the router.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Router in front of the replicas. Default `prefixgate`.
+    pub router: Router,
+    /// Router listen port on 127.0.0.1. Default 0: a free port.
+    pub router_port: u16,
+    /// Served model name. Default `Qwen/Qwen2.5-1.5B-Instruct`.
+    pub model_name: String,
+    /// `vllm-sim` profile (GPU and model timing). Default `l4-qwen2.5-1.5b`.
+    pub profile: String,
+    /// GPU column of the results. Default: the profile's GPU (`L4`), or
+    /// `unknown` with real backends.
+    pub gpu_type: Option<String>,
+    /// Simulated replicas per strategy. Default 4.
+    pub num_servers: usize,
+    /// Prefix caching in the replicas. Default true.
+    pub enable_prefix_caching: bool,
+    /// Chunked prefill in the replicas. Default true.
+    pub enable_chunked_prefill: bool,
+    /// Simulated seconds per wall-clock second. Default 1; must be 1 with real backends.
+    pub time_scale: f64,
+    /// Real replicas (`ip:port`) instead of a fresh simulated fleet per
+    /// strategy. Their caches are not reset between strategies. Default none.
+    pub backends: Vec<String>,
+    /// Seconds a component may take to report it is listening. Default 60.
+    pub startup_timeout_s: f64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            router: Router::Prefixgate,
+            router_port: 0,
+            model_name: "Qwen/Qwen2.5-1.5B-Instruct".into(),
+            profile: "l4-qwen2.5-1.5b".into(),
+            gpu_type: None,
+            num_servers: 4,
+            enable_prefix_caching: true,
+            enable_chunked_prefill: true,
+            time_scale: 1.0,
+            backends: Vec::new(),
+            startup_timeout_s: 60.0,
+        }
+    }
+}
+
+impl ServerSettings {
+    /// The GPU column: given, else derived from the profile name.
+    pub fn gpu_type(&self) -> String {
+        if let Some(g) = &self.gpu_type {
+            return g.clone();
+        }
+        if !self.backends.is_empty() {
+            return "unknown".into();
+        }
+        let stem = Path::new(&self.profile).file_stem().and_then(|s| s.to_str()).unwrap_or(&self.profile);
+        stem.split('-').next().unwrap_or(stem).to_uppercase()
+    }
+
+    /// Number of replicas behind the router.
+    pub fn num_servers(&self) -> usize {
+        if self.backends.is_empty() {
+            self.num_servers
+        } else {
+            self.backends.len()
+        }
+    }
+}
+
+/// One routing strategy: a policy name, or a policy with filter settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Strategy {
+    /// `label = "pow2"`.
+    Policy(String),
+    /// `label = { policy = "prefix_aware", miss_policy = "least_loaded" }`.
+    Detailed {
+        /// Policy name.
+        policy: String,
+        /// Further plugin configuration fields, passed to the filter as is.
+        #[serde(flatten)]
+        settings: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+impl Strategy {
+    /// The policy name.
+    pub fn policy(&self) -> &str {
+        match self {
+            Self::Policy(p) | Self::Detailed { policy: p, .. } => p,
+        }
+    }
+
+    /// The filter's plugin configuration for `backends`.
+    pub fn plugin_config(&self, backends: &[String]) -> serde_json::Value {
+        let mut obj = match self {
+            Self::Policy(_) => serde_json::Map::new(),
+            Self::Detailed { settings, .. } => settings.clone(),
+        };
+        obj.insert("policy".into(), self.policy().into());
+        obj.insert("backends".into(), backends.to_vec().into());
+        serde_json::Value::Object(obj)
+    }
+}
+
+/// Benchmark settings; a missing one takes `prefixgate-bench run`'s default.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BenchSettings {
+    /// Label of the whole sweep (the CSVs' `benchmark_label`). Default `sweep`.
+    pub benchmark_label: Option<String>,
+    /// Send one request before measuring. Default false.
+    pub with_warmup: bool,
+    /// `vllm` (completions) or `vllm-chat`. Default `vllm`.
+    pub backend: Option<Api>,
+    /// `sharegpt` or `synthetic`. Default: `sharegpt` with a path, else `synthetic`.
+    pub dataset_name: Option<DatasetName>,
+    /// ShareGPT JSON file, relative to the config file.
+    pub dataset_path: Option<PathBuf>,
+    /// Conversations considered. Default 10,000.
+    pub max_conversations: Option<usize>,
+    /// Requests per strategy. Default 1,000.
+    pub num_prompts: Option<usize>,
+    /// Shortest output, tokens. Default 10.
+    pub min_output_len: Option<u64>,
+    /// Longest output, tokens. Default 200.
+    pub max_output_len: Option<u64>,
+    /// Shortest prompt kept, tokens. Default 1,500.
+    pub min_prompt_len: Option<usize>,
+    /// Longest prompt kept, tokens. Default 8,192.
+    pub max_prompt_len: Option<usize>,
+    /// Requests per second (Poisson); `inf` sends all at once. Default `inf`.
+    pub request_rate: Option<f64>,
+    /// Requests in flight at most. Default unlimited.
+    pub max_concurrency: Option<usize>,
+    /// Non-streaming requests. Default false.
+    pub disable_stream: bool,
+    /// Let outputs end at EOS. Default false.
+    pub disable_ignore_eos: bool,
+    /// Seed of sampling and arrivals. Default 1.
+    pub seed: Option<u64>,
+    /// `tokenizer.json` for client-side token counts, relative to the config file.
+    pub tokenizer: Option<PathBuf>,
+}
+
+/// `RunArgs` with clap's defaults, so the sweep and `run` share one set.
+#[derive(Parser)]
+struct Defaults {
+    #[command(flatten)]
+    args: RunArgs,
+}
+
+impl BenchSettings {
+    /// The run flags for one strategy, before the URLs are known.
+    pub fn run_args(&self, label: &str, model: &str, time_scale: f64) -> Result<RunArgs> {
+        let mut a = Defaults::try_parse_from(["run"]).context("default run settings")?.args;
+        a.label = Some(label.to_owned());
+        a.model = Some(model.to_owned());
+        a.time_scale = time_scale;
+        a.with_warmup = self.with_warmup;
+        a.disable_stream = self.disable_stream;
+        a.disable_ignore_eos = self.disable_ignore_eos;
+        a.max_concurrency = self.max_concurrency;
+        a.dataset_name = self.dataset_name;
+        a.dataset_path = self.dataset_path.clone();
+        a.tokenizer = self.tokenizer.clone();
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { a.$f = v; } )* };
+        }
+        set!(backend, max_conversations, num_prompts, min_output_len, max_output_len);
+        set!(min_prompt_len, max_prompt_len, request_rate, seed);
+        Ok(a)
+    }
+
+    /// The sweep's label.
+    pub fn benchmark_label(&self) -> &str {
+        self.benchmark_label.as_deref().unwrap_or("sweep")
+    }
+}
+
+impl SweepConfig {
+    /// Reads and validates a sweep file; relative paths in it are resolved
+    /// against the file's directory.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut config = Self::parse(&text).with_context(|| format!("in {}", path.display()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut config.bench.dataset_path, &mut config.bench.tokenizer].into_iter().flatten() {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parses and validates sweep TOML.
+    pub fn parse(text: &str) -> Result<Self> {
+        let config: Self = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: non-empty strategies with file-safe labels,
+    /// a fleet size, a usable time scale.
+    pub fn validate(&self) -> Result<()> {
+        if self.strategies.is_empty() {
+            bail!("`strategies`: give at least one, e.g. `pow2 = \"pow2\"`");
+        }
+        for (label, s) in &self.strategies {
+            if label.is_empty() || !label.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+                bail!("`strategies.{label}`: a label may only use letters, digits, `_`, `-` and `.`");
+            }
+            if s.policy().trim().is_empty() {
+                bail!("`strategies.{label}`: the policy is empty");
+            }
+        }
+        let s = &self.server;
+        if s.backends.is_empty() && s.num_servers == 0 {
+            bail!("`server.num_servers`: at least one replica is needed");
+        }
+        if !(s.time_scale.is_finite() && s.time_scale > 0.0) {
+            bail!("`server.time_scale`: must be a positive number, got {}", s.time_scale);
+        }
+        if !s.backends.is_empty() && s.time_scale != 1.0 {
+            bail!("`server.time_scale`: only simulated replicas run scaled; with `server.backends` it must be 1");
+        }
+        if !(s.startup_timeout_s.is_finite() && s.startup_timeout_s > 0.0) {
+            bail!("`server.startup_timeout_s`: must be a positive number of seconds");
+        }
+        if let Some(r) = self.bench.request_rate {
+            if r.is_nan() || r <= 0.0 {
+                bail!("`bench.request_rate`: must be positive (or `inf`), got {r}");
+            }
+        }
+        if let (Some(lo), Some(hi)) = (self.bench.min_output_len, self.bench.max_output_len) {
+            if lo > hi {
+                bail!("`bench.min_output_len` ({lo}) is above `bench.max_output_len` ({hi})");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strategies_keep_file_order_and_carry_filter_settings() {
+        let c = SweepConfig::parse(
+            "[strategies]\nz = \"pow2\"\na = { policy = \"prefix_aware\", miss_policy = \"least_loaded\" }\n\
+             [bench]\nrequest_rate = inf\nnum_prompts = 20\n",
+        )
+        .unwrap();
+        let labels: Vec<&str> = c.strategies.keys().map(String::as_str).collect();
+        assert_eq!(labels, ["z", "a"]);
+        let pc = c.strategies["a"].plugin_config(&["127.0.0.1:1".into()]);
+        assert_eq!(pc["policy"], "prefix_aware");
+        assert_eq!(pc["miss_policy"], "least_loaded");
+        assert_eq!(pc["backends"][0], "127.0.0.1:1");
+        let args = c.bench.run_args("a", "m", 2.0).unwrap();
+        assert_eq!(args.num_prompts, 20);
+        assert!(args.request_rate.is_infinite());
+        assert_eq!(args.max_output_len, 200, "unset fields keep run's default");
+        assert_eq!(c.server.gpu_type(), "L4");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = |t: &str| format!("{:#}", SweepConfig::parse(t).unwrap_err());
+        assert!(e("[strategies]\n").contains("`strategies`"));
+        assert!(e("[strategies]\n\"a b\" = \"pow2\"\n").contains("strategies.a b"));
+        assert!(e("[server]\nnum_servrs = 2\n[strategies]\na = \"pow2\"\n").contains("num_servrs"));
+        assert!(e("[server]\ntime_scale = 0\n[strategies]\na = \"pow2\"\n").contains("server.time_scale"));
+        assert!(e("[server]\nbackends = [\"127.0.0.1:1\"]\ntime_scale = 5\n[strategies]\na = \"pow2\"\n")
+            .contains("server.backends"));
+        assert!(e("[strategies]\na = \"pow2\"\n[bench]\nmin_output_len = 9\nmax_output_len = 3\n")
+            .contains("bench.min_output_len"));
+    }
+}

@@ -1,0 +1,8 @@
+//! `prefixgate-bench sweep`: the same benchmark against each routing strategy
+//! in turn, each on a fresh simulated fleet behind `prefixgate`, with one row
+//! per strategy in the results CSVs that `prefixgate-bench report` charts.
+
+pub mod component;
+pub mod config;
+pub mod results_csv;
+pub mod run;

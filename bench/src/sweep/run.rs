@@ -1,0 +1,166 @@
+//! The sweep loop: for each strategy a fresh simulated fleet (or the given
+//! replicas), a router with that strategy's policy, one benchmark run, one row
+//! in each results CSV; everything stopped before the next strategy.
+
+use super::component::{find_executable, Component, LogFiles};
+use super::config::{Router, Strategy, SweepConfig};
+use super::results_csv::{append_row, serve_row, vllm_row, RunSettings, SERVE_CSV, VLLM_CSV};
+use crate::load::run::{append_record, run, write_outcomes, RunReport};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// Where the sweep writes and which programs it starts.
+#[derive(Clone, Debug, Default)]
+pub struct SweepOptions {
+    /// Results directory: the two CSVs, `results.jsonl`, `requests/`, `logs/`.
+    pub output_dir: PathBuf,
+    /// `vllm-sim` executable (default: beside this program, or on PATH).
+    pub vllm_sim_bin: Option<PathBuf>,
+    /// `prefixgate` executable (default: beside this program, or on PATH).
+    pub prefixgate_bin: Option<PathBuf>,
+    /// Show a progress bar per run.
+    pub progress: bool,
+}
+
+/// Per-request detail of a strategy's run, relative to the output directory.
+pub fn requests_file(strategy: &str) -> PathBuf {
+    Path::new("requests").join(format!("{strategy}.jsonl"))
+}
+
+/// Runs every strategy in order and returns their reports.
+pub async fn run_sweep(config: &SweepConfig, options: &SweepOptions) -> Result<Vec<(String, RunReport)>> {
+    let out = &options.output_dir;
+    std::fs::create_dir_all(out.join("requests")).with_context(|| format!("creating {}", out.display()))?;
+    if config.server.router == Router::Envoy {
+        bail!("`server.router = \"envoy\"`: the sweep drives `prefixgate` only; run Envoy with `cargo xtask envoy` and `prefixgate-bench run` against it");
+    }
+    let sim_bin = match config.server.backends.is_empty() {
+        true => Some(find_executable(
+            options.vllm_sim_bin.as_deref(),
+            "VLLM_SIM_BIN",
+            "vllm-sim",
+            "prefixgate-bench",
+        )?),
+        false => None,
+    };
+    let router_bin =
+        find_executable(options.prefixgate_bin.as_deref(), "PREFIXGATE_BIN", "prefixgate", "prefixgate")?;
+    let mut reports = Vec::with_capacity(config.strategies.len());
+    for (label, strategy) in &config.strategies {
+        eprintln!("prefixgate-bench: sweep: {label} ({})", strategy.policy());
+        let report = run_strategy(config, options, label, strategy, sim_bin.as_deref(), &router_bin)
+            .await
+            .with_context(|| format!("strategy `{label}`"))?;
+        reports.push((label.clone(), report));
+    }
+    Ok(reports)
+}
+
+async fn run_strategy(
+    config: &SweepConfig,
+    options: &SweepOptions,
+    label: &str,
+    strategy: &Strategy,
+    sim_bin: Option<&Path>,
+    router_bin: &Path,
+) -> Result<RunReport> {
+    let out = &options.output_dir;
+    let server = &config.server;
+    let logs = LogFiles::create(&out.join("logs"), label)?;
+    let timeout = Duration::from_secs_f64(server.startup_timeout_s);
+    let mut fleet = None;
+    let urls: Vec<String> = match sim_bin {
+        Some(bin) => {
+            let mut cmd = Command::new(bin);
+            cmd.args(["--host", "127.0.0.1", "--port", "0"])
+                .args(["--replicas", &server.num_servers.to_string()])
+                .args(["--profile", &server.profile, "--model", &server.model_name])
+                .args(["--time-scale", &server.time_scale.to_string()]);
+            if !server.enable_prefix_caching {
+                cmd.arg("--no-enable-prefix-caching");
+            }
+            if !server.enable_chunked_prefill {
+                cmd.arg("--no-enable-chunked-prefill");
+            }
+            let mut sim = Component::spawn("vllm-sim", cmd, &logs)?;
+            let lines = sim.wait_for_lines("vllm-sim replica ", server.num_servers, timeout).await?;
+            fleet = Some(sim);
+            lines
+                .iter()
+                .map(|l| l.rsplit("listening on ").next().unwrap_or_default().trim().to_owned())
+                .collect()
+        }
+        None => server.backends.iter().map(|b| format!("http://{}", b.trim())).collect(),
+    };
+    let backends: Vec<String> = urls.iter().map(|u| u.trim_start_matches("http://").to_owned()).collect();
+    let plugin_config = strategy.plugin_config(&backends).to_string();
+    let mut cmd = Command::new(router_bin);
+    cmd.args(["--listen", &format!("127.0.0.1:{}", server.router_port), "--admin", "127.0.0.1:0"]).args([
+        "--backends",
+        &backends.join(","),
+        "--plugin-config",
+        &plugin_config,
+    ]);
+    let mut router = Component::spawn("prefixgate", cmd, &logs)?;
+    let listening = router.wait_for_lines("prefixgate listening on ", 1, timeout).await?;
+    let base_url = listening[0].split_whitespace().next().unwrap_or_default().to_owned();
+
+    let mut args = config.bench.run_args(label, &server.model_name, server.time_scale)?;
+    args.base_url = Some(base_url);
+    args.replica_urls = urls;
+    let report = run(args, options.progress).await?;
+    for c in [Some(&mut router), fleet.as_mut()].into_iter().flatten() {
+        if !c.is_running() {
+            bail!("{} exited during the run:\n{}", c.name(), logs.tail(20));
+        }
+    }
+    drop(router);
+    drop(fleet);
+
+    append_record(&report, &out.join("results.jsonl"))?;
+    let requests = requests_file(label);
+    write_outcomes(&report.outcomes, &out.join(&requests))?;
+    let settings = RunSettings { server, benchmark_label: config.bench.benchmark_label(), strategy: label };
+    let extras = [
+        ("router", server.router.as_str().to_owned()),
+        ("plugin_config", strategy.plugin_config(&[]).to_string()),
+        ("requests_file", requests.to_string_lossy().into_owned()),
+        ("timestamp", unix_seconds().to_string()),
+    ];
+    append_row(&out.join(SERVE_CSV), &serve_row(&settings, &report, &extras))?;
+    append_row(&out.join(VLLM_CSV), &vllm_row(&settings, &report))?;
+    Ok(report)
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The comparison table printed at the end of a sweep (Markdown).
+pub fn comparison_table(reports: &[(String, RunReport)]) -> String {
+    let mut s = String::from(
+        "| strategy | req/s | out tok/s | TTFT mean ms | TTFT p99 ms | TPOT mean ms | E2E mean ms | cache hit | busiest replica | failed |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for (label, r) in reports {
+        let m = &r.metrics;
+        let hit = r.vllm.as_ref().and_then(|v| v.prefix_cache_hit_rate);
+        let busiest = r.vllm.as_ref().map(|v| v.replicas.iter().map(|x| x.request_share).fold(0.0, f64::max));
+        let pct = |x: Option<f64>| x.map_or("n/a".to_owned(), |x| format!("{:.1}%", x * 100.0));
+        s.push_str(&format!(
+            "| {label} | {:.2} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {} | {} |\n",
+            m.request_throughput,
+            m.output_throughput,
+            m.ttft_ms.mean,
+            m.ttft_ms.p99,
+            m.tpot_ms.mean,
+            m.e2e_ms.mean,
+            pct(hit),
+            pct(busiest),
+            m.failed
+        ));
+    }
+    s
+}
