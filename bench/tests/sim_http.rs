@@ -351,6 +351,41 @@ async fn metrics_parse_as_prometheus_text_in_both_dialects() {
     fleet.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_prefix_cache_hits_for_a_repeated_prompt_only_with_prefix_caching_on() {
+    let c = client();
+    let p = prompt("r", 50);
+    let base_labels = [("engine", "0"), ("model_name", "qwen")];
+    for enabled in [true, false] {
+        let mut cfg = config();
+        cfg.limits.enable_prefix_caching = enabled;
+        let fleet = Fleet::start(cfg, 1).await.unwrap();
+        let base = fleet.urls()[0].clone();
+        assert_eq!(post(&c, &base, "/v1/completions", completion(&p, 3)).await.cached_tokens(), 0);
+        let second = post(&c, &base, "/v1/completions", completion(&p, 3)).await;
+        assert_eq!(second.status, StatusCode::OK);
+        assert_eq!(second.cached_tokens(), if enabled { 48 } else { 0 }, "caching {enabled}");
+        let text = String::from_utf8(get(&c, &base, "/metrics").await.body).unwrap();
+        let hits = scrape_value(&text, "vllm:prefix_cache_hits_total", &base_labels);
+        let queries = scrape_value(&text, "vllm:prefix_cache_queries_total", &base_labels);
+        assert_eq!((hits, queries), if enabled { (48.0, 100.0) } else { (0.0, 0.0) }, "caching {enabled}");
+        let label = if enabled { "True" } else { "False" };
+        assert_eq!(scrape_value(&text, "vllm:cache_config_info", &[("enable_prefix_caching", label)]), 1.0);
+        assert_eq!(scrape_value(&text, "vllm:prompt_tokens_total", &base_labels), 100.0);
+        fleet.shutdown().await;
+    }
+    // V0: the block hit rate gauge reads -1 without prefix caching.
+    let mut cfg = SimConfig { metrics_format: MetricsFormat::V0, ..config() };
+    cfg.limits.enable_prefix_caching = false;
+    let fleet = Fleet::start(cfg, 1).await.unwrap();
+    let base = fleet.urls()[0].clone();
+    post(&c, &base, "/v1/completions", completion(&p, 3)).await;
+    post(&c, &base, "/v1/completions", completion(&p, 3)).await;
+    let text = String::from_utf8(get(&c, &base, "/metrics").await.body).unwrap();
+    assert_eq!(scrape_value(&text, "vllm:gpu_prefix_cache_hit_rate", &[("model_name", "qwen")]), -1.0);
+    fleet.shutdown().await;
+}
+
 /// Polls the replica's metrics until `done` holds (bounded).
 async fn wait_for(
     fleet: &Fleet,

@@ -173,6 +173,7 @@ fn metrics(state: &ReplicaState) -> Response<SimBody> {
         model_name: state.served_names.first().map_or("", String::as_str),
         block_size: state.config.limits.block_size,
         num_gpu_blocks: state.config.num_gpu_blocks(),
+        enable_prefix_caching: state.config.limits.enable_prefix_caching,
     };
     respond(StatusCode::OK, exposition::CONTENT_TYPE, exposition::render(&m, &info))
 }
