@@ -5,7 +5,8 @@
 //! - pure engine model, no clock and no I/O: [`block_hash`], [`block_pool`], [`kv_cache`],
 //!   [`request`], [`scheduler`], [`cost_model`], [`engine`];
 //! - [`engine_thread`]: runs one engine against the wall clock, divided by `--time-scale`;
-//! - HTTP: [`openai`] (wire types), [`server`], [`sse`]; [`replica`] and [`fleet`] start them.
+//! - HTTP: [`openai`] (wire types), [`tokenization`] (`/tokenize`, `/detokenize`),
+//!   [`server`], [`sse`]; [`replica`] and [`fleet`] start them.
 
 pub mod api_error;
 pub mod approx_tokenizer;
@@ -30,6 +31,7 @@ pub mod scheduler;
 pub mod server;
 pub mod sse;
 pub mod text_gen;
+pub mod tokenization;
 pub mod tokenizer;
 
 pub use config::{EngineLimits, MetricsFormat, SimConfig};

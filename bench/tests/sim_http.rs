@@ -1,6 +1,7 @@
 //! vllm-sim over HTTP: both endpoints streaming and not, prefix-cache hits as vLLM counts
-//! them, eviction, errors, `/metrics` parsed by a Prometheus text parser, client
-//! disconnects, and killing and restarting a replica.
+//! them (and none with prefix caching off), eviction, errors, `/tokenize` and
+//! `/detokenize`, `/metrics` parsed by a Prometheus text parser, client disconnects, and
+//! killing and restarting a replica.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -348,6 +349,119 @@ async fn metrics_parse_as_prometheus_text_in_both_dialects() {
     // Block hit rate: 3 full blocks looked up twice, hit the second time.
     assert_eq!(scrape_value(&text, "vllm:gpu_prefix_cache_hit_rate", &model), 0.5);
     assert!(!text.contains("le=\"2560.0\""), "V0 TTFT buckets stop at 10");
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_prefix_cache_hits_for_a_repeated_prompt_only_with_prefix_caching_on() {
+    let c = client();
+    let p = prompt("r", 50);
+    let base_labels = [("engine", "0"), ("model_name", "qwen")];
+    for enabled in [true, false] {
+        let mut cfg = config();
+        cfg.limits.enable_prefix_caching = enabled;
+        let fleet = Fleet::start(cfg, 1).await.unwrap();
+        let base = fleet.urls()[0].clone();
+        assert_eq!(post(&c, &base, "/v1/completions", completion(&p, 3)).await.cached_tokens(), 0);
+        let second = post(&c, &base, "/v1/completions", completion(&p, 3)).await;
+        assert_eq!(second.status, StatusCode::OK);
+        assert_eq!(second.cached_tokens(), if enabled { 48 } else { 0 }, "caching {enabled}");
+        let text = String::from_utf8(get(&c, &base, "/metrics").await.body).unwrap();
+        let hits = scrape_value(&text, "vllm:prefix_cache_hits_total", &base_labels);
+        let queries = scrape_value(&text, "vllm:prefix_cache_queries_total", &base_labels);
+        assert_eq!((hits, queries), if enabled { (48.0, 100.0) } else { (0.0, 0.0) }, "caching {enabled}");
+        let label = if enabled { "True" } else { "False" };
+        assert_eq!(scrape_value(&text, "vllm:cache_config_info", &[("enable_prefix_caching", label)]), 1.0);
+        assert_eq!(scrape_value(&text, "vllm:prompt_tokens_total", &base_labels), 100.0);
+        fleet.shutdown().await;
+    }
+    // V0: the block hit rate gauge reads -1 without prefix caching.
+    let mut cfg = SimConfig { metrics_format: MetricsFormat::V0, ..config() };
+    cfg.limits.enable_prefix_caching = false;
+    let fleet = Fleet::start(cfg, 1).await.unwrap();
+    let base = fleet.urls()[0].clone();
+    post(&c, &base, "/v1/completions", completion(&p, 3)).await;
+    post(&c, &base, "/v1/completions", completion(&p, 3)).await;
+    let text = String::from_utf8(get(&c, &base, "/metrics").await.body).unwrap();
+    assert_eq!(scrape_value(&text, "vllm:gpu_prefix_cache_hit_rate", &[("model_name", "qwen")]), -1.0);
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokenize_counts_prompts_as_generation_does_and_detokenize_round_trips_across_the_fleet() {
+    let fleet = Fleet::start(config(), 2).await.unwrap();
+    let (c, urls) = (client(), fleet.urls());
+    let text = format!("{}, and some punctuation!\n<|im_end|>", prompt("k", 30));
+    let r = post(&c, &urls[0], "/tokenize", json!({"model": "qwen", "prompt": text})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers[CONTENT_TYPE], "application/json");
+    let v = r.json();
+    let tokens = v["tokens"].as_array().unwrap().clone();
+    assert_eq!(v["count"], tokens.len());
+    assert_eq!(v["max_model_len"], 32_768);
+    assert!(v["token_strs"].is_null());
+    let generated = post(&c, &urls[0], "/v1/completions", completion(&text, 1)).await.json();
+    assert_eq!(generated["usage"]["prompt_tokens"], v["count"], "the same tokenization");
+    // The other replica of the fleet decodes what the first one tokenized.
+    let d = post(&c, &urls[1], "/detokenize", json!({"model": "qwen", "tokens": tokens})).await;
+    assert_eq!(d.status, StatusCode::OK);
+    assert_eq!(d.json(), json!({"prompt": text}));
+
+    let strs =
+        post(&c, &urls[1], "/tokenize", json!({"prompt": " hello world", "return_token_strs": true})).await;
+    assert_eq!(strs.json()["token_strs"], json!([" hello", " world"]));
+
+    let messages = json!([{"role": "user", "content": prompt("q", 20)}]);
+    let t = post(&c, &urls[0], "/tokenize", json!({"messages": messages})).await.json();
+    let chat = post(
+        &c,
+        &urls[0],
+        "/v1/chat/completions",
+        json!({"messages": messages, "max_tokens": 1, "ignore_eos": true}),
+    )
+    .await
+    .json();
+    assert_eq!(chat["usage"]["prompt_tokens"], t["count"], "messages render as the chat endpoint's");
+    let without =
+        post(&c, &urls[0], "/tokenize", json!({"messages": messages, "add_generation_prompt": false}))
+            .await
+            .json();
+    assert!(without["count"].as_u64().unwrap() < t["count"].as_u64().unwrap());
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokenize_and_detokenize_answer_bad_input_with_vllm_errors_naming_the_field() {
+    let fleet = Fleet::start(config(), 1).await.unwrap();
+    let (c, base) = (client(), fleet.urls()[0].clone());
+    for (path, body, field) in [
+        ("/tokenize", json!({}), "prompt"),
+        ("/tokenize", json!({"prompt": ["a", "b"]}), "prompt"),
+        ("/tokenize", json!({"prompt": "x", "add_special_tokens": 1}), "add_special_tokens"),
+        ("/tokenize", json!({"messages": [{"role": "user", "content": 3}]}), "messages[0].content"),
+        ("/detokenize", json!({"tokens": "12"}), "tokens"),
+        ("/detokenize", json!({"tokens": [1, -1]}), "tokens[1]"),
+        // An id the built-in tokenizer never returned cannot be decoded.
+        ("/detokenize", json!({"tokens": [151_000]}), "tokens[0]"),
+    ] {
+        let r = post(&c, &base, path, body.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path} {body}");
+        let v = r.json();
+        assert_eq!(
+            (v["object"].as_str(), v["type"].as_str(), v["code"].as_u64()),
+            (Some("error"), Some("BadRequestError"), Some(400))
+        );
+        assert!(v["message"].as_str().unwrap().starts_with(field), "{path} {body}: {v}");
+    }
+    for path in ["/tokenize", "/detokenize"] {
+        let r = post(&c, &base, path, json!({"model": "other", "prompt": "x", "tokens": []})).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(r.json()["message"], "The model `other` does not exist.");
+        let req =
+            Request::post(format!("{base}{path}")).body(Full::new(Bytes::from_static(b"{oops"))).unwrap();
+        assert_eq!(c.request(req).await.unwrap().status(), StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(get(&c, &base, path).await.status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+    }
     fleet.shutdown().await;
 }
 

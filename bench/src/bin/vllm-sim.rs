@@ -51,9 +51,22 @@ struct Cli {
     /// Most requests in the running batch.
     #[arg(long, default_value_t = 256)]
     max_num_seqs: usize,
-    /// Token budget of one engine step.
+    /// Token budget of one engine step (raised to at least max_model_len with
+    /// --no-enable-chunked-prefill).
     #[arg(long, default_value_t = 2048)]
     max_num_batched_tokens: usize,
+    /// Automatic prefix caching (the default).
+    #[arg(long, overrides_with = "no_enable_prefix_caching")]
+    enable_prefix_caching: bool,
+    /// No prefix caching: every prompt is computed from scratch.
+    #[arg(long, overrides_with = "enable_prefix_caching")]
+    no_enable_prefix_caching: bool,
+    /// Chunked prefill (the default): long prompts are split across steps.
+    #[arg(long, overrides_with = "no_enable_chunked_prefill")]
+    enable_chunked_prefill: bool,
+    /// No chunked prefill: a prompt is computed in one step.
+    #[arg(long, overrides_with = "enable_chunked_prefill")]
+    no_enable_chunked_prefill: bool,
     /// /metrics names: v1 (vLLM ≥ 0.8 default engine) or v0.
     #[arg(long, default_value = "v1", alias = "metrics-dialect")]
     metrics_format: MetricsFormat,
@@ -92,6 +105,8 @@ impl Cli {
                 max_num_seqs: self.max_num_seqs,
                 max_num_batched_tokens: self.max_num_batched_tokens,
                 block_size: self.block_size,
+                enable_prefix_caching: !self.no_enable_prefix_caching,
+                enable_chunked_prefill: !self.no_enable_chunked_prefill,
             },
             num_gpu_blocks: self.num_gpu_blocks,
             time_scale: self.time_scale,
@@ -170,5 +185,28 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn limits(args: &[&str]) -> EngineLimits {
+        let argv = std::iter::once("vllm-sim").chain(args.iter().copied());
+        Cli::try_parse_from(argv).unwrap().sim_config().unwrap().limits
+    }
+
+    #[test]
+    fn prefix_caching_and_chunked_prefill_default_on_and_the_last_flag_wins() {
+        let l = limits(&[]);
+        assert!(l.enable_prefix_caching && l.enable_chunked_prefill);
+        let l = limits(&["--no-enable-prefix-caching", "--no-enable-chunked-prefill"]);
+        assert!(!l.enable_prefix_caching && !l.enable_chunked_prefill);
+        let l = limits(&["--no-enable-prefix-caching", "--enable-prefix-caching"]);
+        assert!(l.enable_prefix_caching);
+        let l = limits(&["--enable-chunked-prefill", "--no-enable-chunked-prefill"]);
+        assert!(!l.enable_chunked_prefill);
     }
 }

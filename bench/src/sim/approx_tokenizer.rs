@@ -26,6 +26,11 @@ pub fn encode(text: &str) -> Vec<u32> {
     out
 }
 
+/// Calls `f` with each token's text and id, in order; the texts concatenate to `text`.
+pub fn for_each_token(text: &str, mut f: impl FnMut(&str, u32)) {
+    for_each_piece(text, |piece| f(piece, token_id(piece)));
+}
+
 /// Number of tokens `encode` would return.
 pub fn count(text: &str) -> usize {
     let mut n = 0;

@@ -9,22 +9,59 @@ use serde::Deserialize;
 use super::error::SimError;
 use super::profile::Profile;
 
-/// Scheduler limits, vLLM V1's defaults for GPUs under 70 GiB such as the L4.
+/// Scheduler limits and cache switches, vLLM V1's defaults for GPUs under 70 GiB such as
+/// the L4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineLimits {
     /// Most requests in the running batch; default 256 (`--max-num-seqs`).
     pub max_num_seqs: usize,
     /// Token budget of one step, prefill chunks and decodes together; default 2048
-    /// (`--max-num-batched-tokens`).
+    /// (`--max-num-batched-tokens`). With chunked prefill off the engine raises it to at
+    /// least `max_model_len`; see [`EngineLimits::step_token_budget`].
     pub max_num_batched_tokens: usize,
     /// Tokens per KV block; default 16 (`--block-size`).
     pub block_size: usize,
+    /// Automatic prefix caching; default true, as in vLLM V1 (`--enable-prefix-caching` /
+    /// `--no-enable-prefix-caching`). Off: no prefix-cache lookup, no block is registered
+    /// for reuse, every prompt is computed from scratch, and the prefix-cache counters of
+    /// `/metrics` stay 0.
+    pub enable_prefix_caching: bool,
+    /// Chunked prefill; default true, as in vLLM V1 (`--enable-chunked-prefill` /
+    /// `--no-enable-chunked-prefill`). Off: a prompt is never split across steps; a waiting
+    /// request is admitted only when its whole uncached prompt fits in what is left of the
+    /// step's token budget, and admission stops at the first one that does not fit (FCFS).
+    pub enable_chunked_prefill: bool,
 }
 
 impl Default for EngineLimits {
     fn default() -> Self {
-        Self { max_num_seqs: 256, max_num_batched_tokens: 2048, block_size: 16 }
+        Self {
+            max_num_seqs: 256,
+            max_num_batched_tokens: 2048,
+            block_size: 16,
+            enable_prefix_caching: true,
+            enable_chunked_prefill: true,
+        }
+    }
+}
+
+impl EngineLimits {
+    /// The token budget of one step for a model whose requests hold at most
+    /// `max_model_len` tokens.
+    ///
+    /// With chunked prefill on, `max_num_batched_tokens`. With it off, every prompt must fit
+    /// in one step, so the budget is at least `max_model_len`: vLLM's `SchedulerConfig`
+    /// defaults it to `max(max_model_len, 2048)` in that case and refuses to start when an
+    /// explicit value is smaller than `max_model_len`. The simulator cannot tell the default
+    /// 2048 from an explicit value, so it raises any smaller value instead of refusing;
+    /// a long prompt is then never stuck in the waiting queue.
+    pub fn step_token_budget(&self, max_model_len: usize) -> usize {
+        if self.enable_chunked_prefill {
+            self.max_num_batched_tokens
+        } else {
+            self.max_num_batched_tokens.max(max_model_len)
+        }
     }
 }
 

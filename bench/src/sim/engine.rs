@@ -90,10 +90,16 @@ pub struct EngineCore {
 }
 
 impl EngineCore {
-    /// An idle engine with an empty cache.
+    /// An idle engine with an empty cache. Its scheduler's step budget is
+    /// [`EngineLimits::step_token_budget`]: raised to `max_model_len` when chunked prefill
+    /// is off, so that any prompt the server accepts fits in one step.
     pub fn new(config: EngineConfig) -> Self {
+        let limits = EngineLimits {
+            max_num_batched_tokens: config.limits.step_token_budget(config.max_model_len),
+            ..config.limits
+        };
         Self {
-            scheduler: Scheduler::new(config.limits, config.num_gpu_blocks),
+            scheduler: Scheduler::new(limits, config.num_gpu_blocks),
             profile: config.profile,
             vocab: config.vocab,
             metrics: EngineMetrics::new(config.metrics_format, config.max_model_len),
@@ -229,8 +235,12 @@ mod tests {
     use super::*;
 
     fn engine(num_blocks: usize) -> EngineCore {
+        engine_with(EngineLimits::default(), num_blocks)
+    }
+
+    fn engine_with(limits: EngineLimits, num_blocks: usize) -> EngineCore {
         EngineCore::new(EngineConfig {
-            limits: EngineLimits::default(),
+            limits,
             num_gpu_blocks: num_blocks,
             profile: Profile::default(),
             vocab: Arc::new(GenVocabulary::new(|w| w.len() as u32)),
@@ -322,6 +332,37 @@ mod tests {
         assert!(matches!(events[0].2, RequestEvent::Admitted { cached_tokens: 96, .. }));
         assert_eq!(e.metrics().prefix_hit_tokens, 96);
         assert_eq!(e.metrics().prefix_query_tokens, 200);
+    }
+
+    #[test]
+    fn without_prefix_caching_a_repeated_prompt_is_computed_again_and_nothing_is_counted() {
+        let mut e =
+            engine_with(EngineLimits { enable_prefix_caching: false, ..EngineLimits::default() }, 1000);
+        e.add_request(new_request(1, (0..100).collect(), 3), 0.0);
+        let t = run(&mut e, 0.0).last().unwrap().0;
+        e.add_request(new_request(2, (0..100).collect(), 3), t);
+        let events = run(&mut e, t);
+        assert!(matches!(events[0].2, RequestEvent::Admitted { cached_tokens: 0, .. }));
+        let m = e.metrics();
+        assert_eq!((m.prefix_query_tokens, m.prefix_hit_tokens), (0, 0));
+        assert_eq!((m.prefix_query_blocks, m.prefix_hit_blocks), (0, 0));
+        assert_eq!(m.prompt_tokens, 200);
+    }
+
+    #[test]
+    fn without_chunked_prefill_the_budget_is_raised_so_a_long_prompt_runs_in_one_step() {
+        let limits = EngineLimits { enable_chunked_prefill: false, ..EngineLimits::default() };
+        assert_eq!(limits.step_token_budget(32_768), 32_768);
+        assert_eq!(EngineLimits::default().step_token_budget(32_768), 2048);
+        let mut e = engine_with(limits, 1000);
+        assert_eq!(e.scheduler().limits().max_num_batched_tokens, 32_768);
+        e.add_request(new_request(1, (0..5000).collect(), 2), 0.0);
+        let mut ev = Vec::new();
+        let start = e.next_step_start(0.0).unwrap();
+        let plan = e.plan_step(start, &mut ev).unwrap();
+        assert_eq!(plan.output.num_tokens(), 5000, "the whole prompt in the first step");
+        e.complete_step(&plan, &mut ev);
+        assert!(ev.iter().any(|(_, x)| matches!(x, RequestEvent::Token { .. })), "and its first token");
     }
 
     #[test]

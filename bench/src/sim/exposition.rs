@@ -22,6 +22,9 @@ pub struct ExpositionInfo<'a> {
     pub block_size: usize,
     /// KV blocks, for `cache_config_info`.
     pub num_gpu_blocks: usize,
+    /// Whether prefix caching is on, for `cache_config_info` (and V0's hit-rate gauge,
+    /// which reads -1 when it is off).
+    pub enable_prefix_caching: bool,
 }
 
 /// Formats a float as Python's `repr` would (shortest round trip, `.0` on integers,
@@ -163,7 +166,10 @@ pub fn render(m: &EngineMetrics, info: &ExpositionInfo<'_>) -> String {
         w.gauge("vllm:num_requests_swapped", "Number of requests swapped to CPU.", 0.0);
         w.gauge("vllm:gpu_cache_usage_perc", "GPU KV-cache usage. 1 means 100 percent usage.", m.kv_usage);
         w.gauge("vllm:cpu_cache_usage_perc", "CPU KV-cache usage. 1 means 100 percent usage.", 0.0);
-        let rate = if m.prefix_query_blocks == 0 {
+        // V0's allocator without prefix caching reports -1 ("not supported or disabled").
+        let rate = if !info.enable_prefix_caching {
+            -1.0
+        } else if m.prefix_query_blocks == 0 {
             0.0
         } else {
             m.prefix_hit_blocks as f64 / m.prefix_query_blocks as f64
@@ -278,7 +284,7 @@ pub fn render(m: &EngineMetrics, info: &ExpositionInfo<'_>) -> String {
     let mut labels: Vec<(&str, &str)> = vec![
         ("block_size", &block_size),
         ("cache_dtype", "auto"),
-        ("enable_prefix_caching", "True"),
+        ("enable_prefix_caching", if info.enable_prefix_caching { "True" } else { "False" }),
         ("gpu_memory_utilization", "0.9"),
         ("num_cpu_blocks", "0"),
         ("num_gpu_blocks", &blocks),

@@ -20,12 +20,31 @@ pub struct KvCacheManager {
     pool: BlockPool,
     block_size: usize,
     tables: HashMap<RequestId, BlockTable>,
+    enable_caching: bool,
 }
 
 impl KvCacheManager {
-    /// A manager over a pool of `num_blocks` blocks of `block_size` tokens.
+    /// A manager over a pool of `num_blocks` blocks of `block_size` tokens, with prefix
+    /// caching on.
     pub fn new(num_blocks: usize, block_size: usize) -> Self {
-        Self { pool: BlockPool::new(num_blocks), block_size: block_size.max(1), tables: HashMap::new() }
+        Self {
+            pool: BlockPool::new(num_blocks),
+            block_size: block_size.max(1),
+            tables: HashMap::new(),
+            enable_caching: true,
+        }
+    }
+
+    /// Turns prefix caching on or off (vLLM's `enable_caching`). Off, lookups find nothing
+    /// and no block is registered in the cache map, so no block is ever reused.
+    pub fn with_prefix_caching(mut self, enabled: bool) -> Self {
+        self.enable_caching = enabled;
+        self
+    }
+
+    /// Whether prefix caching is on.
+    pub fn prefix_caching(&self) -> bool {
+        self.enable_caching
     }
 
     /// Tokens per block.
@@ -45,8 +64,12 @@ impl KvCacheManager {
 
     /// Longest run of cached leading blocks for a sequence of `num_tokens` tokens with these
     /// block keys. At most `num_tokens − 1` tokens may hit: the last token must be computed
-    /// to produce logits, so a repeated 32-token prompt hits 16 tokens, not 32.
+    /// to produce logits, so a repeated 32-token prompt hits 16 tokens, not 32. Always
+    /// empty with prefix caching off.
     pub fn find_cached_prefix(&self, hashes: &[BlockHash], num_tokens: usize) -> Vec<BlockId> {
+        if !self.enable_caching {
+            return Vec::new();
+        }
         let max_blocks = num_tokens.saturating_sub(1) / self.block_size;
         hashes.iter().take(max_blocks).map_while(|&h| self.pool.cached_block(h)).collect()
     }
@@ -54,7 +77,8 @@ impl KvCacheManager {
     /// Grows a request's table so it holds KV for `num_computed + num_new` tokens, first
     /// taking `new_computed` (cache hits found at admission, already counted in
     /// `num_computed`), then fresh blocks. Full blocks are registered in the cache as soon as
-    /// their tokens are scheduled. Returns `false`, changing nothing, when blocks are short.
+    /// their tokens are scheduled (not at all with prefix caching off). Returns `false`,
+    /// changing nothing, when blocks are short.
     pub fn allocate_slots(
         &mut self,
         id: RequestId,
@@ -81,6 +105,9 @@ impl KvCacheManager {
         let table = self.tables.entry(id).or_default();
         table.blocks.extend_from_slice(new_computed);
         table.blocks.extend(fresh);
+        if !self.enable_caching {
+            return true;
+        }
         let full = (total / self.block_size).min(table.blocks.len());
         for i in table.num_cached..full {
             if let Some(&hash) = hashes.get(i) {
@@ -187,6 +214,19 @@ mod tests {
         let mut follow_up = tokens.clone();
         follow_up.extend(900..920);
         assert_eq!(admit(&mut kv, 2, &follow_up), Some(32));
+    }
+
+    #[test]
+    fn without_prefix_caching_a_repeated_prompt_hits_nothing_and_no_block_is_cached() {
+        let mut kv = KvCacheManager::new(100, 16).with_prefix_caching(false);
+        let prompt: Vec<u32> = (0..50).collect();
+        assert_eq!(admit(&mut kv, 1, &prompt), Some(0));
+        assert_eq!(kv.pool().num_cached(), 0, "full blocks are not registered");
+        kv.free(RequestId(1));
+        assert_eq!(admit(&mut kv, 2, &prompt), Some(0));
+        // Concurrent copies of one prompt share nothing: 4 blocks each.
+        assert_eq!(admit(&mut kv, 3, &prompt), Some(0));
+        assert_eq!(kv.pool().num_free(), 100 - 8);
     }
 
     #[test]

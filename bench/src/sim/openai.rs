@@ -56,11 +56,13 @@ pub struct GenerateParams {
     pub cache_salt: Option<String>,
 }
 
-fn get<'a>(obj: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
+/// A field that is present and not null.
+pub(super) fn get<'a>(obj: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
     obj.get(field).filter(|v| !v.is_null())
 }
 
-fn get_bool(obj: &Map<String, Value>, field: &str, default: bool) -> Result<bool, ApiError> {
+/// A boolean field, `default` when absent or null.
+pub(super) fn get_bool(obj: &Map<String, Value>, field: &str, default: bool) -> Result<bool, ApiError> {
     match get(obj, field) {
         None => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
@@ -87,8 +89,18 @@ fn check_number(obj: &Map<String, Value>, field: &str, min: f64) -> Result<(), A
     }
 }
 
-fn as_object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
+/// The body as a JSON object.
+pub(super) fn as_object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
     body.as_object().ok_or_else(|| ApiError::bad_request("the request body must be a JSON object"))
+}
+
+/// The optional `model` field.
+pub(super) fn parse_model(obj: &Map<String, Value>) -> Result<Option<String>, ApiError> {
+    match get(obj, "model") {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::field("model", "must be a string")),
+    }
 }
 
 /// Fields both endpoints share.
@@ -98,11 +110,7 @@ fn parse_common(
     prompt: PromptInput,
     max_tokens_field: &str,
 ) -> Result<GenerateParams, ApiError> {
-    let model = match get(obj, "model") {
-        None => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(ApiError::field("model", "must be a string")),
-    };
+    let model = parse_model(obj)?;
     let max_tokens = match get_uint(obj, max_tokens_field)? {
         Some(0) => return Err(ApiError::field(max_tokens_field, "must be at least 1")),
         other => other.map(|v| usize::try_from(v).unwrap_or(usize::MAX)),
@@ -252,9 +260,8 @@ fn message_text(content: Option<&Value>, i: usize) -> Result<String, ApiError> {
     }
 }
 
-/// Parses a `/v1/chat/completions` body; the prompt is the rendered chat template.
-pub fn parse_chat(body: &Value) -> Result<GenerateParams, ApiError> {
-    let obj = as_object(body)?;
+/// The `messages` of a chat body, content flattened to text.
+pub(super) fn parse_messages(obj: &Map<String, Value>) -> Result<Vec<ChatMessage>, ApiError> {
     let messages = match get(obj, "messages") {
         None => return Err(ApiError::field("messages", "field required")),
         Some(Value::Array(m)) if !m.is_empty() => m,
@@ -273,6 +280,13 @@ pub fn parse_chat(body: &Value) -> Result<GenerateParams, ApiError> {
         let content = message_text(m.get("content").filter(|v| !v.is_null()), i)?;
         parsed.push(ChatMessage { role, content });
     }
+    Ok(parsed)
+}
+
+/// Parses a `/v1/chat/completions` body; the prompt is the rendered chat template.
+pub fn parse_chat(body: &Value) -> Result<GenerateParams, ApiError> {
+    let obj = as_object(body)?;
+    let parsed = parse_messages(obj)?;
     match get(obj, "logprobs") {
         None | Some(Value::Bool(false)) => {}
         Some(_) => return Err(ApiError::field("logprobs", "logprobs are not supported by vllm-sim")),

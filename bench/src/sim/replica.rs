@@ -20,9 +20,11 @@ use super::error::SimError;
 use super::metrics::EngineMetrics;
 use super::server::{self, ReplicaState};
 use super::text_gen::GenVocabulary;
+use super::tokenization::DecodeTable;
 use super::tokenizer::SimTokenizer;
 
-/// What replicas of one fleet share: config, tokenizer, generation vocabulary.
+/// What replicas of one fleet share: config, tokenizer, generation vocabulary, and the
+/// built-in tokenizer's decode table.
 #[derive(Debug, Clone)]
 pub struct SharedResources {
     /// Configuration.
@@ -31,6 +33,8 @@ pub struct SharedResources {
     pub tokenizer: Arc<SimTokenizer>,
     /// Words for generated tokens, with ids under the tokenizer.
     pub vocab: Arc<GenVocabulary>,
+    /// Texts of the built-in tokenizer's ids returned by `/tokenize`, for `/detokenize`.
+    pub decode_table: Arc<DecodeTable>,
 }
 
 impl SharedResources {
@@ -39,7 +43,12 @@ impl SharedResources {
         config.validate()?;
         let tokenizer = SimTokenizer::load(config.tokenizer.as_deref())?;
         let vocab = GenVocabulary::new(|w| tokenizer.word_id(w));
-        Ok(Self { config: Arc::new(config), tokenizer: Arc::new(tokenizer), vocab: Arc::new(vocab) })
+        Ok(Self {
+            config: Arc::new(config),
+            tokenizer: Arc::new(tokenizer),
+            vocab: Arc::new(vocab),
+            decode_table: Arc::new(DecodeTable::new()),
+        })
     }
 }
 
@@ -76,6 +85,7 @@ impl Replica {
             config: Arc::clone(config),
             served_names: config.served_names(),
             tokenizer: Arc::clone(&shared.tokenizer),
+            decode_table: Arc::clone(&shared.decode_table),
             engine,
             next_id: AtomicU64::new(0),
             created: server::unix_now(),

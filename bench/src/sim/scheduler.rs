@@ -6,6 +6,13 @@
 //! reset for recompute) and put back at the front of the waiting queue. Waiting requests
 //! are then admitted first-come first-served, after a prefix-cache lookup, while budget,
 //! `max_num_seqs` and blocks allow, but not in a step that preempted.
+//!
+//! Two switches of [`EngineLimits`] change this as in vLLM V1: with prefix caching off the
+//! lookup finds nothing and is not counted; with chunked prefill off a waiting request is
+//! admitted only if its whole uncached remainder fits in the budget left in the step, and
+//! admission stops at the first one that does not (vLLM's `break`, strict FCFS). The budget
+//! itself is [`EngineLimits::max_num_batched_tokens`] as given; raising it for chunked
+//! prefill off ([`EngineLimits::step_token_budget`]) is the engine's job.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -83,7 +90,8 @@ impl Scheduler {
     /// An empty scheduler over `num_blocks` KV blocks.
     pub fn new(limits: EngineLimits, num_blocks: usize) -> Self {
         Self {
-            kv: KvCacheManager::new(num_blocks, limits.block_size),
+            kv: KvCacheManager::new(num_blocks, limits.block_size)
+                .with_prefix_caching(limits.enable_prefix_caching),
             limits,
             requests: HashMap::new(),
             waiting: VecDeque::new(),
@@ -216,16 +224,25 @@ impl Scheduler {
                 if req.timing.queued > now {
                     break;
                 }
+                // Empty with prefix caching off.
                 let hit = self.kv.find_cached_prefix(&req.block_hashes, req.num_tokens());
                 let cached = hit.len() * block_size;
-                let num_new = (req.num_tokens() - cached).min(budget);
+                let remaining = req.num_tokens() - cached;
+                if !self.limits.enable_chunked_prefill && remaining > budget {
+                    // A prompt is never split: wait for a step with room for all of it.
+                    break;
+                }
+                let num_new = remaining.min(budget);
                 if !self.kv.allocate_slots(id, &req.block_hashes, cached, num_new, &hit) {
                     break;
                 }
-                self.stats.query_tokens += req.num_tokens() as u64;
-                self.stats.hit_tokens += cached as u64;
-                self.stats.query_blocks += (req.num_tokens() / block_size) as u64;
-                self.stats.hit_blocks += hit.len() as u64;
+                if self.kv.prefix_caching() {
+                    // vLLM V1 counts nothing when caching is off (no lookup happens).
+                    self.stats.query_tokens += req.num_tokens() as u64;
+                    self.stats.hit_tokens += cached as u64;
+                    self.stats.query_blocks += (req.num_tokens() / block_size) as u64;
+                    self.stats.hit_blocks += hit.len() as u64;
+                }
                 self.waiting.pop_front();
                 self.running.push(id);
                 if let Some(req) = self.requests.get_mut(&id) {

@@ -1,4 +1,5 @@
-//! Scheduler tests: budget, `max_num_seqs`, chunked prefill, preemption, FCFS admission.
+//! Scheduler tests: budget, `max_num_seqs`, chunked prefill (on and off), prefix caching
+//! off, preemption, FCFS admission.
 
 #![allow(clippy::unwrap_used)]
 
@@ -6,11 +7,20 @@ use super::*;
 use crate::sim::request::{FinishReason, NewRequest};
 
 fn limits(max_num_seqs: usize, max_num_batched_tokens: usize) -> EngineLimits {
-    EngineLimits { max_num_seqs, max_num_batched_tokens, block_size: 16 }
+    EngineLimits { max_num_seqs, max_num_batched_tokens, block_size: 16, ..EngineLimits::default() }
 }
 
+fn no_chunking(max_num_batched_tokens: usize) -> EngineLimits {
+    EngineLimits { enable_chunked_prefill: false, ..limits(256, max_num_batched_tokens) }
+}
+
+/// A request whose prompt is its own (no prefix shared with other ids).
 fn request(id: u64, prompt_len: usize, output_len: usize) -> SimRequest {
     let prompt = (0..prompt_len as u32).map(|t| t + 100_000 * id as u32).collect();
+    request_with(id, prompt, output_len)
+}
+
+fn request_with(id: u64, prompt: Vec<u32>, output_len: usize) -> SimRequest {
     SimRequest::new(
         NewRequest {
             id: RequestId(id),
@@ -173,4 +183,74 @@ fn a_preempted_request_resumes_first_and_hits_its_own_blocks() {
     let a = resumed.unwrap();
     assert!(!a.first);
     assert!(a.cached_tokens >= 32, "its freed prompt blocks are still cached");
+}
+
+#[test]
+fn without_chunked_prefill_a_prompt_waits_for_a_step_with_room_for_all_of_it() {
+    let mut s = Scheduler::new(no_chunking(2048), 1000);
+    for id in 1..=3 {
+        s.add(request(id, 1000, 10));
+    }
+    s.add(request(4, 10, 10));
+    // Request 3 does not fit in the 48 tokens left, and admission stops there: request 4
+    // behind it waits too (FCFS).
+    let out = s.schedule(0.0);
+    assert_eq!(work(&out), vec![(1, 1000), (2, 1000)]);
+    assert_eq!(s.num_waiting(), 2);
+    finish_step(&mut s, &out);
+    let out = s.schedule(0.1);
+    assert_eq!(work(&out), vec![(1, 1), (2, 1), (3, 1000), (4, 10)]);
+}
+
+/// Runs prompts of many sizes to completion; returns how many scheduled chunks left their
+/// request with prompt tokens still to compute (partial prefills).
+fn partial_prefills(limits: EngineLimits) -> usize {
+    let mut s = Scheduler::new(limits, 10_000);
+    for id in 1..=12 {
+        s.add(request(id, 150 * id as usize + 7, 4));
+    }
+    let mut partial = 0;
+    for step in 0..200 {
+        let out = s.schedule(step as f64);
+        partial += out
+            .chunks
+            .iter()
+            .filter(|c| {
+                let r = s.get(c.id).unwrap();
+                r.num_computed < r.num_tokens()
+            })
+            .count();
+        finish_step(&mut s, &out);
+        if s.num_running() + s.num_waiting() == 0 {
+            return partial;
+        }
+    }
+    panic!("the requests did not finish");
+}
+
+#[test]
+fn without_chunked_prefill_no_step_holds_a_partial_prefill() {
+    assert!(partial_prefills(limits(256, 2048)) > 0, "the same load is chunked when chunking is on");
+    assert_eq!(partial_prefills(no_chunking(2048)), 0);
+}
+
+#[test]
+fn without_prefix_caching_a_repeated_prompt_gets_no_cached_tokens() {
+    let prompt: Vec<u32> = (0..100).collect();
+    let repeat = |limits: EngineLimits| {
+        let mut s = Scheduler::new(limits, 1000);
+        s.add(request_with(1, prompt.clone(), 1));
+        let out = s.schedule(0.0);
+        finish_step(&mut s, &out);
+        s.add(request_with(2, prompt.clone(), 1));
+        let out = s.schedule(0.1);
+        (out.admitted[0].cached_tokens, out.num_tokens(), s.stats())
+    };
+    let (cached, computed, stats) = repeat(limits(256, 2048));
+    assert_eq!((cached, computed), (96, 4), "control: caching on hits the full blocks");
+    assert_eq!((stats.query_tokens, stats.hit_tokens), (200, 96));
+    let off = EngineLimits { enable_prefix_caching: false, ..limits(256, 2048) };
+    let (cached, computed, stats) = repeat(off);
+    assert_eq!((cached, computed), (0, 100), "every prompt is computed from scratch");
+    assert_eq!((stats.query_tokens, stats.hit_tokens, stats.query_blocks, stats.hit_blocks), (0, 0, 0, 0));
 }

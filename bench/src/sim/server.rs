@@ -28,6 +28,7 @@ use super::openai::{
 use super::request::{FinishReason, NewRequest, RequestId};
 use super::sse::{SseBody, StreamEncoder};
 use super::text_gen::splitmix64;
+use super::tokenization::{self, DecodeTable, DetokenizeResponse, TokenizeResponse};
 use super::tokenizer::SimTokenizer;
 
 /// Response body type of every route.
@@ -64,6 +65,8 @@ pub struct ReplicaState {
     pub served_names: Vec<String>,
     /// Prompt tokenizer.
     pub tokenizer: Arc<SimTokenizer>,
+    /// Texts of the built-in tokenizer's ids, for `/detokenize` (shared by the fleet).
+    pub decode_table: Arc<DecodeTable>,
     /// The engine thread.
     pub engine: EngineHandle,
     /// Next request id.
@@ -117,9 +120,18 @@ pub async fn handle(
             json!({"version": version_of(state.config.metrics_format)}).to_string(),
         ),
         (&Method::GET, "/metrics") => metrics(&state),
+        (&Method::POST, "/tokenize") => tokenize(req, &state).await,
+        (&Method::POST, "/detokenize") => detokenize(req, &state).await,
         (
             _,
-            "/v1/completions" | "/v1/chat/completions" | "/v1/models" | "/health" | "/version" | "/metrics",
+            "/v1/completions"
+            | "/v1/chat/completions"
+            | "/v1/models"
+            | "/health"
+            | "/version"
+            | "/metrics"
+            | "/tokenize"
+            | "/detokenize",
         ) => json_response(StatusCode::METHOD_NOT_ALLOWED, r#"{"detail":"Method Not Allowed"}"#.to_owned()),
         _ => json_response(StatusCode::NOT_FOUND, r#"{"detail":"Not Found"}"#.to_owned()),
     };
@@ -173,6 +185,7 @@ fn metrics(state: &ReplicaState) -> Response<SimBody> {
         model_name: state.served_names.first().map_or("", String::as_str),
         block_size: state.config.limits.block_size,
         num_gpu_blocks: state.config.num_gpu_blocks(),
+        enable_prefix_caching: state.config.limits.enable_prefix_caching,
     };
     respond(StatusCode::OK, exposition::CONTENT_TYPE, exposition::render(&m, &info))
 }
@@ -215,18 +228,71 @@ struct Prepared {
     max_tokens: usize,
 }
 
-fn prepare(body: &[u8], state: &ReplicaState, endpoint: Endpoint) -> Result<Prepared, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+/// Reads a request body (up to [`MAX_BODY_BYTES`]) as JSON.
+async fn read_json(req: Request<Incoming>) -> Result<Value, ApiError> {
+    let body = Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?
+        .to_bytes();
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+}
+
+/// The served name a request's `model` field names (the first one when absent); 404 for
+/// a name not served here.
+fn resolve_model(state: &ReplicaState, model: Option<&String>) -> Result<String, ApiError> {
+    match model {
+        None => Ok(state.served_names.first().cloned().unwrap_or_default()),
+        Some(m) if state.served_names.iter().any(|n| n == m) => Ok(m.clone()),
+        Some(m) => Err(ApiError::model_not_found(m)),
+    }
+}
+
+/// `POST /tokenize`, as vLLM's OpenAI server.
+async fn tokenize(req: Request<Incoming>, state: &ReplicaState) -> Response<SimBody> {
+    let result = async {
+        let params = tokenization::parse_tokenize(&read_json(req).await?)?;
+        resolve_model(state, params.model.as_ref())?;
+        let (tokens, token_strs) = tokenization::tokenize(
+            &state.tokenizer,
+            &state.decode_table,
+            &params.text,
+            params.add_special_tokens,
+            params.return_token_strs,
+        )?;
+        let body =
+            TokenizeResponse { count: tokens.len(), max_model_len: state.max_model_len, tokens, token_strs };
+        serde_json::to_string(&body)
+            .map_err(|e| ApiError::internal(format!("cannot encode the response: {e}")))
+    };
+    match result.await {
+        Ok(body) => json_response(StatusCode::OK, body),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// `POST /detokenize`, as vLLM's OpenAI server.
+async fn detokenize(req: Request<Incoming>, state: &ReplicaState) -> Response<SimBody> {
+    let result = async {
+        let params = tokenization::parse_detokenize(&read_json(req).await?)?;
+        resolve_model(state, params.model.as_ref())?;
+        let prompt = tokenization::detokenize(&state.tokenizer, &state.decode_table, &params.tokens)?;
+        serde_json::to_string(&DetokenizeResponse { prompt })
+            .map_err(|e| ApiError::internal(format!("cannot encode the response: {e}")))
+    };
+    match result.await {
+        Ok(body) => json_response(StatusCode::OK, body),
+        Err(e) => error_response(&e),
+    }
+}
+
+fn prepare(value: &Value, state: &ReplicaState, endpoint: Endpoint) -> Result<Prepared, ApiError> {
     let params = match endpoint {
-        Endpoint::Completions => openai::parse_completion(&value)?,
-        Endpoint::Chat => openai::parse_chat(&value)?,
+        Endpoint::Completions => openai::parse_completion(value)?,
+        Endpoint::Chat => openai::parse_chat(value)?,
     };
-    let model = match &params.model {
-        None => state.served_names.first().cloned().unwrap_or_default(),
-        Some(m) if state.served_names.iter().any(|n| n == m) => m.clone(),
-        Some(m) => return Err(ApiError::model_not_found(m)),
-    };
+    let model = resolve_model(state, params.model.as_ref())?;
     let prompt = match &params.prompt {
         PromptInput::Tokens(ids) => ids.clone(),
         PromptInput::Text(text) => state
@@ -263,13 +329,7 @@ fn prepare(body: &[u8], state: &ReplicaState, endpoint: Endpoint) -> Result<Prep
 }
 
 async fn generate(req: Request<Incoming>, state: &ReplicaState, endpoint: Endpoint) -> Response<SimBody> {
-    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
-            return error_response(&ApiError::bad_request(format!("cannot read the request body: {e}")))
-        }
-    };
-    let prepared = match prepare(&body, state, endpoint) {
+    let prepared = match read_json(req).await.and_then(|value| prepare(&value, state, endpoint)) {
         Ok(p) => p,
         Err(e) => return error_response(&e),
     };
