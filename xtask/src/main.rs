@@ -95,9 +95,17 @@ fn test() -> Result<()> {
         "warnings",
     ])?;
     let envoy = envoy::ensure_envoy()?;
+    // The sweep tests start the proxy as a process, as users run it.
+    run::cargo(&["build", "--package", "prefixgate", "--bin", "prefixgate"])?;
+    let prefixgate =
+        paths::target_dir().join("debug").join(format!("prefixgate{}", std::env::consts::EXE_SUFFIX));
     run::cargo_with_env(
         &["test", "--workspace"],
-        &[("PREFIXGATE_FILTER_WASM", wasm.as_os_str()), ("ENVOY_BIN", envoy.as_os_str())],
+        &[
+            ("PREFIXGATE_FILTER_WASM", wasm.as_os_str()),
+            ("ENVOY_BIN", envoy.as_os_str()),
+            ("PREFIXGATE_BIN", prefixgate.as_os_str()),
+        ],
     )?;
     Ok(())
 }

@@ -333,6 +333,15 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_sweeps_are_valid() {
+        for text in [include_str!("../../sweeps/demo.toml"), include_str!("../../sweeps/miss-policy.toml")] {
+            let c = SweepConfig::parse(text).unwrap();
+            assert!(c.strategies.len() >= 2);
+            assert_eq!(c.bench.run_args("x", "m", 1.0).unwrap().num_prompts, 1000);
+        }
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let e = |t: &str| format!("{:#}", SweepConfig::parse(t).unwrap_err());
         assert!(e("[strategies]\n").contains("`strategies`"));

@@ -1,0 +1,180 @@
+//! `prefixgate-bench sweep` and `report` end to end: real `vllm-sim` replicas
+//! and a real `prefixgate` on loopback, two strategies, both CSVs, the report.
+//!
+//! Needs the `prefixgate` binary: `cargo xtask test` builds it and sets
+//! `PREFIXGATE_BIN`; otherwise it is looked up beside the test binaries.
+
+#![allow(clippy::unwrap_used, reason = "test helpers too: a failed unwrap is a failed test")]
+
+use prefixgate_bench::report::write_report;
+use prefixgate_bench::sweep::config::SweepConfig;
+use prefixgate_bench::sweep::results_csv::{SERVE_CSV, VLLM_CSV};
+use prefixgate_bench::sweep::run::{run_sweep, SweepOptions};
+use std::path::{Path, PathBuf};
+
+/// The settings columns both CSVs start with, in order.
+const SETTINGS: [&str; 16] = [
+    "gpu_type",
+    "model_name",
+    "num_servers",
+    "enable_prefix_caching",
+    "enable_chunked_prefill",
+    "benchmark_label",
+    "scheduler_strategy",
+    "min_output_len",
+    "max_output_len",
+    "max_concurrency",
+    "request_rate",
+    "with_warmup",
+    "disable_ignore_eos",
+    "disable_stream",
+    "max_conversations",
+    "num_prompts",
+];
+
+/// Client-side metric columns after the settings, in order.
+const SERVE_METRICS: [&str; 19] = [
+    "duration",
+    "completed",
+    "request_throughput",
+    "input_throughput",
+    "output_throughput",
+    "mean_ttft_ms",
+    "median_ttft_ms",
+    "std_ttft_ms",
+    "p99_ttft_ms",
+    "mean_tpot_ms",
+    "median_tpot_ms",
+    "std_tpot_ms",
+    "p99_tpot_ms",
+    "mean_itl_ms",
+    "median_itl_ms",
+    "std_itl_ms",
+    "p99_itl_ms",
+    "mean_e2e_latency_ms",
+    "median_e2e_latency_ms",
+];
+
+fn fresh_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("prefixgate-sweep-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn options(dir: &Path) -> SweepOptions {
+    SweepOptions {
+        output_dir: dir.to_owned(),
+        vllm_sim_bin: Some(PathBuf::from(env!("CARGO_BIN_EXE_vllm-sim"))),
+        prefixgate_bin: None,
+        progress: false,
+    }
+}
+
+fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let header = r.headers().unwrap().iter().map(str::to_owned).collect();
+    let rows = r.records().map(|x| x.unwrap().iter().map(str::to_owned).collect()).collect();
+    (header, rows)
+}
+
+const SMALL_SWEEP: &str = r#"
+[server]
+num_servers = 2
+time_scale = 50.0
+
+[strategies]
+round_robin = "round_robin"
+prefix_aware = { policy = "prefix_aware", miss_policy = "least_loaded" }
+
+[bench]
+benchmark_label = "test"
+num_prompts = 20
+max_conversations = 300
+max_concurrency = 8
+request_rate = inf
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_strategy_sweep_writes_both_csvs_and_a_report() {
+    let dir = fresh_dir("two");
+    let config = SweepConfig::parse(SMALL_SWEEP).unwrap();
+    let reports = run_sweep(&config, &options(&dir)).await.unwrap();
+    assert_eq!(reports.len(), 2);
+
+    let (header, rows) = read_csv(&dir.join(SERVE_CSV));
+    let expected: Vec<&str> = SETTINGS.iter().chain(SERVE_METRICS.iter()).copied().collect();
+    assert_eq!(&header[..expected.len()], &expected[..], "serve CSV columns");
+    assert_eq!(rows.len(), 2, "one row per strategy");
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    assert_eq!(rows[0][col("scheduler_strategy")], "round_robin");
+    assert_eq!(rows[1][col("scheduler_strategy")], "prefix_aware");
+    for row in &rows {
+        assert_eq!(row[col("completed")], "20", "every request completed");
+        assert_eq!(row[col("failed")], "0");
+        assert_eq!(row[col("num_servers")], "2");
+        assert_eq!(row[col("benchmark_label")], "test");
+        assert_eq!(row[col("request_rate")], "inf");
+        assert!(row[col("mean_ttft_ms")].parse::<f64>().unwrap() > 0.0);
+    }
+    assert!(rows[1][col("plugin_config")].contains("least_loaded"), "filter settings recorded");
+
+    let (vheader, vrows) = read_csv(&dir.join(VLLM_CSV));
+    assert_eq!(&vheader[..SETTINGS.len()], &SETTINGS[..], "vllm CSV starts with the settings");
+    assert_eq!(vrows.len(), 2);
+    let vcol = |name: &str| vheader.iter().position(|h| h == name).unwrap();
+    for row in &vrows {
+        assert_eq!(row[vcol("request_success_total")], "20", "the replicas served every request");
+        let shares: Vec<f64> =
+            row[vcol("replica_request_shares")].split(';').map(|x| x.parse().unwrap()).collect();
+        assert_eq!(shares.len(), 2);
+        assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    }
+    // Round robin spreads over the fleet (the per-VM cursors may start apart).
+    let rr: Vec<f64> = vrows[0][vcol("replica_requests")].split(';').map(|x| x.parse().unwrap()).collect();
+    assert!(rr.iter().all(|n| *n >= 8.0), "round robin spread: {rr:?}");
+
+    for strategy in ["round_robin", "prefix_aware"] {
+        let log = std::fs::read_to_string(dir.join(format!("logs/{strategy}_stdout.log"))).unwrap();
+        assert!(log.contains("prefixgate listening on"), "{strategy}: router output logged");
+        assert_eq!(log.matches("vllm-sim replica").count(), 2, "{strategy}: fresh fleet logged");
+        assert!(dir.join(format!("requests/{strategy}.jsonl")).is_file());
+    }
+
+    let page = std::fs::read_to_string(write_report(&dir, None).unwrap()).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    for chart in [
+        "TTFT (ms)",
+        "TPOT (ms)",
+        "E2E latency (ms)",
+        "Request throughput",
+        "TTFT CDF",
+        "requests in flight",
+        "Prefix cache hit rate per replica",
+        "Share of requests per replica",
+    ] {
+        assert!(page.contains(chart), "chart `{chart}` missing");
+    }
+    // TTFT, TPOT, E2E (3) + throughput (2) + CDF (1) + in flight per strategy (2) + per replica (2).
+    assert_eq!(page.matches("<svg").count(), 10);
+    assert!(!page.contains("<script") && !page.contains("<link") && !page.contains("src="), "self-contained");
+    if std::env::var_os("PREFIXGATE_KEEP_SWEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_that_fails_to_start_stops_the_sweep_with_its_log() {
+    let dir = fresh_dir("bad");
+    let config = SweepConfig::parse(
+        "[server]\nnum_servers = 1\ntime_scale = 50.0\n[strategies]\nbroken = \"no_such_policy\"\n\
+         [bench]\nnum_prompts = 2\n",
+    )
+    .unwrap();
+    let err = format!("{:#}", run_sweep(&config, &options(&dir)).await.unwrap_err());
+    assert!(err.contains("strategy `broken`"), "{err}");
+    assert!(err.contains("prefixgate exited during startup"), "{err}");
+    assert!(err.contains("no_such_policy"), "the log tail names the bad policy: {err}");
+    assert!(!dir.join(SERVE_CSV).exists(), "no row for a run that did not happen");
+    let _ = std::fs::remove_dir_all(&dir);
+}
