@@ -67,6 +67,8 @@ fn options(dir: &Path) -> SweepOptions {
         output_dir: dir.to_owned(),
         vllm_sim_bin: Some(PathBuf::from(env!("CARGO_BIN_EXE_vllm-sim"))),
         prefixgate_bin: None,
+        envoy_bin: None,
+        filter_wasm: None,
         progress: false,
     }
 }
@@ -176,5 +178,28 @@ async fn a_router_that_fails_to_start_stops_the_sweep_with_its_log() {
     assert!(err.contains("prefixgate exited during startup"), "{err}");
     assert!(err.contains("no_such_policy"), "the log tail names the bad policy: {err}");
     assert!(!dir.join(SERVE_CSV).exists(), "no row for a run that did not happen");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envoy_sweep_routes_through_the_filter_in_envoy() {
+    // `cargo xtask test` sets ENVOY_BIN and PREFIXGATE_FILTER_WASM; without
+    // them this test fails and says so rather than skipping.
+    let dir = fresh_dir("envoy");
+    let config = SweepConfig::parse(
+        "[server]\nrouter = \"envoy\"\nnum_servers = 2\ntime_scale = 50.0\n\
+         [strategies]\nprefix_aware = { policy = \"prefix_aware\", miss_policy = \"least_loaded\" }\n\
+         [bench]\nnum_prompts = 12\nmax_conversations = 300\nmax_concurrency = 4\n",
+    )
+    .unwrap();
+    let reports = run_sweep(&config, &options(&dir)).await.unwrap();
+    assert_eq!(reports[0].1.metrics.completed, 12);
+    let (header, rows) = read_csv(&dir.join(SERVE_CSV));
+    let router = header.iter().position(|h| h == "router").unwrap();
+    assert_eq!(rows[0][router], "envoy");
+    let served: Vec<_> = reports[0].1.outcomes.iter().filter_map(|o| o.backend.clone()).collect();
+    assert_eq!(served.len(), 12, "every response names the replica the filter chose");
+    let bootstrap = std::fs::read_to_string(dir.join("logs/prefix_aware_stdout.envoy.yaml")).unwrap();
+    assert!(bootstrap.contains("least_loaded"), "the strategy's settings reach the plugin config");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -60,6 +60,12 @@ struct SweepArgs {
     /// `vllm-sim` executable (default: beside this program, $VLLM_SIM_BIN, or PATH).
     #[arg(long)]
     vllm_sim_bin: Option<PathBuf>,
+    /// `envoy` executable for `--router envoy` (default: $ENVOY_BIN, target/tools, or PATH).
+    #[arg(long)]
+    envoy_bin: Option<PathBuf>,
+    /// Filter module for `--router envoy` (default: $PREFIXGATE_FILTER_WASM).
+    #[arg(long)]
+    filter_wasm: Option<PathBuf>,
     /// Also write the HTML report when the sweep ends.
     #[arg(long)]
     report: bool,
@@ -143,6 +149,8 @@ async fn sweep(args: SweepArgs) -> Result<()> {
         output_dir: args.output_dir.clone(),
         vllm_sim_bin: args.vllm_sim_bin,
         prefixgate_bin: args.prefixgate_bin,
+        envoy_bin: args.envoy_bin,
+        filter_wasm: args.filter_wasm,
         progress: true,
     };
     let reports = run_sweep(&config, &options).await?;

@@ -117,10 +117,10 @@ impl Drop for Component {
     }
 }
 
-/// Finds a sibling executable: `explicit`, else `$ENV`, else next to the
-/// running program, else on `PATH`; `package` names the Cargo package that
-/// builds it, for the error message.
-pub fn find_executable(explicit: Option<&Path>, env: &str, name: &str, package: &str) -> Result<PathBuf> {
+/// Finds an executable: `explicit`, else `$ENV`, else beside the running
+/// program (or in the `tools/` directory of its target directory), else on
+/// `PATH`; `hint` says how to get it, for the error message.
+pub fn find_executable(explicit: Option<&Path>, env: &str, name: &str, hint: &str) -> Result<PathBuf> {
     if let Some(p) = explicit {
         return Ok(p.to_owned());
     }
@@ -128,22 +128,19 @@ pub fn find_executable(explicit: Option<&Path>, env: &str, name: &str, package: 
         return Ok(PathBuf::from(p));
     }
     let exe = format!("{name}{}", std::env::consts::EXE_SUFFIX);
+    let mut dirs: Vec<PathBuf> = Vec::new();
     if let Ok(me) = std::env::current_exe() {
-        // A test binary lives in target/<profile>/deps, the tools one level up.
-        for dir in me.ancestors().skip(1).take(2) {
-            let candidate = dir.join(&exe);
-            if candidate.is_file() {
-                return Ok(candidate);
-            }
+        // target/<profile>/prefixgate-bench, or target/<profile>/deps/<test> in tests.
+        for dir in me.ancestors().skip(1).take(3) {
+            dirs.push(dir.to_owned());
+            dirs.push(dir.join("tools"));
         }
     }
     if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let candidate = dir.join(&exe);
-            if candidate.is_file() {
-                return Ok(candidate);
-            }
-        }
+        dirs.extend(std::env::split_paths(&path));
     }
-    bail!("cannot find `{name}` next to this program or on PATH: build it with `cargo build --release -p {package}`, or set {env}")
+    match dirs.iter().map(|d| d.join(&exe)).find(|c| c.is_file()) {
+        Some(found) => Ok(found),
+        None => bail!("cannot find `{name}` beside this program or on PATH: {hint}, or set {env}"),
+    }
 }

@@ -1,8 +1,14 @@
 //! `prefixgate-bench sweep`: the same benchmark against each routing strategy
-//! in turn, each on a fresh simulated fleet behind `prefixgate`, with one row
-//! per strategy in the results CSVs that `prefixgate-bench report` charts.
+//! in turn, each on a fresh simulated fleet behind `prefixgate` (or Envoy),
+//! with one row per strategy in the results CSVs that `prefixgate-bench
+//! report` charts.
 
 pub mod component;
 pub mod config;
+/// Envoy bootstraps for the filter: the renderer `cargo xtask envoy` and the
+/// end-to-end tests use, shared as one source file.
+#[path = "../../../xtask/src/envoy_config.rs"]
+pub mod envoy_config;
 pub mod results_csv;
+pub mod router;
 pub mod run;

@@ -3,8 +3,9 @@
 //! in each results CSV; everything stopped before the next strategy.
 
 use super::component::{find_executable, Component, LogFiles};
-use super::config::{Router, Strategy, SweepConfig};
+use super::config::{Strategy, SweepConfig};
 use super::results_csv::{append_row, serve_row, vllm_row, RunSettings, SERVE_CSV, VLLM_CSV};
+use super::router::{start_router, RouterPrograms};
 use crate::load::run::{append_record, run, write_outcomes, RunReport};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -20,6 +21,10 @@ pub struct SweepOptions {
     pub vllm_sim_bin: Option<PathBuf>,
     /// `prefixgate` executable (default: beside this program, or on PATH).
     pub prefixgate_bin: Option<PathBuf>,
+    /// `envoy` executable, for `router = "envoy"`.
+    pub envoy_bin: Option<PathBuf>,
+    /// Filter module, for `router = "envoy"`.
+    pub filter_wasm: Option<PathBuf>,
     /// Show a progress bar per run.
     pub progress: bool,
 }
@@ -33,24 +38,25 @@ pub fn requests_file(strategy: &str) -> PathBuf {
 pub async fn run_sweep(config: &SweepConfig, options: &SweepOptions) -> Result<Vec<(String, RunReport)>> {
     let out = &options.output_dir;
     std::fs::create_dir_all(out.join("requests")).with_context(|| format!("creating {}", out.display()))?;
-    if config.server.router == Router::Envoy {
-        bail!("`server.router = \"envoy\"`: the sweep drives `prefixgate` only; run Envoy with `cargo xtask envoy` and `prefixgate-bench run` against it");
-    }
     let sim_bin = match config.server.backends.is_empty() {
         true => Some(find_executable(
             options.vllm_sim_bin.as_deref(),
             "VLLM_SIM_BIN",
             "vllm-sim",
-            "prefixgate-bench",
+            "build it with `cargo build --release -p prefixgate-bench`",
         )?),
         false => None,
     };
-    let router_bin =
-        find_executable(options.prefixgate_bin.as_deref(), "PREFIXGATE_BIN", "prefixgate", "prefixgate")?;
+    let router = RouterPrograms::find(
+        config.server.router,
+        options.prefixgate_bin.as_deref(),
+        options.envoy_bin.as_deref(),
+        options.filter_wasm.as_deref(),
+    )?;
     let mut reports = Vec::with_capacity(config.strategies.len());
     for (label, strategy) in &config.strategies {
         eprintln!("prefixgate-bench: sweep: {label} ({})", strategy.policy());
-        let report = run_strategy(config, options, label, strategy, sim_bin.as_deref(), &router_bin)
+        let report = run_strategy(config, options, label, strategy, sim_bin.as_deref(), &router)
             .await
             .with_context(|| format!("strategy `{label}`"))?;
         reports.push((label.clone(), report));
@@ -64,7 +70,7 @@ async fn run_strategy(
     label: &str,
     strategy: &Strategy,
     sim_bin: Option<&Path>,
-    router_bin: &Path,
+    router_programs: &RouterPrograms,
 ) -> Result<RunReport> {
     let out = &options.output_dir;
     let server = &config.server;
@@ -95,17 +101,8 @@ async fn run_strategy(
         None => server.backends.iter().map(|b| format!("http://{}", b.trim())).collect(),
     };
     let backends: Vec<String> = urls.iter().map(|u| u.trim_start_matches("http://").to_owned()).collect();
-    let plugin_config = strategy.plugin_config(&backends).to_string();
-    let mut cmd = Command::new(router_bin);
-    cmd.args(["--listen", &format!("127.0.0.1:{}", server.router_port), "--admin", "127.0.0.1:0"]).args([
-        "--backends",
-        &backends.join(","),
-        "--plugin-config",
-        &plugin_config,
-    ]);
-    let mut router = Component::spawn("prefixgate", cmd, &logs)?;
-    let listening = router.wait_for_lines("prefixgate listening on ", 1, timeout).await?;
-    let base_url = listening[0].split_whitespace().next().unwrap_or_default().to_owned();
+    let (mut router, base_url) =
+        start_router(router_programs, strategy, &backends, server.router_port, &logs, timeout).await?;
 
     let mut args = config.bench.run_args(label, &server.model_name, server.time_scale)?;
     args.base_url = Some(base_url);
