@@ -153,6 +153,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         return calibrate::report(&config, &options, &mut out).await.context("calibration");
     }
+    // Listen for SIGTERM before announcing the replicas, so that a supervisor
+    // that stops us as soon as we are up still gets a clean shutdown.
+    let mut shutdown = ShutdownSignal::register()?;
     let fleet = Fleet::start(config, cli.replicas).await.context("starting the replicas")?;
     {
         let mut out = std::io::stdout().lock();
@@ -161,30 +164,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         out.flush()?;
     }
-    shutdown_signal().await;
+    shutdown.recv().await;
     fleet.shutdown().await;
     Ok(())
 }
 
-/// Resolves on Ctrl-C or, on Unix, SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Ctrl-C or, on Unix, SIGTERM; registered up front.
+struct ShutdownSignal {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    term: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    fn register() -> anyhow::Result<Self> {
+        Ok(Self {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("listening for SIGTERM")?,
+        })
+    }
+
+    /// Resolves when either signal arrives.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = self.term.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
