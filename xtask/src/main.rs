@@ -21,6 +21,7 @@ tasks:
   build-filter    build the filter module (release, wasm32-wasip1) and print its path
   test            setup, build the module, then fmt, clippy (native and wasm) and every test
   bench [filter]  run the benchmarks (criterion: one routing decision at 1k/8k/32k characters)
+  bench sim       vllm-sim's calibration: model tables beside the reference, live latency, scheduling lag
   demo            4 simulated replicas; round_robin, pow2, prefix_aware compared behind prefixgate
 ";
 
@@ -113,6 +114,16 @@ fn test() -> Result<()> {
 fn bench(which: &str) -> Result<()> {
     match which {
         "filter" => run::cargo(&["bench", "--package", "prefixgate-filter"]),
-        other => bail!("unknown benchmark `{other}` (expected: filter)"),
+        "sim" => run::cargo(&[
+            "run",
+            "--release",
+            "--package",
+            "prefixgate-bench",
+            "--bin",
+            "vllm-sim",
+            "--",
+            "--calibrate",
+        ]),
+        other => bail!("unknown benchmark `{other}` (expected: filter, sim, envoy)"),
     }
 }
