@@ -42,7 +42,10 @@ pub struct FilterConfig {
     #[serde(default = "defaults::chunk_chars")]
     pub chunk_chars: usize,
     /// Slots of the prefix index: its memory bound whatever the traffic.
-    /// Default 131072 (about 13 MiB of shared data with 4 backends).
+    /// Default 524288 (at most about 52 MiB of shared data with 4 backends).
+    /// Keep it at two to four times the chunks the fleet's KV caches hold
+    /// (blocks × block size × chars per token / chunk_chars), or prefixes the
+    /// replicas still cache drop out of the index and stop attracting requests.
     #[serde(default = "defaults::index_slots")]
     pub index_slots: u32,
     /// Chunks each backend's KV cache is assumed to hold. Default: derived
@@ -310,7 +313,7 @@ mod defaults {
         64
     }
     pub fn index_slots() -> u32 {
-        131_072
+        524_288
     }
     pub fn chars_per_token() -> f64 {
         4.0

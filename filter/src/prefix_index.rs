@@ -3,13 +3,18 @@
 //!
 //! A prompt is cut into chunks of `chunk_chars` characters; chunk *i*'s key is
 //! a hash chained over chunks `0..=i`, so one key names a whole prefix path
-//! (the idea of vLLM's block hashes). Key `k` lives in slot `k % slots`; a slot
-//! stores the key as a tag and, per backend, the backend's insertion sequence
-//! number and time when it last received that prefix. A backend's entry is
-//! live while fewer than its capacity of chunks were inserted for it since
-//! (LRU: re-inserting a prefix refreshes it) and while younger than the TTL.
-//! Colliding keys overwrite each other; the tag prevents false matches, so a
-//! collision can only lose a match, never invent one.
+//! (the idea of vLLM's block hashes). Key `k` may live in either of two slots
+//! (two-way set associative); a slot stores the key as a tag and, per
+//! backend, the backend's insertion sequence number and time when it last
+//! received that prefix. A backend's entry is live while fewer than its
+//! capacity of chunks were inserted for it since (LRU: re-inserting a prefix
+//! refreshes it) and while younger than the TTL.
+//!
+//! A new key takes the empty or the less recently written of its two slots,
+//! so collisions evict old prefixes rather than arbitrary ones: a match stops
+//! at the first chunk it cannot find, and one overwritten chunk at the head of
+//! a long prompt would lose the whole prompt. The tag prevents false matches,
+//! so a collision can only lose a match, never invent one.
 
 use crate::store::{update, SharedStore};
 use crate::wire::u64_at;
@@ -133,6 +138,11 @@ mod slot {
         entries(bytes).find(|(_, e)| e.backend == backend).map(|(_, e)| e)
     }
 
+    /// When the slot was last written (its newest entry's time).
+    pub fn newest(bytes: &[u8]) -> u64 {
+        entries(bytes).map(|(_, e)| e.time_ms).max().unwrap_or(0)
+    }
+
     /// A slot holding only `tag`.
     pub fn empty(tag: u64) -> Vec<u8> {
         tag.to_le_bytes().to_vec()
@@ -240,13 +250,9 @@ impl PrefixIndex {
             if !alive.iter().any(|a| *a) {
                 break;
             }
-            slot_key(&mut key_buf, self.slot_of(*key));
-            let Some((bytes, _)) = store.get(&key_buf) else {
+            let Some(bytes) = self.find_slot(store, &mut key_buf, *key) else {
                 break;
             };
-            if slot::tag(&bytes) != Some(*key) {
-                break;
-            }
             for j in 0..backends.len() {
                 if !alive[j] {
                     continue;
@@ -302,7 +308,7 @@ impl PrefixIndex {
         let mut key_buf = String::new();
         for (i, key) in keys.keys.iter().enumerate() {
             let seq = base + (n - 1 - i as u64);
-            slot_key(&mut key_buf, self.slot_of(*key));
+            self.choose_slot(store, &mut key_buf, *key);
             let mut was_live = false;
             update(store, &key_buf, |bytes| {
                 let mut slot = match bytes {
@@ -355,8 +361,42 @@ impl PrefixIndex {
         BackendRecord::decode(bytes.as_ref().map(|(b, _)| b.as_slice()))
     }
 
-    fn slot_of(&self, key: u64) -> u64 {
-        key % u64::from(self.shape.slots.max(1))
+    /// The two slots key `key` may live in (equal when there is one slot).
+    fn slots_of(&self, key: u64) -> [u64; 2] {
+        let n = u64::from(self.shape.slots.max(1));
+        [key % n, key.rotate_left(32) % n]
+    }
+
+    /// The bytes of the slot holding `key`, if either of its slots does.
+    fn find_slot<S: SharedStore + ?Sized>(&self, store: &S, buf: &mut String, key: u64) -> Option<Vec<u8>> {
+        for slot in self.slots_of(key) {
+            slot_key(buf, slot);
+            if let Some((bytes, _)) = store.get(buf) {
+                if slot::tag(&bytes) == Some(key) {
+                    return Some(bytes);
+                }
+            }
+        }
+        None
+    }
+
+    /// Leaves in `buf` the key of the slot `key` should be written to: the
+    /// one holding it, else an empty one, else the less recently written.
+    fn choose_slot<S: SharedStore + ?Sized>(&self, store: &S, buf: &mut String, key: u64) {
+        let [a, b] = self.slots_of(key);
+        let mut freshness = [0u64; 2];
+        for (i, s) in [a, b].into_iter().enumerate() {
+            slot_key(buf, s);
+            match store.get(buf) {
+                Some((bytes, _)) if slot::tag(&bytes) == Some(key) => return,
+                Some((bytes, _)) => freshness[i] = slot::newest(&bytes).saturating_add(1),
+                None => freshness[i] = 0,
+            }
+            if a == b {
+                return;
+            }
+        }
+        slot_key(buf, if freshness[1] < freshness[0] { b } else { a });
     }
 }
 

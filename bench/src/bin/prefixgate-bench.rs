@@ -63,7 +63,8 @@ struct SweepArgs {
     /// `envoy` executable for `--router envoy` (default: $ENVOY_BIN, target/tools, or PATH).
     #[arg(long)]
     envoy_bin: Option<PathBuf>,
-    /// Filter module for `--router envoy` (default: $PREFIXGATE_FILTER_WASM).
+    /// Filter module: required by `--router envoy` (default: $PREFIXGATE_FILTER_WASM);
+    /// with prefixgate, runs instead of the embedded module.
     #[arg(long)]
     filter_wasm: Option<PathBuf>,
     /// Also write the HTML report when the sweep ends.

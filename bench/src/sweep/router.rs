@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 /// The programs a router needs, found once per sweep.
 #[derive(Clone, Debug)]
 pub enum RouterPrograms {
-    /// The `prefixgate` executable.
-    Prefixgate(PathBuf),
+    /// The `prefixgate` executable, and a filter module to run instead of its embedded one.
+    Prefixgate(PathBuf, Option<PathBuf>),
     /// The `envoy` executable and the filter module.
     Envoy {
         /// `envoy`.
@@ -37,12 +37,15 @@ impl RouterPrograms {
         wasm: Option<&Path>,
     ) -> Result<Self> {
         Ok(match router {
-            Router::Prefixgate => Self::Prefixgate(find_executable(
-                prefixgate,
-                "PREFIXGATE_BIN",
-                "prefixgate",
-                "build it with `cargo build --release -p prefixgate`",
-            )?),
+            Router::Prefixgate => Self::Prefixgate(
+                find_executable(
+                    prefixgate,
+                    "PREFIXGATE_BIN",
+                    "prefixgate",
+                    "build it with `cargo build --release -p prefixgate`",
+                )?,
+                wasm.map(Path::to_owned),
+            ),
             Router::Envoy => {
                 let envoy =
                     find_executable(envoy, "ENVOY_BIN", "envoy", "`cargo xtask setup` installs Envoy 1.40")?;
@@ -73,9 +76,12 @@ pub async fn start_router(
     timeout: Duration,
 ) -> Result<(Component, String)> {
     match programs {
-        RouterPrograms::Prefixgate(bin) => {
+        RouterPrograms::Prefixgate(bin, wasm) => {
             let plugin_config = strategy.plugin_config(backends).to_string();
             let mut cmd = Command::new(bin);
+            if let Some(wasm) = wasm {
+                cmd.arg("--filter").arg(wasm);
+            }
             cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--admin", "127.0.0.1:0"]).args([
                 "--backends",
                 &backends.join(","),

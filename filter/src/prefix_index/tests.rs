@@ -114,6 +114,23 @@ fn colliding_keys_lose_matches_but_never_invent_them() {
 }
 
 #[test]
+fn collisions_evict_old_prefixes_before_recent_ones() {
+    // 48 prompts of 8 chunks in 1024 slots (37% full). With one slot per key,
+    // 5 of the 16 most recent prompts lose a chunk to a later prompt.
+    let ix =
+        PrefixIndex::new(IndexShape { chunk_chars: 8, slots: 1024, ttl_ms: 0, max_backends_per_slot: 4 });
+    let store = MemoryStore::new();
+    let prompts: Vec<String> = (0..48u32).map(|i| format!("{i:08}").repeat(8)).collect();
+    for (t, p) in prompts.iter().enumerate() {
+        ix.insert(&store, &ix.prompt_keys(p), backend("r", 1 << 30), t as u64);
+    }
+    let whole =
+        |p: &String| ix.longest_match(&store, &ix.prompt_keys(p), &[backend("r", 1 << 30)], 99)[0] == 64;
+    let recent = prompts.iter().rev().take(16).filter(|p| whole(p)).count();
+    assert!(recent >= 15, "{recent} of the 16 most recent prompts match whole");
+}
+
+#[test]
 fn memory_stays_under_the_slot_bound() {
     let slots = 512;
     let ix = PrefixIndex::new(IndexShape { chunk_chars: 8, slots, ttl_ms: 0, max_backends_per_slot: 8 });
