@@ -126,7 +126,7 @@ fn in_flight_charts(results: &[StrategyResult]) -> Result<String> {
     for r in results {
         let mut by_replica: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
         for o in r.outcomes.iter().filter(|o| o.success) {
-            let replica = o.backend.clone().unwrap_or_else(|| "unknown".into());
+            let replica = o.backend.clone().unwrap_or_else(|| "no x-prefixgate-backend".into());
             by_replica.entry(replica).or_default().push((o.start_s, o.start_s + o.latency_s));
         }
         let series: Vec<(String, Vec<(f64, f64)>)> = by_replica
