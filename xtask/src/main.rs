@@ -20,7 +20,8 @@ tasks:
   setup           install what a fresh machine lacks (wasm32-wasip1 target, Envoy 1.40)
   build-filter    build the filter module (release, wasm32-wasip1) and print its path
   test            setup, build the module, then fmt, clippy (native and wasm) and every test
-  bench [filter]  run the benchmarks (criterion: one routing decision at 1k/8k/32k characters)
+  bench [filter]  run the benchmarks (criterion: one routing decision at 1k/8k/32k characters,
+                  prompt extraction from 8 KiB and 2 MiB bodies)
   demo            4 simulated replicas; round_robin, pow2, prefix_aware compared behind prefixgate
 ";
 
