@@ -1,5 +1,5 @@
-//! Command-line interface: run the proxy (flags override the config file),
-//! `swap` a running proxy's filter, or run the proxy benchmark.
+//! Command-line interface: run the proxy (flags override the config file), or
+//! `swap` a running proxy's filter.
 
 use crate::config::{Config, ConfigError, FailureMode};
 use clap::{Args, Parser, Subcommand};
@@ -24,9 +24,6 @@ pub struct Cli {
 pub enum Command {
     /// Swap the filter module or plugin configuration of a running proxy.
     Swap(SwapArgs),
-    /// Measure the proxy's added latency against a local echo backend.
-    #[command(hide = true)]
-    BenchProxy(crate::bench::BenchArgs),
 }
 
 /// Options of the proxy; each overrides the config file.

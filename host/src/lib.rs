@@ -4,7 +4,6 @@
 
 pub mod admin;
 pub mod app;
-pub mod bench;
 pub mod body;
 pub mod cli;
 pub mod config;

@@ -24,7 +24,6 @@ fn main() -> ExitCode {
     rt.block_on(async move {
         match cli.command {
             Some(Command::Swap(args)) => report(prefixgate::swap::run(args).await),
-            Some(Command::BenchProxy(args)) => report(prefixgate::bench::run(args).await),
             None => run(cli.run).await,
         }
     })

@@ -1,6 +1,7 @@
 //! End-to-end harness: a simulated vLLM fleet on loopback, a proxy in front of
-//! it (Envoy with the prefixgate filter here; the standalone `prefixgate` can
-//! implement [`Proxy`] too) and an HTTP client that reads the routing headers.
+//! it (Envoy with the prefixgate filter, or the standalone `prefixgate` as a
+//! child process; the tests also run it in-process) and an HTTP client that
+//! reads the routing headers.
 //!
 //! Every wait is a bounded poll; every port is picked by the system (port 0)
 //! and read back, never guessed.
@@ -12,12 +13,14 @@ pub mod client;
 pub mod envoy;
 pub mod error;
 pub mod fleet;
+pub mod prefixgate;
 pub mod scenarios;
 pub mod wasm;
 
 pub use client::{Client, Reply};
 pub use envoy::{Envoy, EnvoyMode};
 pub use error::HarnessError;
+pub use prefixgate::PrefixgateProcess;
 
 /// A running proxy the scenarios can send requests through.
 pub trait Proxy {

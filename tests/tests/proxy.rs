@@ -12,7 +12,7 @@ use prefixgate::app::{self, Running};
 use prefixgate::config::Config;
 use prefixgate_tests::client::Client;
 use prefixgate_tests::envoy::plugin_config;
-use prefixgate_tests::fleet::{index_of, start_fleet};
+use prefixgate_tests::fleet::{index_of, served, start_fleet};
 use prefixgate_tests::scenarios::{self, eventually, prompt, routed_to, SwapLoad};
 use prefixgate_tests::Proxy;
 use std::net::SocketAddr;
@@ -36,6 +36,15 @@ impl Proxy for Prefixgate {
     }
 }
 
+/// Callback deadline of the proxies these tests start (the default is 20 ms).
+/// The deadline counts wall-clock time, and in this debug build of the host a
+/// request with a 2 MiB prompt (matching and indexing its first 131,072
+/// characters: 2,048 chunks, a few shared-data calls each) takes about 15 ms
+/// in one callback on an idle machine; on a busy one, even shorter callbacks
+/// overrun now and then and the request falls back to round robin without a
+/// decision. These tests check behaviour, not timing.
+const CALLBACK_DEADLINE_MS: u64 = 500;
+
 impl Prefixgate {
     async fn start(addrs: &[SocketAddr], plugin_config: String) -> Self {
         let mut config = Config::default();
@@ -44,6 +53,7 @@ impl Prefixgate {
         config.backends = addrs.iter().map(SocketAddr::to_string).collect();
         config.filter.plugin_config = Some(plugin_config);
         config.filter.vms = 2;
+        config.filter.callback_deadline_ms = CALLBACK_DEADLINE_MS;
         let running = app::start(config).await.unwrap();
         let base = format!("http://{}", running.listen);
         Self { running, base }
@@ -98,6 +108,20 @@ async fn round_robin_cycles_and_pow2_spreads() {
     drop(proxy);
     let proxy = filter_proxy(&addrs, "pow2", &[]).await;
     scenarios::pow2_spreads(&proxy, &addrs, 48, 6).await.unwrap();
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_routed_and_a_client_cannot_pick_the_upstream() {
+    let _serial = SERIAL.lock().await;
+    let fleet = start_fleet(2, FAST).await.unwrap();
+    let trap = start_fleet(1, FAST).await.unwrap();
+    let addrs = fleet.addrs();
+    let proxy = filter_proxy(&addrs, "prefix_aware", &[]).await;
+    scenarios::bad_input(&proxy, &addrs, trap.addrs()[0]).await.unwrap();
+    assert_eq!(served(&trap, 0), 0, "the client-set upstream header was obeyed");
+    drop(proxy);
+    trap.shutdown().await;
     fleet.shutdown().await;
 }
 

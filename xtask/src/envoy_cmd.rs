@@ -1,6 +1,6 @@
-//! `cargo xtask envoy`, `cargo xtask envoy-swap` and `cargo xtask bench envoy`:
-//! run Envoy with the freshly built filter in front of a list of backends,
-//! roll a new filter configuration out through ECDS, and benchmark Envoy.
+//! `cargo xtask envoy` and `cargo xtask envoy-swap`: run Envoy with the
+//! freshly built filter in front of a list of backends, and roll a new filter
+//! configuration out through ECDS.
 
 use crate::envoy_config::{
     plugin_config_json, render_bootstrap, render_ecds_resource, EnvoySpec, FilterMode, FilterSpec,
@@ -14,14 +14,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Usage of the Envoy tasks, appended to the xtask usage text.
 pub const USAGE: &str = "\
-  envoy --backends IP:PORT,... [--policy P] [--listen ADDR] [--admin ADDR] [--concurrency N]
+\x20 envoy --backends IP:PORT,... [--policy P] [--listen ADDR] [--admin ADDR] [--concurrency N]
         [--ecds DIR | --inline]
                   render the Envoy config for the backends, build the filter and run Envoy
                   (foreground); the filter config is read through ECDS from DIR/prefixgate.yaml
                   (default DIR: <target>/envoy/ecds), or with --inline from the bootstrap
   envoy-swap --config FILE.json [--dir DIR] [--wasm FILE]
                   roll out a new plugin config (and module) to that Envoy, without a restart
-  bench envoy     Envoy with the filter vs Envoy round-robin without it, on a simulated fleet
 ";
 
 /// Name of the ECDS resource file inside the ECDS directory.
@@ -218,18 +217,6 @@ pub fn envoy_swap(args: &[String], built_wasm: impl FnOnce() -> Result<PathBuf>)
     let resource = write_rollout(&dir, &wasm, &plugin_config, &version)?;
     eprintln!("xtask: rolled out {} as {version}: {plugin_config}", resource.display());
     Ok(())
-}
-
-/// `cargo xtask bench envoy`: runs the Envoy benchmark driver of the tests crate.
-pub fn bench_envoy(args: &[String], wasm: &Path) -> Result<()> {
-    let envoy = crate::envoy::ensure_envoy()?;
-    let mut cargo_args =
-        vec!["run", "--release", "--package", "prefixgate-tests", "--bin", "envoy-bench", "--"];
-    cargo_args.extend(args.iter().map(String::as_str));
-    crate::run::cargo_with_env(
-        &cargo_args,
-        &[("PREFIXGATE_FILTER_WASM", wasm.as_os_str()), ("ENVOY_BIN", envoy.as_os_str())],
-    )
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod envoy;
 mod envoy_cmd;
 mod envoy_config;
 mod paths;
+mod proxy_bench;
 mod run;
 
 use anyhow::{bail, Result};
@@ -20,7 +21,8 @@ tasks:
   setup           install what a fresh machine lacks (wasm32-wasip1 target, Envoy 1.40)
   build-filter    build the filter module (release, wasm32-wasip1) and print its path
   test            setup, build the module, then fmt, clippy (native and wasm) and every test
-  bench [filter]  run the benchmarks (criterion: one routing decision at 1k/8k/32k characters)
+  bench [filter]  criterion benchmarks: one routing decision at 1k/8k/32k characters,
+                  prompt extraction from 8 KiB and 2 MiB bodies
   bench sim       vllm-sim's calibration: model tables beside the reference, live latency, scheduling lag
   demo            4 simulated replicas; round_robin, pow2, prefix_aware compared behind prefixgate
 ";
@@ -46,18 +48,18 @@ fn dispatch(args: &[String]) -> Result<()> {
             Ok(())
         }
         Some("test") => test(),
-        Some("bench") if args.get(1).map(String::as_str) == Some("envoy") => {
-            envoy_cmd::bench_envoy(&args[2..], &build_filter()?)
+        Some("bench") if args.get(1).map(String::as_str) == Some("proxy") => {
+            proxy_bench::bench_proxy(&args[2..], &build_filter()?)
         }
         Some("bench") => bench(args.get(1).map(String::as_str).unwrap_or("filter")),
         Some("demo") => demo::demo(),
         Some("envoy") => envoy_cmd::envoy(&args[1..], &build_filter()?),
         Some("envoy-swap") => envoy_cmd::envoy_swap(&args[1..], build_filter),
         Some("-h" | "--help" | "help") | None => {
-            print!("{USAGE}{}", envoy_cmd::USAGE);
+            print!("{USAGE}{}{}", proxy_bench::USAGE, envoy_cmd::USAGE);
             Ok(())
         }
-        Some(other) => bail!("unknown task `{other}`\n\n{USAGE}{}", envoy_cmd::USAGE),
+        Some(other) => bail!("unknown task `{other}`\n\n{USAGE}{}{}", proxy_bench::USAGE, envoy_cmd::USAGE),
     }
 }
 
@@ -124,6 +126,6 @@ fn bench(which: &str) -> Result<()> {
             "--",
             "--calibrate",
         ]),
-        other => bail!("unknown benchmark `{other}` (expected: filter, sim, envoy)"),
+        other => bail!("unknown benchmark `{other}` (expected: filter, sim, proxy)"),
     }
 }
