@@ -257,12 +257,15 @@ impl Proxy {
         let key = self.settings.upstream_header.as_bytes();
         let named = get(&headers, key).map(<[u8]>::to_vec);
         remove(&mut headers, key);
+        // Set when the host, not the filter, chose the backend.
+        let mut routed_by_host: Option<&'static str> = None;
         let backend = match (failed, named) {
             (true, _) if self.settings.failure_mode == FailureMode::Closed => {
                 return simple(StatusCode::SERVICE_UNAVAILABLE, "routing filter failed");
             }
             (true, _) => {
                 self.metrics.fallback.with_label_values(&["filter_failed"]).inc();
+                routed_by_host = Some("fallback_filter_failed");
                 rt.backends.fallback(None)
             }
             (false, Some(v)) => match rt.backends.find(&v) {
@@ -274,6 +277,7 @@ impl Proxy {
             },
             (false, None) => {
                 self.metrics.fallback.with_label_values(&["no_upstream"]).inc();
+                routed_by_host = Some("fallback_no_upstream");
                 rt.backends.fallback(None)
             }
         };
@@ -311,7 +315,11 @@ impl Proxy {
                         .ttfb
                         .with_label_values(&[label.as_str()])
                         .observe(sent.elapsed().as_secs_f64());
-                    return self.response_phase(resp, session, guard, sent).await;
+                    let mut response = self.response_phase(resp, session, guard, sent).await;
+                    if let Some(reason) = routed_by_host {
+                        label_host_route(response.headers_mut(), &backend.name, reason);
+                    }
+                    return response;
                 }
                 Err(e) => {
                     drop(guard);
@@ -325,7 +333,10 @@ impl Proxy {
                     retried = true;
                     self.metrics.retries.inc();
                     match rt.backends.fallback(Some(backend.addr)) {
-                        Some(b) if b.addr != backend.addr => backend = b,
+                        Some(b) if b.addr != backend.addr => {
+                            backend = b;
+                            routed_by_host = Some("retry");
+                        }
                         _ => return simple(StatusCode::BAD_GATEWAY, "upstream request failed"),
                     }
                 }
@@ -380,6 +391,16 @@ impl Proxy {
         *r.headers_mut() = header_map(&list);
         r
     }
+}
+
+/// Names on the response the backend the host chose when the filter did
+/// not (fallback) or its choice failed (retry), so clients and benchmarks
+/// that account per backend see where the request really went.
+fn label_host_route(headers: &mut HeaderMap, backend: &str, reason: &'static str) {
+    if let Ok(v) = HeaderValue::from_str(backend) {
+        headers.insert(http::HeaderName::from_static("x-prefixgate-backend"), v);
+    }
+    headers.insert(http::HeaderName::from_static("x-prefixgate-decision"), HeaderValue::from_static(reason));
 }
 
 fn build_request(

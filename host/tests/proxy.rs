@@ -20,6 +20,8 @@ async fn trapping_and_looping_filters_fail_open() {
         let r = send("POST", &format!("http://{}/", p.listen), &[], "x").await;
         assert_eq!(r.status, 200, "{mode}: {}", r.body);
         assert_eq!(traps(&p), 1, "{mode}: counted");
+        assert_eq!(r.headers["x-prefixgate-decision"], "fallback_filter_failed", "{mode}: labelled");
+        assert_eq!(r.headers["x-prefixgate-backend"], a.addr.to_string().as_str(), "{mode}");
         // The trapped VM is replaced (at most once a second); meanwhile its
         // requests are routed by the fallback.
         for _ in 0..3 {
@@ -67,6 +69,8 @@ async fn connection_refused_is_retried_on_another_backend() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["port"], a.addr.port());
     assert_eq!(p.app.metrics.retries.get(), 1);
+    assert_eq!(r.headers["x-prefixgate-decision"], "retry");
+    assert_eq!(r.headers["x-prefixgate-backend"], a.addr.to_string().as_str(), "names where it went");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,15 +1,17 @@
 //! `cargo xtask bench proxy`: builds the filter module and the release
 //! `prefixgate`, then runs the tests crate's `proxy-bench` driver (direct,
-//! prefixgate, Envoy with the filter, Envoy round robin; one simulated fleet).
+//! prefixgate with round_robin and prefix_aware, Envoy with the filter, Envoy
+//! round robin; one simulated fleet).
 
 use anyhow::{bail, Result};
 use std::path::Path;
 
 /// Usage line of the task, appended to the xtask usage text.
 pub const USAGE: &str = "\
-\x20 bench proxy [--seconds S] [--concurrency C]
-                  one closed-loop load on 4 simulated replicas: direct, prefixgate (release),
-                  Envoy with the filter, Envoy round robin; a Markdown table on stdout
+\x20 bench proxy [--seconds S] [--concurrency C] [--prompt-chars N]
+                  one closed-loop load on 4 simulated replicas: direct, prefixgate (release;
+                  round_robin and prefix_aware), Envoy with the filter, Envoy round robin;
+                  8,000-character prompts by default; a Markdown table on stdout
 ";
 
 /// Runs the benchmark; `args` go to the driver.

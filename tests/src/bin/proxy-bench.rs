@@ -28,12 +28,14 @@ const TIME_SCALE: f64 = 1_000.0;
 struct Options {
     seconds: f64,
     concurrency: usize,
+    /// Characters per prompt (each shares a group prefix).
+    prompt_chars: usize,
     /// The `prefixgate` binary to benchmark (a release build).
     prefixgate: PathBuf,
 }
 
 fn options() -> Result<Options> {
-    let (mut seconds, mut concurrency, mut prefixgate) = (10.0, 16, None);
+    let (mut seconds, mut concurrency, mut prompt_chars, mut prefixgate) = (10.0, 16, 8_000, None);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -41,14 +43,17 @@ fn options() -> Result<Options> {
         match flag.as_str() {
             "--seconds" => seconds = value.parse().context("--seconds")?,
             "--concurrency" => concurrency = value.parse().context("--concurrency")?,
+            "--prompt-chars" => prompt_chars = value.parse().context("--prompt-chars")?,
             "--prefixgate" => prefixgate = Some(PathBuf::from(value)),
-            other => bail!("unknown option {other} (expected --seconds, --concurrency, --prefixgate)"),
+            other => bail!(
+                "unknown option {other} (expected --seconds, --concurrency, --prompt-chars, --prefixgate)"
+            ),
         }
     }
     let prefixgate = prefixgate.context(
         "--prefixgate PATH is required: the release binary (`cargo xtask bench proxy` builds and passes it)",
     )?;
-    Ok(Options { seconds, concurrency, prefixgate })
+    Ok(Options { seconds, concurrency, prompt_chars, prefixgate })
 }
 
 /// Latencies and throughput of one closed-loop run.
@@ -75,7 +80,8 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 
 async fn run(targets: &[String], options: &Options, pid: Option<u32>) -> Result<Run> {
     let clients: Vec<Client> = targets.iter().map(|t| Client::new(t)).collect::<Result<_, _>>()?;
-    let prefixes: Vec<String> = (0..8).map(|g| prompt(&format!("bench-group-{g}"), 1_000)).collect();
+    let prefixes: Vec<String> =
+        (0..8).map(|g| prompt(&format!("bench-group-{g}"), options.prompt_chars)).collect();
     // Warm-up: connections, VMs, index.
     for (i, p) in prefixes.iter().enumerate() {
         let client = &clients[i % clients.len()];
@@ -148,17 +154,21 @@ async fn main() -> Result<()> {
     let addrs: Vec<SocketAddr> = fleet.addrs();
     let direct: Vec<String> = fleet.urls();
     eprintln!(
-        "proxy-bench: {REPLICAS} replicas, concurrency {}, {} s per run",
-        options.concurrency, options.seconds
+        "proxy-bench: {REPLICAS} replicas, concurrency {}, {} s per run, {}-character prompts",
+        options.concurrency, options.seconds, options.prompt_chars
     );
     let filter_config = plugin_config("prefix_aware", &addrs, 500, &[]);
 
+    let round_robin = plugin_config("round_robin", &addrs, 500, &[]);
+
     let baseline = run(&direct, &options, None).await?;
     let mut rows = Vec::new();
+    for (label, config) in
+        [("prefixgate (round_robin)", &round_robin), ("prefixgate (prefix_aware)", &filter_config)]
     {
-        let proxy = PrefixgateProcess::start(&options.prefixgate, &addrs, &filter_config).await?;
+        let proxy = PrefixgateProcess::start(&options.prefixgate, &addrs, config).await?;
         let run = run(&[proxy.base_url().to_owned()], &options, proxy.pid()).await?;
-        rows.push(Row { label: "prefixgate (prefix_aware)", filtered: true, run });
+        rows.push(Row { label, filtered: true, run });
     }
     for (label, filtered, mode) in [
         ("Envoy + prefixgate filter (prefix_aware)", true, EnvoyMode::Filter(filter_config.clone())),
