@@ -16,7 +16,7 @@
 //! a long prompt would lose the whole prompt. The tag prevents false matches,
 //! so a collision can only lose a match, never invent one.
 
-use crate::store::{update, SharedStore};
+use crate::store::{update, update_from, Cas, SharedStore};
 use crate::wire::u64_at;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
@@ -308,9 +308,9 @@ impl PrefixIndex {
         let mut key_buf = String::new();
         for (i, key) in keys.keys.iter().enumerate() {
             let seq = base + (n - 1 - i as u64);
-            self.choose_slot(store, &mut key_buf, *key);
+            let current = self.choose_slot(store, &mut key_buf, *key);
             let mut was_live = false;
-            update(store, &key_buf, |bytes| {
+            update_from(store, &key_buf, current, |bytes| {
                 let mut slot = match bytes {
                     Some(b) if slot::tag(b) == Some(*key) => b.to_vec(),
                     _ => slot::empty(*key),
@@ -381,22 +381,33 @@ impl PrefixIndex {
     }
 
     /// Leaves in `buf` the key of the slot `key` should be written to: the
-    /// one holding it, else an empty one, else the less recently written.
-    fn choose_slot<S: SharedStore + ?Sized>(&self, store: &S, buf: &mut String, key: u64) {
+    /// one holding it, else an empty one, else the less recently written;
+    /// returns that slot's current contents, read on the way.
+    fn choose_slot<S: SharedStore + ?Sized>(
+        &self,
+        store: &S,
+        buf: &mut String,
+        key: u64,
+    ) -> Option<(Vec<u8>, Cas)> {
         let [a, b] = self.slots_of(key);
+        let mut reads: [Option<(Vec<u8>, Cas)>; 2] = [None, None];
         let mut freshness = [0u64; 2];
         for (i, s) in [a, b].into_iter().enumerate() {
             slot_key(buf, s);
-            match store.get(buf) {
-                Some((bytes, _)) if slot::tag(&bytes) == Some(key) => return,
-                Some((bytes, _)) => freshness[i] = slot::newest(&bytes).saturating_add(1),
+            let read = store.get(buf);
+            match &read {
+                Some((bytes, _)) if slot::tag(bytes) == Some(key) => return read,
+                Some((bytes, _)) => freshness[i] = slot::newest(bytes).saturating_add(1),
                 None => freshness[i] = 0,
             }
             if a == b {
-                return;
+                return read;
             }
+            reads[i] = read;
         }
-        slot_key(buf, if freshness[1] < freshness[0] { b } else { a });
+        let pick = usize::from(freshness[1] < freshness[0]);
+        slot_key(buf, [a, b][pick]);
+        reads[pick].take()
     }
 }
 

@@ -38,13 +38,23 @@ pub const MAX_CAS_RETRIES: usize = 16;
 /// `update` receives the current bytes (`None` when absent) and returns the
 /// new bytes, or `None` to leave the value unchanged. Returns whether a write
 /// was applied.
-pub fn update<S, F>(store: &S, key: &str, mut update: F) -> bool
+pub fn update<S, F>(store: &S, key: &str, update: F) -> bool
+where
+    S: SharedStore + ?Sized,
+    F: FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
+{
+    update_from(store, key, store.get(key), update)
+}
+
+/// [`update`] starting from `current`, a read of `key` the caller already
+/// made (bytes and CAS stamp), so the common case costs no second read; a
+/// stale read fails its CAS and is read again.
+pub fn update_from<S, F>(store: &S, key: &str, mut current: Option<(Vec<u8>, Cas)>, mut update: F) -> bool
 where
     S: SharedStore + ?Sized,
     F: FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
 {
     for _ in 0..MAX_CAS_RETRIES {
-        let current = store.get(key);
         let (bytes, cas) = match &current {
             Some((bytes, cas)) => (Some(bytes.as_slice()), Some(*cas)),
             None => (None, None),
@@ -56,7 +66,7 @@ where
         // treat as unconditional; a racing first write is then last-one-wins.
         match store.set(key, &next, cas) {
             Ok(()) => return true,
-            Err(StoreError::CasMismatch) => continue,
+            Err(StoreError::CasMismatch) => current = store.get(key),
             Err(StoreError::Host(_)) => return false,
         }
     }
