@@ -38,14 +38,22 @@ pub struct FilterConfig {
     /// `smallest_tenant` (default, as Ray) or `least_loaded` (as SGLang now does).
     #[serde(default)]
     pub miss_policy: MissPolicy,
-    /// Characters per index chunk; 64 is about one 16-token vLLM block.
+    /// Characters per index chunk at the start of a prompt; 64 is about one
+    /// 16-token vLLM block.
     #[serde(default = "defaults::chunk_chars")]
     pub chunk_chars: usize,
+    /// Past `chunk_chars / chunk_growth` characters, each chunk is this share
+    /// of the text before it, so a long prompt costs few index operations and
+    /// a match is exact to within this share. Default 0.125; 0 keeps every
+    /// chunk `chunk_chars` wide.
+    #[serde(default = "defaults::chunk_growth")]
+    pub chunk_growth: f64,
     /// Slots of the prefix index: its memory bound whatever the traffic.
     /// Default 524288 (at most about 52 MiB of shared data with 4 backends).
     /// Keep it at two to four times the chunks the fleet's KV caches hold
-    /// (blocks × block size × chars per token / chunk_chars), or prefixes the
-    /// replicas still cache drop out of the index and stop attracting requests.
+    /// (blocks × block size × chars per token / chunk_chars, fewer with
+    /// `chunk_growth`), or prefixes the replicas still cache drop out of the
+    /// index and stop attracting requests.
     #[serde(default = "defaults::index_slots")]
     pub index_slots: u32,
     /// Chunks each backend's KV cache is assumed to hold. Default: derived
@@ -252,6 +260,9 @@ impl FilterConfig {
         if !(1..=1 << 16).contains(&self.chunk_chars) {
             return Err(ConfigError::new("chunk_chars", "must be between 1 and 65536"));
         }
+        if !(self.chunk_growth.is_finite() && (0.0..=1.0).contains(&self.chunk_growth)) {
+            return Err(ConfigError::new("chunk_growth", "must be between 0 and 1"));
+        }
         if !(1..=1 << 26).contains(&self.index_slots) {
             return Err(ConfigError::new("index_slots", "must be between 1 and 67108864"));
         }
@@ -312,6 +323,9 @@ mod defaults {
     pub fn chunk_chars() -> usize {
         64
     }
+    pub fn chunk_growth() -> f64 {
+        0.125
+    }
     pub fn index_slots() -> u32 {
         524_288
     }
@@ -363,6 +377,7 @@ mod tests {
         assert_eq!(c.match_rate_threshold, 0.1);
         assert_eq!(c.miss_policy, MissPolicy::SmallestTenant);
         assert_eq!(c.chunk_chars, 64);
+        assert_eq!(c.chunk_growth, 0.125);
         assert_eq!(c.scrape_interval_ms, 500);
         assert_eq!(c.unhealthy_after, 3);
         assert_eq!(c.upstream_header, "x-envoy-original-dst-host");
@@ -395,6 +410,7 @@ mod tests {
             "match_rate_threshold"
         );
         assert_eq!(err(r#"{"backends":["127.0.0.1:1"],"chunk_chars":"big"}"#).field, "chunk_chars");
+        assert_eq!(err(r#"{"backends":["127.0.0.1:1"],"chunk_growth":1.5}"#).field, "chunk_growth");
         assert_eq!(err(r#"{"backends":["127.0.0.1:1"],"policy":"fastest"}"#).field, "policy");
         assert_eq!(err(r#"{"backends":["127.0.0.1:1"],"upstream_header":"X Bad"}"#).field, "upstream_header");
         let unknown = err(r#"{"backends":["127.0.0.1:1"],"polcy":"pow2"}"#);

@@ -25,8 +25,8 @@ pub struct BackendView {
     pub in_flight: u64,
     /// The latest fresh scrape, if any.
     pub scraped: Option<VllmLoad>,
-    /// KV cache capacity in index chunks.
-    pub capacity_chunks: u64,
+    /// Characters of prompt the backend's KV cache holds.
+    pub capacity_chars: u64,
 }
 
 impl BackendView {
@@ -45,7 +45,7 @@ impl BackendView {
 
     /// The backend as the prefix index knows it.
     pub fn indexed(&self) -> IndexedBackend<'_> {
-        IndexedBackend { name: &self.address, capacity_chunks: self.capacity_chunks }
+        IndexedBackend { name: &self.address, capacity_chars: self.capacity_chars }
     }
 }
 
@@ -74,9 +74,10 @@ pub fn snapshot<S: SharedStore + ?Sized>(store: &S, config: &FilterConfig, now_m
             let healthy =
                 config.scrape_interval_ms == 0 || state.consecutive_failures < config.unhealthy_after;
             let fresh_for = config.scrape_interval_ms.saturating_mul(STALE_AFTER_INTERVALS).max(5_000);
-            let capacity_chunks = b
+            let capacity_chars = b
                 .capacity_chunks()
                 .or(config.capacity_chunks)
+                .map(|chunks| chunks.saturating_mul(config.chunk_chars as u64))
                 .or_else(|| capacity_from_cache_config(state.load.as_ref(), config))
                 .unwrap_or(u64::MAX);
             let scraped = state
@@ -88,19 +89,19 @@ pub fn snapshot<S: SharedStore + ?Sized>(store: &S, config: &FilterConfig, now_m
                 weight: b.weight(),
                 healthy,
                 scraped,
-                capacity_chunks,
+                capacity_chars,
             }
         })
         .collect()
 }
 
-/// Chunks a replica's KV cache holds, from `vllm:cache_config_info` (the
+/// Characters a replica's KV cache holds, from `vllm:cache_config_info` (the
 /// last scraped value, however old: cache size does not go stale).
 fn capacity_from_cache_config(load: Option<&VllmLoad>, config: &FilterConfig) -> Option<u64> {
     let load = load?;
     let tokens = load.num_gpu_blocks? as f64 * load.block_size.unwrap_or(16) as f64;
-    let chunks = tokens * config.chars_per_token / config.chunk_chars as f64;
-    (chunks.is_finite() && chunks >= 1.0).then_some(chunks as u64)
+    let chars = tokens * config.chars_per_token;
+    (chars.is_finite() && chars >= 1.0).then_some(chars as u64)
 }
 
 /// The poller's record for `address` (default when never scraped).
@@ -249,7 +250,7 @@ pub(crate) mod tests {
             healthy: true,
             in_flight,
             scraped: None,
-            capacity_chunks: u64::MAX,
+            capacity_chars: u64::MAX,
         }
     }
 
@@ -291,11 +292,11 @@ pub(crate) mod tests {
         record_scrape_success(&store, "127.0.0.1:1", load, 1_000);
         let fresh = &snapshot(&store, &c, 2_000)[0];
         assert_eq!(fresh.load(), 7);
-        // 100 blocks × 16 tokens × 4 chars / 64 chars per chunk.
-        assert_eq!(fresh.capacity_chunks, 100);
+        // 100 blocks × 16 tokens × 4 chars.
+        assert_eq!(fresh.capacity_chars, 6_400);
         let stale = &snapshot(&store, &c, 60_000)[0];
         assert_eq!(stale.load(), 0);
-        assert_eq!(stale.capacity_chunks, 100);
+        assert_eq!(stale.capacity_chars, 6_400);
     }
 
     #[test]

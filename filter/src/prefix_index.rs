@@ -1,14 +1,17 @@
 //! A bounded, hashed prefix index kept in shared data: which backend last
 //! received which prompt prefix, modelled as an LRU cache per backend.
 //!
-//! A prompt is cut into chunks of `chunk_chars` characters; chunk *i*'s key is
-//! a hash chained over chunks `0..=i`, so one key names a whole prefix path
-//! (the idea of vLLM's block hashes). Key `k` may live in either of two slots
-//! (two-way set associative); a slot stores the key as a tag and, per
-//! backend, the backend's insertion sequence number and time when it last
-//! received that prefix. A backend's entry is live while fewer than its
-//! capacity of chunks were inserted for it since (LRU: re-inserting a prefix
-//! refreshes it) and while younger than the TTL.
+//! A prompt is cut into chunks: `chunk_chars` characters each at its start,
+//! then each chunk `chunk_growth` of the text before it, so a prompt of *n*
+//! characters costs O(log *n*) index operations and a match is exact to
+//! within that fraction. Chunk *i*'s key is a hash chained over chunks
+//! `0..=i`, so one key names a whole prefix path (the idea of vLLM's block
+//! hashes). Key `k` may live in either of two slots (two-way set
+//! associative); a slot stores the key as a tag and, per backend, the
+//! backend's insertion sequence number and time when it last received that
+//! prefix. Sequence numbers count characters: a backend's entry is live while
+//! fewer than its capacity of characters were inserted for it since (LRU:
+//! re-inserting a prefix refreshes it) and while younger than the TTL.
 //!
 //! A new key takes the empty or the less recently written of its two slots,
 //! so collisions evict old prefixes rather than arbitrary ones: a match stops
@@ -32,8 +35,12 @@ const RECORD_BYTES: usize = 24;
 /// Shape of the index; fixed for the lifetime of a plugin configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IndexShape {
-    /// Characters per chunk; only whole chunks are indexed.
+    /// Characters per chunk at the start of a prompt; only whole chunks are
+    /// indexed.
     pub chunk_chars: usize,
+    /// Beyond `chunk_chars / chunk_growth` characters, each chunk is this
+    /// fraction of the text before it; 0 keeps every chunk `chunk_chars` wide.
+    pub chunk_growth: f64,
     /// Number of slots: the memory bound, whatever the traffic.
     pub slots: u32,
     /// Entries older than this many milliseconds stop matching; 0 disables.
@@ -47,14 +54,17 @@ pub struct IndexShape {
 pub struct IndexedBackend<'a> {
     /// Stable identity (the backend's address).
     pub name: &'a str,
-    /// Chunks the backend's KV cache holds; older entries stop matching.
-    pub capacity_chunks: u64,
+    /// Characters of prompt the backend's KV cache holds; older entries stop
+    /// matching.
+    pub capacity_chars: u64,
 }
 
 /// The chained chunk keys of one prompt, computed once per request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PromptKeys {
     keys: Vec<u64>,
+    /// Where each chunk ends, in characters from the start of the prompt.
+    ends: Vec<usize>,
     chars: usize,
 }
 
@@ -68,6 +78,16 @@ impl PromptKeys {
     pub fn chars(&self) -> usize {
         self.chars
     }
+
+    /// Characters covered by the first `chunks` chunks.
+    fn covered(&self, chunks: usize) -> usize {
+        chunks.checked_sub(1).and_then(|last| self.ends.get(last)).copied().unwrap_or(0)
+    }
+
+    /// Width in characters of chunk `i`.
+    fn width(&self, i: usize) -> usize {
+        self.covered(i + 1) - self.covered(i)
+    }
 }
 
 /// The per-backend bookkeeping record, `pg/ixb/<name>`.
@@ -77,19 +97,19 @@ struct BackendRecord {
     next_seq: u64,
     /// Entries with a lower sequence belong to before the last reset.
     reset_seq: u64,
-    /// Chunks inserted since the reset that were not already live.
-    new_chunks: u64,
+    /// Characters inserted since the reset that were not already live.
+    new_chars: u64,
 }
 
 impl BackendRecord {
     fn decode(bytes: Option<&[u8]>) -> Self {
         let field = |i: usize| bytes.and_then(|b| u64_at(b, i * 8)).unwrap_or(0);
-        Self { next_seq: field(0), reset_seq: field(1), new_chunks: field(2) }
+        Self { next_seq: field(0), reset_seq: field(1), new_chars: field(2) }
     }
 
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(RECORD_BYTES);
-        for v in [self.next_seq, self.reset_seq, self.new_chunks] {
+        for v in [self.next_seq, self.reset_seq, self.new_chars] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out
@@ -200,34 +220,42 @@ impl PrefixIndex {
         self.shape.slots as usize * (slot_key + slot_value)
     }
 
+    /// Width of the chunk that starts `offset` characters into a prompt.
+    fn chunk_width(&self, offset: usize) -> usize {
+        let grown = (offset as f64 * self.shape.chunk_growth) as usize;
+        self.shape.chunk_chars.max(grown).max(1)
+    }
+
     /// Cuts `prompt` into whole chunks and chains their hashes.
     pub fn prompt_keys(&self, prompt: &str) -> PromptKeys {
-        let width = self.shape.chunk_chars.max(1);
-        let mut keys = Vec::with_capacity(prompt.len() / width + 1);
+        let mut out = PromptKeys::default();
         let mut parent = ROOT_SEED;
-        let mut start = 0;
-        let mut chars = 0;
+        // The chunk being read: its first byte, first character and width.
+        let (mut start_byte, mut start_char, mut width) = (0, 0, self.chunk_width(0));
+        let mut cut = |out: &mut PromptKeys, bytes: &[u8], end_char: usize| {
+            parent = xxh3_64_with_seed(bytes, parent);
+            out.keys.push(parent);
+            out.ends.push(end_char);
+        };
         if prompt.is_ascii() {
-            chars = prompt.len();
-            for chunk in prompt.as_bytes().chunks_exact(width) {
-                parent = xxh3_64_with_seed(chunk, parent);
-                keys.push(parent);
+            let bytes = prompt.as_bytes();
+            out.chars = bytes.len();
+            while let Some(chunk) = bytes.get(start_byte..start_byte + width) {
+                start_byte += width;
+                cut(&mut out, chunk, start_byte);
+                width = self.chunk_width(start_byte);
             }
         } else {
-            for (offset, _) in prompt.char_indices() {
-                if chars > 0 && chars % width == 0 {
-                    parent = xxh3_64_with_seed(&prompt.as_bytes()[start..offset], parent);
-                    keys.push(parent);
-                    start = offset;
+            let boundaries = prompt.char_indices().map(|(offset, _)| offset).skip(1);
+            for (chars, offset) in (1..).zip(boundaries.chain([prompt.len()])) {
+                if chars - start_char == width {
+                    cut(&mut out, &prompt.as_bytes()[start_byte..offset], chars);
+                    (start_byte, start_char, width) = (offset, chars, self.chunk_width(chars));
                 }
-                chars += 1;
-            }
-            if chars > 0 && chars % width == 0 {
-                parent = xxh3_64_with_seed(&prompt.as_bytes()[start..], parent);
-                keys.push(parent);
+                out.chars = chars;
             }
         }
-        PromptKeys { keys, chars }
+        out
     }
 
     /// Matched prefix length in characters for each of `backends`, in order.
@@ -261,7 +289,7 @@ impl PrefixIndex {
                     records[j].is_live(
                         e.seq,
                         e.time_ms,
-                        backends[j].capacity_chunks,
+                        backends[j].capacity_chars,
                         now_ms,
                         self.shape.ttl_ms,
                     )
@@ -273,8 +301,7 @@ impl PrefixIndex {
                 }
             }
         }
-        let width = self.shape.chunk_chars;
-        matched.into_iter().map(|m| (m * width).min(keys.chars)).collect()
+        matched.into_iter().map(|m| keys.covered(m)).collect()
     }
 
     /// Records that `backend` received the prompt behind `keys`, refreshing
@@ -287,8 +314,8 @@ impl PrefixIndex {
         backend: IndexedBackend<'_>,
         now_ms: u64,
     ) {
-        let n = keys.keys.len() as u64;
-        if n == 0 {
+        let covered = keys.covered(keys.chunks()) as u64;
+        if covered == 0 {
             return;
         }
         let record_key = record_key(backend.name);
@@ -296,7 +323,7 @@ impl PrefixIndex {
         let reserved = update(store, &record_key, |bytes| {
             before = BackendRecord::decode(bytes);
             let mut next = before;
-            next.next_seq = before.next_seq.max(before.reset_seq) + n;
+            next.next_seq = before.next_seq.max(before.reset_seq) + covered;
             Some(next.encode())
         });
         if !reserved {
@@ -304,10 +331,12 @@ impl PrefixIndex {
         }
         let base = before.next_seq.max(before.reset_seq);
         let id = backend_id(backend.name);
-        let mut new_chunks = 0u64;
+        let mut new_chars = 0u64;
         let mut key_buf = String::new();
         for (i, key) in keys.keys.iter().enumerate() {
-            let seq = base + (n - 1 - i as u64);
+            // The head ends up the most recent: chunk i is preceded by
+            // `covered - end` characters that are older than it.
+            let seq = base + (covered - keys.covered(i + 1) as u64);
             let current = self.choose_slot(store, &mut key_buf, *key);
             let mut was_live = false;
             update_from(store, &key_buf, current, |bytes| {
@@ -316,14 +345,14 @@ impl PrefixIndex {
                     _ => slot::empty(*key),
                 };
                 was_live = slot::entry(&slot, id).is_some_and(|e| {
-                    before.is_live(e.seq, e.time_ms, backend.capacity_chunks, now_ms, self.shape.ttl_ms)
+                    before.is_live(e.seq, e.time_ms, backend.capacity_chars, now_ms, self.shape.ttl_ms)
                 });
                 let fresh = SlotEntry { backend: id, seq, time_ms: now_ms };
                 slot::put(&mut slot, fresh, self.shape.max_backends_per_slot);
                 Some(slot)
             });
             if !was_live {
-                new_chunks += 1;
+                new_chars += keys.width(i) as u64;
             }
         }
         update(store, &record_key, |bytes| {
@@ -331,7 +360,7 @@ impl PrefixIndex {
             if record.reset_seq > base {
                 return None; // reset while inserting: the insert is void.
             }
-            record.new_chunks = record.new_chunks.saturating_add(new_chunks);
+            record.new_chars = record.new_chars.saturating_add(new_chars);
             Some(record.encode())
         });
     }
@@ -339,19 +368,18 @@ impl PrefixIndex {
     /// Characters of prompt text `backend` is estimated to hold in cache: the
     /// distinct chunks inserted since its last reset, capped by its capacity.
     pub fn cached_chars<S: SharedStore + ?Sized>(&self, store: &S, backend: IndexedBackend<'_>) -> u64 {
-        let record = self.record(store, backend.name);
-        record.new_chunks.min(backend.capacity_chunks).saturating_mul(self.shape.chunk_chars as u64)
+        self.record(store, backend.name).new_chars.min(backend.capacity_chars)
     }
 
     /// Forgets everything `backend` holds: all its entries stop matching at once.
     pub fn remove_backend<S: SharedStore + ?Sized>(&self, store: &S, name: &str) {
         update(store, &record_key(name), |bytes| {
             let mut record = BackendRecord::decode(bytes);
-            if record.reset_seq == record.next_seq && record.new_chunks == 0 {
+            if record.reset_seq == record.next_seq && record.new_chars == 0 {
                 return None;
             }
             record.reset_seq = record.next_seq;
-            record.new_chunks = 0;
+            record.new_chars = 0;
             Some(record.encode())
         });
     }

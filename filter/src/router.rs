@@ -62,6 +62,7 @@ impl Router {
     pub fn new(config: FilterConfig) -> Self {
         let index = PrefixIndex::new(IndexShape {
             chunk_chars: config.chunk_chars,
+            chunk_growth: config.chunk_growth,
             slots: config.index_slots,
             ttl_ms: config.ttl_ms(),
             max_backends_per_slot: config.backends.len(),

@@ -142,7 +142,7 @@ pub struct FilterConfig {
     pub vm_config: String,
     /// Number of VMs; 0 = one per CPU. Default 0.
     pub vms: usize,
-    /// Deadline of each callback. Default 20 ms.
+    /// Deadline of each callback, enforced to within 5 ms. Default 20 ms.
     pub callback_deadline_ms: u64,
     /// Memory limit per VM. Default 256 MiB.
     pub memory_limit_mib: usize,

@@ -6,11 +6,18 @@ use std::collections::HashMap;
 const W: usize = 4;
 
 fn index(slots: u32, ttl_ms: u64) -> PrefixIndex {
-    PrefixIndex::new(IndexShape { chunk_chars: W, slots, ttl_ms, max_backends_per_slot: 4 })
+    PrefixIndex::new(IndexShape {
+        chunk_chars: W,
+        chunk_growth: 0.0,
+        slots,
+        ttl_ms,
+        max_backends_per_slot: 4,
+    })
 }
 
+/// `name` with a cache of `capacity_chunks` chunks of `W` characters.
 fn backend(name: &str, capacity_chunks: u64) -> IndexedBackend<'_> {
-    IndexedBackend { name, capacity_chunks }
+    IndexedBackend { name, capacity_chars: capacity_chunks * W as u64 }
 }
 
 fn matches(
@@ -103,6 +110,82 @@ fn cached_chars_counts_distinct_chunks_up_to_capacity() {
     assert_eq!(ix.cached_chars(&store, backend("nobody", 100)), 0);
 }
 
+/// An index with vLLM-block-sized chunks that grow by an eighth.
+fn grown_index() -> PrefixIndex {
+    PrefixIndex::new(IndexShape {
+        chunk_chars: 64,
+        chunk_growth: 0.125,
+        slots: 1 << 20,
+        ttl_ms: 0,
+        max_backends_per_slot: 4,
+    })
+}
+
+/// `chars` characters of text unique to `seed`.
+fn text(seed: &str, chars: usize) -> String {
+    let mut out = String::new();
+    for i in 0.. {
+        if out.len() >= chars {
+            break;
+        }
+        out.push_str(&format!("{seed} {i}. "));
+    }
+    out.truncate(chars);
+    out
+}
+
+#[test]
+fn grown_chunks_cut_a_long_prompt_into_few_keys() {
+    let ix = grown_index();
+    let keys = ix.prompt_keys(&text("p", 8_000));
+    assert_eq!(keys.chars(), 8_000);
+    // Eight 64-character chunks up to 512, then each an eighth of the text
+    // before it: 31 chunks where fixed chunks would make 125.
+    assert_eq!(&keys.ends[..9], &[64, 128, 192, 256, 320, 384, 448, 512, 576]);
+    for i in 8..keys.chunks() {
+        assert_eq!(keys.width(i), keys.ends[i - 1] / 8, "chunk {i}");
+    }
+    let last = *keys.ends.last().unwrap();
+    assert!(last <= 8_000 && 8_000 - last < last / 8, "last chunk ends at {last}");
+    assert_eq!(keys.chunks(), 31);
+    // Chunk boundaries count characters, not bytes.
+    let wide = ix.prompt_keys(&"é".repeat(2_000));
+    assert_eq!(wide.ends, ix.prompt_keys(&"e".repeat(2_000)).ends);
+    assert_eq!(wide.chars(), 2_000);
+}
+
+#[test]
+fn a_grown_match_is_exact_to_within_the_growth_share() {
+    let (ix, store) = (grown_index(), MemoryStore::new());
+    let whole = text("shared", 8_000);
+    ix.insert(&store, &ix.prompt_keys(&whole), backend_chars("r", u64::MAX), 0);
+    for shared in [100, 700, 3_000, 5_000, 8_000] {
+        let probe = format!("{}{}", &whole[..shared], text("other", 2_000));
+        let got = ix.longest_match(&store, &ix.prompt_keys(&probe), &[backend_chars("r", u64::MAX)], 0)[0];
+        assert!(got <= shared && got + (shared / 8).max(64) >= shared, "shared {shared}, matched {got}");
+    }
+}
+
+#[test]
+fn capacity_counts_characters_with_grown_chunks() {
+    let (ix, store) = (grown_index(), MemoryStore::new());
+    let whole = text("shared", 8_000);
+    let keys = ix.prompt_keys(&whole);
+    // The cache holds 4,000 characters: the head of the prompt is the most
+    // recent, so it is what stays.
+    let small = backend_chars("r", 4_000);
+    ix.insert(&store, &keys, small, 0);
+    let got = ix.longest_match(&store, &keys, &[small], 0)[0];
+    assert!(got <= 4_000 && got + 4_000 / 8 >= 4_000, "matched {got}");
+    assert_eq!(ix.cached_chars(&store, small), 4_000);
+    assert_eq!(ix.cached_chars(&store, backend_chars("r", u64::MAX)), *keys.ends.last().unwrap() as u64);
+}
+
+/// `name` with a cache of `capacity_chars` characters.
+fn backend_chars(name: &str, capacity_chars: u64) -> IndexedBackend<'_> {
+    IndexedBackend { name, capacity_chars }
+}
+
 #[test]
 fn colliding_keys_lose_matches_but_never_invent_them() {
     let (ix, store) = (index(1, 0), MemoryStore::new());
@@ -117,8 +200,13 @@ fn colliding_keys_lose_matches_but_never_invent_them() {
 fn collisions_evict_old_prefixes_before_recent_ones() {
     // 48 prompts of 8 chunks in 1024 slots (37% full). With one slot per key,
     // 5 of the 16 most recent prompts lose a chunk to a later prompt.
-    let ix =
-        PrefixIndex::new(IndexShape { chunk_chars: 8, slots: 1024, ttl_ms: 0, max_backends_per_slot: 4 });
+    let ix = PrefixIndex::new(IndexShape {
+        chunk_chars: 8,
+        chunk_growth: 0.0,
+        slots: 1024,
+        ttl_ms: 0,
+        max_backends_per_slot: 4,
+    });
     let store = MemoryStore::new();
     let prompts: Vec<String> = (0..48u32).map(|i| format!("{i:08}").repeat(8)).collect();
     for (t, p) in prompts.iter().enumerate() {
@@ -133,7 +221,13 @@ fn collisions_evict_old_prefixes_before_recent_ones() {
 #[test]
 fn memory_stays_under_the_slot_bound() {
     let slots = 512;
-    let ix = PrefixIndex::new(IndexShape { chunk_chars: 8, slots, ttl_ms: 0, max_backends_per_slot: 8 });
+    let ix = PrefixIndex::new(IndexShape {
+        chunk_chars: 8,
+        chunk_growth: 0.0,
+        slots,
+        ttl_ms: 0,
+        max_backends_per_slot: 8,
+    });
     let store = MemoryStore::new();
     let names: Vec<String> = (0..8).map(|b| format!("10.0.0.{b}:8000")).collect();
     for i in 0..20_000u32 {

@@ -9,7 +9,7 @@ const B: &str = "127.0.0.1:8002";
 const C: &str = "127.0.0.1:8003";
 
 fn router(extra: &str) -> Router {
-    let json = format!(r#"{{"backends":["{A}","{B}","{C}"],"chunk_chars":8{extra}}}"#);
+    let json = format!(r#"{{"backends":["{A}","{B}","{C}"],"chunk_chars":8,"chunk_growth":0{extra}}}"#);
     Router::new(FilterConfig::from_json(json.as_bytes()).unwrap())
 }
 
@@ -55,13 +55,13 @@ fn a_match_below_threshold_goes_to_the_smallest_tenant() {
     r.index().insert(
         &store,
         &r.index().prompt_keys(&prompt("big", 20)),
-        IndexedBackend { name: A, capacity_chunks: u64::MAX },
+        IndexedBackend { name: A, capacity_chars: u64::MAX },
         0,
     );
     r.index().insert(
         &store,
         &r.index().prompt_keys(&prompt("small", 2)),
-        IndexedBackend { name: B, capacity_chunks: u64::MAX },
+        IndexedBackend { name: B, capacity_chars: u64::MAX },
         0,
     );
     // 4 of 10 chunks match on A: 40% < 50%.
@@ -78,7 +78,7 @@ fn least_loaded_miss_policy_ignores_tenant_size() {
     r.index().insert(
         &store,
         &r.index().prompt_keys(&prompt("big", 20)),
-        IndexedBackend { name: A, capacity_chunks: u64::MAX },
+        IndexedBackend { name: A, capacity_chars: u64::MAX },
         0,
     );
     set_load(&store, B, 3);
@@ -112,7 +112,7 @@ fn backends_tied_on_the_match_go_to_the_least_loaded() {
         r.index().insert(
             &store,
             &r.index().prompt_keys(&p),
-            IndexedBackend { name: b, capacity_chunks: u64::MAX },
+            IndexedBackend { name: b, capacity_chars: u64::MAX },
             0,
         );
     }
@@ -189,7 +189,7 @@ fn a_removed_backend_stops_matching() {
     let rest: Vec<&str> = [A, B, C].into_iter().filter(|b| *b != home).collect();
     for (i, b) in rest.iter().enumerate() {
         let other = three.index().prompt_keys(&prompt(&format!("other{i}"), 2));
-        three.index().insert(&store, &other, IndexedBackend { name: b, capacity_chunks: u64::MAX }, 0);
+        three.index().insert(&store, &other, IndexedBackend { name: b, capacity_chars: u64::MAX }, 0);
     }
     let without = Router::new(
         FilterConfig::from_json(

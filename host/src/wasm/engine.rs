@@ -6,8 +6,10 @@ use super::host_state::HostState;
 use std::time::Duration;
 use wasmtime::{Config, Engine, Linker};
 
-/// Granularity of callback deadlines.
-pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// Granularity of callback deadlines: a deadline of *d* fires between *d*
+/// and *d* + 5 ms. The ticker thread wakes this often for the life of the
+/// process, so a finer tick costs CPU on every idle core.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Errors from the wasm layer.
 #[derive(Debug, thiserror::Error)]
@@ -67,9 +69,28 @@ impl WasmEngine {
         self.linker.clone()
     }
 
-    /// Epoch ticks for a deadline (at least 2, so a tick that lands right
-    /// after the deadline is set cannot cut a callback short).
+    /// Epoch ticks for a deadline: whole ticks covering it plus one, so a
+    /// tick that lands right after the deadline is set cannot cut a callback
+    /// short.
     pub fn ticks(deadline: Duration) -> u64 {
-        (deadline.as_micros() / EPOCH_TICK.as_micros().max(1)).max(1) as u64 + 1
+        let tick = EPOCH_TICK.as_micros().max(1);
+        u64::try_from(deadline.as_micros().div_ceil(tick).max(1)).unwrap_or(u64::MAX - 1) + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_never_fires_early() {
+        for ms in [0u64, 1, 5, 7, 20, 500] {
+            let ticks = WasmEngine::ticks(Duration::from_millis(ms));
+            // The first tick may come at once: `ticks - 1` whole ticks are
+            // certain to elapse before the callback is cut.
+            let earliest = EPOCH_TICK * (ticks - 1) as u32;
+            assert!(earliest >= Duration::from_millis(ms), "{ms} ms: {ticks} ticks");
+            assert!(earliest < Duration::from_millis(ms) + EPOCH_TICK.max(Duration::from_millis(1)) * 2);
+        }
     }
 }

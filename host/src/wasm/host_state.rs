@@ -2,7 +2,7 @@
 //! buffers, and the actions deferred until the running callback returns.
 
 use super::metrics::FilterMetrics;
-use super::shared_data::SharedData;
+use super::shared_data::{Namespace, SharedData};
 use super::shared_queue::SharedQueues;
 use super::{CtxEvent, HeaderList};
 use std::collections::HashMap;
@@ -132,6 +132,10 @@ pub struct HostState {
     pub shared: Arc<HostShared>,
     /// Plugin identity and configuration.
     pub plugin: Arc<PluginInfo>,
+    /// This VM's shared-data namespace (`plugin.vm_id`), resolved once.
+    pub shared_data: Arc<Namespace>,
+    /// Reused buffer for values on their way into guest memory.
+    pub scratch: Vec<u8>,
     /// Callout target resolution.
     pub resolver: Arc<dyn CalloutResolver>,
     /// Memory limits of this store.
@@ -154,8 +158,9 @@ pub struct HostState {
     pub tick_period_ms: u32,
     /// The VM's background task.
     pub slot_tx: mpsc::UnboundedSender<SlotEvent>,
-    /// The guest allocator.
-    pub alloc: Option<TypedFunc<i32, i32>>,
+    /// The guest allocator (behind an `Arc`: a hostcall clones it to call
+    /// it, and a `TypedFunc` clone copies its type).
+    pub alloc: Option<Arc<TypedFunc<i32, i32>>>,
     /// The guest memory.
     pub memory: Option<Memory>,
     /// Generation of this VM within its slot.

@@ -136,6 +136,8 @@ impl Vm {
         let state = HostState {
             shared: env.shared.clone(),
             plugin: env.plugin.clone(),
+            shared_data: env.shared.data.namespace(&env.plugin.vm_id),
+            scratch: Vec::new(),
             resolver: env.resolver.clone(),
             limits,
             root_id: ROOT_ID,
@@ -165,7 +167,8 @@ impl Vm {
         let alloc = instance
             .get_typed_func::<i32, i32>(&mut store, "proxy_on_memory_allocate")
             .or_else(|_| instance.get_typed_func::<i32, i32>(&mut store, "malloc"))
-            .ok();
+            .ok()
+            .map(Arc::new);
         store.data_mut().memory = memory;
         store.data_mut().alloc = alloc;
         let init = |name: &str, store: &mut Store<HostState>| -> Result<bool, WasmError> {

@@ -192,7 +192,8 @@ pub fn shared(running: &Running, key: &str) -> Option<String> {
         .builder
         .shared
         .data
-        .get("prefixgate", key.as_bytes())
+        .namespace("prefixgate")
+        .get(key.as_bytes())
         .map(|(v, _)| String::from_utf8_lossy(&v).into_owned())
 }
 

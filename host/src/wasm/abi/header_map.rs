@@ -1,7 +1,7 @@
 //! Header maps: request/response headers and trailers and the callout
 //! response maps, plus the proxy-wasm map serialization.
 
-use super::mem::{read, return_bytes, write_u32};
+use super::mem::{guest_alloc, read, return_bytes, write_u32};
 use super::status::{NOT_FOUND, OK};
 use super::HostResult;
 use crate::wasm::host_state::HostState;
@@ -158,9 +158,7 @@ pub fn proxy_get_header_map_value(
 }
 
 fn return_empty_present(caller: &mut Caller<'_, HostState>, ret_ptr: i32) -> wasmtime::Result<()> {
-    let alloc =
-        caller.data().alloc.clone().ok_or_else(|| wasmtime::Error::msg("module exports no allocator"))?;
-    let p = alloc.call(&mut *caller, 1)?;
+    let p = guest_alloc(caller, 1)?;
     write_u32(caller, ret_ptr, p as u32)
 }
 

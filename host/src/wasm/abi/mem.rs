@@ -4,7 +4,8 @@
 use crate::wasm::host_state::HostState;
 use wasmtime::{Caller, Memory};
 
-fn memory(caller: &mut Caller<'_, HostState>) -> wasmtime::Result<Memory> {
+/// The guest's exported memory.
+pub fn memory(caller: &mut Caller<'_, HostState>) -> wasmtime::Result<Memory> {
     if let Some(m) = caller.data().memory {
         return Ok(m);
     }
@@ -19,16 +20,18 @@ pub fn u(v: i32) -> usize {
     v as u32 as usize
 }
 
+/// The `len` bytes at `ptr` in `data` (guest memory), checked against its end.
+pub fn slice(data: &[u8], ptr: i32, len: i32) -> wasmtime::Result<&[u8]> {
+    let (ptr, len) = (u(ptr), u(len));
+    ptr.checked_add(len)
+        .and_then(|end| data.get(ptr..end))
+        .ok_or_else(|| wasmtime::Error::msg("guest pointer out of bounds"))
+}
+
 /// Copies `len` bytes at `ptr` out of guest memory.
 pub fn read(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<Vec<u8>> {
     let mem = memory(caller)?;
-    let (ptr, len) = (u(ptr), u(len));
-    let data = mem.data(&*caller);
-    let end = ptr
-        .checked_add(len)
-        .filter(|e| *e <= data.len())
-        .ok_or_else(|| wasmtime::Error::msg("guest pointer out of bounds"))?;
-    Ok(data[ptr..end].to_vec())
+    Ok(slice(mem.data(&*caller), ptr, len)?.to_vec())
 }
 
 /// Reads a guest string (lossy UTF-8).
@@ -67,13 +70,18 @@ pub fn return_bytes(
         return write_u32(caller, ret_len, 0);
     }
     let len = i32::try_from(bytes.len()).map_err(|_| wasmtime::Error::msg("value too large for guest"))?;
-    let alloc =
-        caller.data().alloc.clone().ok_or_else(|| wasmtime::Error::msg("module exports no allocator"))?;
-    let ptr = alloc.call(&mut *caller, len)?;
-    if ptr == 0 {
-        return Err(wasmtime::Error::msg("guest allocator returned null"));
-    }
+    let ptr = guest_alloc(caller, len)?;
     write(caller, ptr, bytes)?;
     write_u32(caller, ret_ptr, ptr as u32)?;
     write_u32(caller, ret_len, len as u32)
+}
+
+/// Allocates `len` bytes with the guest's allocator.
+pub fn guest_alloc(caller: &mut Caller<'_, HostState>, len: i32) -> wasmtime::Result<i32> {
+    let alloc =
+        caller.data().alloc.clone().ok_or_else(|| wasmtime::Error::msg("module exports no allocator"))?;
+    match alloc.call(&mut *caller, len)? {
+        0 => Err(wasmtime::Error::msg("guest allocator returned null")),
+        ptr => Ok(ptr),
+    }
 }

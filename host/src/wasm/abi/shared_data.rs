@@ -1,6 +1,9 @@
 //! `proxy_get_shared_data` / `proxy_set_shared_data` over the host-owned store.
+//!
+//! Keys and values are read in place from guest memory; a value read goes
+//! through the VM's scratch buffer, so neither call allocates on the host.
 
-use super::mem::{read, return_bytes, write_u32};
+use super::mem::{memory, return_bytes, slice, write_u32};
 use super::status::{CAS_MISMATCH, NOT_FOUND, OK};
 use super::HostResult;
 use crate::wasm::host_state::HostState;
@@ -16,14 +19,19 @@ pub fn proxy_get_shared_data(
     ret_len: i32,
     ret_cas: i32,
 ) -> HostResult {
-    let key = read(&mut caller, kp, kl)?;
-    let state = caller.data();
-    let Some((value, cas)) = state.shared.data.get(&state.plugin.vm_id, &key) else {
-        return Ok(NOT_FOUND);
+    let mem = memory(&mut caller)?;
+    let mut value = std::mem::take(&mut caller.data_mut().scratch);
+    let found =
+        slice(mem.data(&caller), kp, kl).map(|key| caller.data().shared_data.get_into(key, &mut value));
+    let status = match found {
+        Ok(Some(cas)) => return_bytes(&mut caller, &value, ret_ptr, ret_len)
+            .and_then(|()| write_u32(&mut caller, ret_cas, cas))
+            .map(|()| OK),
+        Ok(None) => Ok(NOT_FOUND),
+        Err(e) => Err(e),
     };
-    return_bytes(&mut caller, &value, ret_ptr, ret_len)?;
-    write_u32(&mut caller, ret_cas, cas)?;
-    Ok(OK)
+    caller.data_mut().scratch = value;
+    status
 }
 
 /// Writes a key: OK, or CAS_MISMATCH when `cas` is non-zero and stale.
@@ -35,10 +43,10 @@ pub fn proxy_set_shared_data(
     vl: i32,
     cas: i32,
 ) -> HostResult {
-    let key = read(&mut caller, kp, kl)?;
-    let value = read(&mut caller, vp, vl)?;
-    let state = caller.data();
-    Ok(match state.shared.data.set(&state.plugin.vm_id, &key, &value, cas as u32) {
+    let mem = memory(&mut caller)?;
+    let data = mem.data(&caller);
+    let (key, value) = (slice(data, kp, kl)?, slice(data, vp, vl)?);
+    Ok(match caller.data().shared_data.set(key, value, cas as u32) {
         SetOutcome::Stored => OK,
         SetOutcome::CasMismatch => CAS_MISMATCH,
     })
