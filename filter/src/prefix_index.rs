@@ -29,8 +29,11 @@ const ROOT_SEED: u64 = 0x7072_6566_6978_6761; // "prefixga"
 const TAG_BYTES: usize = 8;
 /// Bytes of one backend entry in a slot: id (u32), sequence (u64), time (u64).
 const ENTRY_BYTES: usize = 20;
-/// Bytes of a backend record: next sequence, reset sequence, new chunks.
+/// Bytes of a backend record: next sequence, reset sequence, new characters.
 const RECORD_BYTES: usize = 24;
+/// A live entry written longer ago than this is rewritten when its prefix is
+/// inserted again, however recent its sequence number.
+const REFRESH_AFTER_MS: u64 = 1_000;
 
 /// Shape of the index; fixed for the lifetime of a plugin configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -344,9 +347,13 @@ impl PrefixIndex {
                     Some(b) if slot::tag(b) == Some(*key) => b.to_vec(),
                     _ => slot::empty(*key),
                 };
-                was_live = slot::entry(&slot, id).is_some_and(|e| {
+                let existing = slot::entry(&slot, id);
+                was_live = existing.is_some_and(|e| {
                     before.is_live(e.seq, e.time_ms, backend.capacity_chars, now_ms, self.shape.ttl_ms)
                 });
+                if was_live && existing.is_some_and(|e| self.is_recent(&before, e, backend, now_ms)) {
+                    return None;
+                }
                 let fresh = SlotEntry { backend: id, seq, time_ms: now_ms };
                 slot::put(&mut slot, fresh, self.shape.max_backends_per_slot);
                 Some(slot)
@@ -354,6 +361,9 @@ impl PrefixIndex {
             if !was_live {
                 new_chars += keys.width(i) as u64;
             }
+        }
+        if new_chars == 0 {
+            return;
         }
         update(store, &record_key, |bytes| {
             let mut record = BackendRecord::decode(bytes);
@@ -363,6 +373,25 @@ impl PrefixIndex {
             record.new_chars = record.new_chars.saturating_add(new_chars);
             Some(record.encode())
         });
+    }
+
+    /// Whether a live entry is recent enough to leave as it is: rewriting it
+    /// would move it by under an eighth of the backend's capacity and of the
+    /// TTL, and it was written less than [`REFRESH_AFTER_MS`] ago (slot
+    /// eviction goes by write time). A hot prefix then costs one write a
+    /// second per chunk rather than one per request.
+    fn is_recent(
+        &self,
+        record: &BackendRecord,
+        e: SlotEntry,
+        backend: IndexedBackend<'_>,
+        now_ms: u64,
+    ) -> bool {
+        let age_ms = now_ms.saturating_sub(e.time_ms);
+        let ttl = self.shape.ttl_ms;
+        record.next_seq.saturating_sub(e.seq) <= backend.capacity_chars / 8
+            && age_ms < REFRESH_AFTER_MS
+            && (ttl == 0 || age_ms <= ttl / 8)
     }
 
     /// Characters of prompt text `backend` is estimated to hold in cache: the

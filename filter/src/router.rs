@@ -5,7 +5,7 @@ use crate::config::FilterConfig;
 use crate::fleet::{self, BackendView};
 use crate::policy::{Candidates, Policy, PolicyKind, Pow2, PrefixAware, Reason, RoundRobin};
 use crate::prefix_index::{IndexShape, PrefixIndex};
-use crate::store::SharedStore;
+use crate::store::{ReadCache, SharedStore};
 use std::fmt;
 
 /// Routes requests for one plugin configuration.
@@ -113,6 +113,8 @@ impl Router {
         now_ms: u64,
         rng: &mut fastrand::Rng,
     ) -> Result<Decision, NoHealthyBackend> {
+        let cache = ReadCache::new(store);
+        let store: &dyn SharedStore = &cache;
         let healthy: Vec<BackendView> =
             self.snapshot(store, now_ms).into_iter().filter(|b| b.healthy).collect();
         if healthy.is_empty() {

@@ -73,6 +73,44 @@ where
     false
 }
 
+/// A [`SharedStore`] that remembers its reads for the length of one routing
+/// decision, so a key read twice (a slot by the match, then by the insert; a
+/// counter by the snapshot, then by its update) costs one host call.
+///
+/// Writes go through and forget the key; so does a CAS conflict, so that the
+/// retry reads the store again rather than the stale copy.
+pub struct ReadCache<'a> {
+    inner: &'a dyn SharedStore,
+    /// Key → what reading it returned (absent keys too).
+    reads: RefCell<HashMap<String, Read>>,
+}
+
+/// One read of a key: its bytes and CAS stamp, or `None` when absent.
+type Read = Option<(Vec<u8>, Cas)>;
+
+impl<'a> ReadCache<'a> {
+    /// An empty cache in front of `inner`.
+    pub fn new(inner: &'a dyn SharedStore) -> Self {
+        Self { inner, reads: RefCell::default() }
+    }
+}
+
+impl SharedStore for ReadCache<'_> {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, Cas)> {
+        if let Some(read) = self.reads.borrow().get(key) {
+            return read.clone();
+        }
+        let read = self.inner.get(key);
+        self.reads.borrow_mut().insert(key.to_owned(), read.clone());
+        read
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), StoreError> {
+        self.reads.borrow_mut().remove(key);
+        self.inner.set(key, value, cas)
+    }
+}
+
 /// An in-memory [`SharedStore`] with the CAS rules of proxy-wasm hosts, for
 /// native tests and benchmarks.
 #[derive(Debug, Default)]
@@ -177,6 +215,56 @@ mod tests {
         assert_eq!(calls, 2);
         // The second attempt saw the concurrent write ("x") and built on it.
         assert_eq!(store.get("n").unwrap().0, b"11");
+    }
+
+    /// Counts the reads that reach the store behind a cache.
+    struct CountingStore {
+        inner: MemoryStore,
+        gets: std::cell::Cell<usize>,
+    }
+
+    impl SharedStore for CountingStore {
+        fn get(&self, key: &str) -> Option<(Vec<u8>, Cas)> {
+            self.gets.set(self.gets.get() + 1);
+            self.inner.get(key)
+        }
+        fn set(&self, key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), StoreError> {
+            self.inner.set(key, value, cas)
+        }
+    }
+
+    #[test]
+    fn read_cache_reads_each_key_once_until_it_is_written() {
+        let store = CountingStore { inner: MemoryStore::new(), gets: Default::default() };
+        store.set("k", b"a", None).unwrap();
+        let cache = ReadCache::new(&store);
+        assert_eq!(cache.get("k").unwrap().0, b"a");
+        assert_eq!(cache.get("k").unwrap().0, b"a");
+        assert!(cache.get("absent").is_none());
+        assert!(cache.get("absent").is_none());
+        assert_eq!(store.gets.get(), 2);
+        // A write forgets the key: the next read sees the new value.
+        cache.set("k", b"b", None).unwrap();
+        assert_eq!(cache.get("k").unwrap().0, b"b");
+        assert_eq!(store.gets.get(), 3);
+    }
+
+    #[test]
+    fn read_cache_retries_a_cas_conflict_on_a_fresh_read() {
+        let store = MemoryStore::new();
+        store.set("n", b"1", None).unwrap();
+        let cache = ReadCache::new(&store);
+        assert_eq!(cache.get("n").unwrap().0, b"1");
+        // Another worker writes behind the cache's back.
+        store.set("n", b"11", None).unwrap();
+        let applied = update(&cache, "n", |old| {
+            let mut next = old.unwrap_or_default().to_vec();
+            next.push(b'1');
+            Some(next)
+        });
+        assert!(applied);
+        // The stale "1" failed its CAS; the retry built on the real "11".
+        assert_eq!(store.get("n").unwrap().0, b"111");
     }
 
     #[test]

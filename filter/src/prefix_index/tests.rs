@@ -186,6 +186,44 @@ fn backend_chars(name: &str, capacity_chars: u64) -> IndexedBackend<'_> {
     IndexedBackend { name, capacity_chars }
 }
 
+/// Counts writes reaching a store.
+#[derive(Default)]
+struct CountingWrites {
+    inner: MemoryStore,
+    sets: std::cell::Cell<usize>,
+}
+
+impl SharedStore for CountingWrites {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, Cas)> {
+        self.inner.get(key)
+    }
+    fn set(&self, key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), crate::store::StoreError> {
+        self.sets.set(self.sets.get() + 1);
+        self.inner.set(key, value, cas)
+    }
+}
+
+#[test]
+fn a_recent_prefix_is_not_rewritten_until_it_ages() {
+    let ix = index(1 << 20, 0);
+    let store = CountingWrites::default();
+    let keys = ix.prompt_keys("AAAAaaaaBBBBbbbb");
+    let r = backend("r", 1_000);
+    ix.insert(&store, &keys, r, 0);
+    // Four chunks, the sequence reservation and the new-character count.
+    assert_eq!(store.sets.replace(0), 6);
+    ix.insert(&store, &keys, r, 10);
+    assert_eq!(store.sets.replace(0), 1, "only the sequence reservation");
+    assert_eq!(ix.longest_match(&store, &keys, &[r], 10), vec![16]);
+    // A second later the prefix is written again (slot eviction goes by
+    // write time), and with a small cache an eighth of it is soon exceeded.
+    ix.insert(&store, &keys, r, REFRESH_AFTER_MS + 10);
+    assert_eq!(store.sets.replace(0), 5);
+    let tiny = backend("r", 4);
+    ix.insert(&store, &keys, tiny, REFRESH_AFTER_MS + 20);
+    assert_eq!(store.sets.replace(0), 5);
+}
+
 #[test]
 fn colliding_keys_lose_matches_but_never_invent_them() {
     let (ix, store) = (index(1, 0), MemoryStore::new());
@@ -275,13 +313,21 @@ struct ModelBackend {
 }
 
 impl Model {
-    fn insert(&mut self, prompt: &str, name: &str) {
+    /// Inserts `prompt` for a backend caching `cap` chunks; a prefix still
+    /// within the most recent eighth of the cache keeps its place.
+    fn insert(&mut self, prompt: &str, name: &str, cap: u64) {
         let chunks: Vec<&str> = chunks_of(prompt);
         let b = self.backends.entry(name.to_owned()).or_default();
         let n = chunks.len() as u64;
         for i in 0..chunks.len() {
             let prefix = chunks[..=i].concat();
-            b.prefixes.insert(prefix, b.next_seq + n - 1 - i as u64);
+            let recent = b
+                .prefixes
+                .get(&prefix)
+                .is_some_and(|seq| (b.next_seq - seq) * W as u64 <= cap * W as u64 / 8);
+            if !recent {
+                b.prefixes.insert(prefix, b.next_seq + n - 1 - i as u64);
+            }
         }
         b.next_seq += n;
     }
@@ -347,7 +393,7 @@ proptest! {
             match op {
                 Op::Insert(p, b) => {
                     insert(&ix, &store, p, names[*b], cap, 0);
-                    model.insert(p, names[*b]);
+                    model.insert(p, names[*b], cap);
                 }
                 Op::Remove(b) => {
                     ix.remove_backend(&store, names[*b]);
