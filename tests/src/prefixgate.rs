@@ -35,6 +35,16 @@ impl PrefixgateProcess {
         backends: &[SocketAddr],
         plugin_config: &str,
     ) -> Result<Self, HarnessError> {
+        Self::start_with_args(binary, backends, plugin_config, &[]).await
+    }
+
+    /// [`PrefixgateProcess::start`] with more command-line options.
+    pub async fn start_with_args(
+        binary: &Path,
+        backends: &[SocketAddr],
+        plugin_config: &str,
+        args: &[&str],
+    ) -> Result<Self, HarnessError> {
         let backends: Vec<String> = backends.iter().map(SocketAddr::to_string).collect();
         let mut child = Command::new(binary)
             .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
@@ -42,6 +52,7 @@ impl PrefixgateProcess {
             .arg(backends.join(","))
             .arg("--plugin-config")
             .arg(plugin_config)
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -1,7 +1,7 @@
 //! `cargo xtask bench proxy`: builds the filter module and the release
 //! `prefixgate`, then runs the tests crate's `proxy-bench` driver (direct,
-//! prefixgate with round_robin and prefix_aware, Envoy with the filter, Envoy
-//! round robin; one simulated fleet).
+//! prefixgate with round_robin, prefix_aware and prefix_aware on one worker
+//! thread, Envoy with the filter, Envoy round robin; one simulated fleet).
 
 use anyhow::{bail, Result};
 use std::path::Path;
@@ -10,8 +10,8 @@ use std::path::Path;
 pub const USAGE: &str = "\
 \x20 bench proxy [--seconds S] [--rounds N] [--concurrency C] [--rate R] [--prompt-chars N]
                   4 simulated replicas reached directly, through prefixgate (release;
-                  round_robin and prefix_aware), Envoy with the filter and Envoy round
-                  robin, taking turns in N rounds (5) under a closed loop of C clients
+                  round_robin, prefix_aware, prefix_aware on one worker thread), Envoy
+                  with the filter and Envoy round robin, taking turns in N rounds (5) under a closed loop of C clients
                   (16) and an open loop at R requests/s (1000; 0 skips it), S seconds
                   (10) each; 8,000-character prompts by default; Markdown tables on stdout
 ";

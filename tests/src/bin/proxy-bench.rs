@@ -1,7 +1,7 @@
-//! `proxy-bench`: the same simulated fleet under the same load, reached four
-//! ways: directly (the baseline), through the `prefixgate` binary, through
-//! Envoy with the prefixgate filter, and through Envoy's own round robin
-//! without it. Each is measured under a closed loop (as fast as the machine
+//! `proxy-bench`: the same simulated fleet under the same load, reached
+//! directly (the baseline), through the `prefixgate` binary (with two
+//! policies, and with one worker thread), through Envoy with the prefixgate
+//! filter, and through Envoy's own round robin without it. Each is measured under a closed loop (as fast as the machine
 //! goes) and under an open loop at a fixed rate (1,000 requests/s by
 //! default), where the latency added is the proxy's own rather than queueing
 //! behind a saturated CPU. The setups take turns in short rounds, so a noisy
@@ -223,8 +223,10 @@ async fn main() -> Result<()> {
 
     // Every setup runs from the start; they take turns under load.
     let mut proxies = Vec::new();
-    for config in [&round_robin, &prefix_aware] {
-        proxies.push(PrefixgateProcess::start(&options.prefixgate, &addrs, config).await?);
+    for (config, args) in
+        [(&round_robin, &[][..]), (&prefix_aware, &[]), (&prefix_aware, &["--workers", "1"])]
+    {
+        proxies.push(PrefixgateProcess::start_with_args(&options.prefixgate, &addrs, config, args).await?);
     }
     let envoy_filter = Envoy::start(&addrs, EnvoyMode::Filter(prefix_aware.clone())).await?;
     let envoy_rr = Envoy::start(&addrs, EnvoyMode::RoundRobin).await?;
@@ -237,6 +239,7 @@ async fn main() -> Result<()> {
     let setups = [
         ("prefixgate (round_robin)", true, proxies[0].base_url(), proxies[0].pid()),
         ("prefixgate (prefix_aware)", true, proxies[1].base_url(), proxies[1].pid()),
+        ("prefixgate (prefix_aware), 1 worker thread", true, proxies[2].base_url(), proxies[2].pid()),
         ("Envoy + prefixgate filter (prefix_aware)", true, envoy_filter.base_url(), Some(envoy_filter.pid())),
         ("Envoy, round-robin, no filter", false, envoy_rr.base_url(), Some(envoy_rr.pid())),
     ];
