@@ -7,6 +7,7 @@ use crate::client::{Client, Reply};
 use crate::error::HarnessError;
 use crate::fleet::index_of;
 use crate::Proxy;
+use prefixgate_bench::sim::Fleet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
@@ -169,6 +170,81 @@ pub async fn bad_input(
             .await?;
         routed_to(&reply, addrs);
     }
+    Ok(())
+}
+
+/// While a request reaches a dead replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhileDetecting {
+    /// Every request still succeeds (the proxy retries a refused connection).
+    AllSucceed,
+    /// Requests may fail until the failed scrapes mark the replica unhealthy.
+    MayFail,
+}
+
+/// Replica 1 of `fleet` is stopped under `round_robin` (with a low
+/// `unhealthy_after`): once its scrapes fail it is skipped entirely, and once
+/// it restarts it is used again.
+pub async fn killed_replica_is_skipped_until_it_returns(
+    proxy: &dyn Proxy,
+    fleet: &mut Fleet,
+    while_detecting: WhileDetecting,
+) -> Result<(), HarnessError> {
+    let addrs = fleet.addrs();
+    let client = Client::new(proxy.base_url())?;
+    round_robin_cycles(proxy, &addrs, 1).await?;
+
+    fleet.stop_replica(1).await?;
+    // Skipped means a full window of requests succeeds without touching it.
+    let mut i = 0;
+    eventually(std::time::Duration::from_secs(10), "the killed replica to be skipped", || {
+        i += 1;
+        let client = client.clone();
+        let addrs = addrs.clone();
+        async move {
+            for j in 0..6 {
+                let reply = match client.completion(&format!("after kill {i}.{j}"), 1).await {
+                    Ok(reply) if reply.status == 200 => reply,
+                    other => {
+                        let failure = match other {
+                            Ok(reply) => format!("{} {}", reply.status, reply.text()),
+                            Err(e) => e.to_string(),
+                        };
+                        assert_eq!(
+                            while_detecting,
+                            WhileDetecting::MayFail,
+                            "a request failed while a replica was down: {failure}"
+                        );
+                        return false;
+                    }
+                };
+                if index_of(&addrs, reply.backend.as_deref().unwrap_or("")) == Some(1) {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    for j in 0..9 {
+        let reply = client.completion(&format!("while down {j}"), 1).await?;
+        assert_ne!(routed_to(&reply, &addrs), 1, "routed to the dead replica");
+    }
+
+    fleet.restart_replica(1).await?;
+    let mut k = 0;
+    eventually(std::time::Duration::from_secs(10), "the replica to be used again", || {
+        k += 1;
+        let client = client.clone();
+        let addrs = addrs.clone();
+        async move {
+            match client.completion(&format!("after restart {k}"), 1).await {
+                Ok(reply) => routed_to(&reply, &addrs) == 1,
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
     Ok(())
 }
 

@@ -4,8 +4,8 @@
 
 use prefixgate_tests::client::Client;
 use prefixgate_tests::envoy::plugin_config;
-use prefixgate_tests::fleet::{index_of, served, start_fleet};
-use prefixgate_tests::scenarios::{self, eventually, prompt, routed_to, SwapLoad};
+use prefixgate_tests::fleet::{served, start_fleet};
+use prefixgate_tests::scenarios::{self, eventually, prompt, routed_to, SwapLoad, WhileDetecting};
 use prefixgate_tests::{Envoy, EnvoyMode};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -133,46 +133,11 @@ async fn killed_replica_is_skipped_until_it_returns() {
     let mut fleet = start_fleet(3, FAST).await.unwrap();
     let addrs = fleet.addrs();
     let envoy = filter_envoy(&addrs, "round_robin", &[("unhealthy_after", "2")]).await;
-    let client = Client::new(envoy.base_url()).unwrap();
-    scenarios::round_robin_cycles(&envoy, &addrs, 1).await.unwrap();
-
-    fleet.stop_replica(1).await.unwrap();
-    // After two failed scrapes (100 ms apart) replica 1 is skipped: a full
-    // window of requests succeeds without touching it.
-    let mut i = 0;
-    eventually(Duration::from_secs(10), "the killed replica to be skipped", || {
-        i += 1;
-        let client = client.clone();
-        let addrs = addrs.clone();
-        async move {
-            for j in 0..6 {
-                let reply = client.completion(&format!("after kill {i}.{j}"), 1).await.unwrap();
-                if reply.status != 200 || index_of(&addrs, reply.backend.as_deref().unwrap_or("")) == Some(1)
-                {
-                    return false;
-                }
-            }
-            true
-        }
-    })
-    .await;
-    for j in 0..9 {
-        let reply = client.completion(&format!("while down {j}"), 1).await.unwrap();
-        assert_ne!(routed_to(&reply, &addrs), 1, "routed to the dead replica");
-    }
-
-    fleet.restart_replica(1).await.unwrap();
-    let mut k = 0;
-    eventually(Duration::from_secs(10), "the replica to be used again", || {
-        k += 1;
-        let client = client.clone();
-        let addrs = addrs.clone();
-        async move {
-            let reply = client.completion(&format!("after restart {k}"), 1).await.unwrap();
-            routed_to(&reply, &addrs) == 1
-        }
-    })
-    .await;
+    // Envoy does not retry: requests may fail until two failed scrapes
+    // (100 ms apart) mark the replica unhealthy.
+    scenarios::killed_replica_is_skipped_until_it_returns(&envoy, &mut fleet, WhileDetecting::MayFail)
+        .await
+        .unwrap();
     assert!(envoy.stat("prefixgate_scrapes_failed_total").await.unwrap() >= 2);
     drop(envoy);
     fleet.shutdown().await;
