@@ -182,6 +182,31 @@ impl SharedStore for MemoryStore {
     }
 }
 
+/// A [`MemoryStore`] that counts the reads and writes reaching it, for
+/// tests of how many host calls an operation costs.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct CountingStore {
+    inner: MemoryStore,
+    /// Reads so far.
+    pub gets: std::cell::Cell<usize>,
+    /// Writes so far.
+    pub sets: std::cell::Cell<usize>,
+}
+
+#[cfg(test)]
+impl SharedStore for CountingStore {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, Cas)> {
+        self.gets.set(self.gets.get() + 1);
+        self.inner.get(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), StoreError> {
+        self.sets.set(self.sets.get() + 1);
+        self.inner.set(key, value, cas)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,25 +242,9 @@ mod tests {
         assert_eq!(store.get("n").unwrap().0, b"11");
     }
 
-    /// Counts the reads that reach the store behind a cache.
-    struct CountingStore {
-        inner: MemoryStore,
-        gets: std::cell::Cell<usize>,
-    }
-
-    impl SharedStore for CountingStore {
-        fn get(&self, key: &str) -> Option<(Vec<u8>, Cas)> {
-            self.gets.set(self.gets.get() + 1);
-            self.inner.get(key)
-        }
-        fn set(&self, key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), StoreError> {
-            self.inner.set(key, value, cas)
-        }
-    }
-
     #[test]
     fn read_cache_reads_each_key_once_until_it_is_written() {
-        let store = CountingStore { inner: MemoryStore::new(), gets: Default::default() };
+        let store = CountingStore::default();
         store.set("k", b"a", None).unwrap();
         let cache = ReadCache::new(&store);
         assert_eq!(cache.get("k").unwrap().0, b"a");

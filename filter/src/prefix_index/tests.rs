@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::MemoryStore;
+use crate::store::{CountingStore, MemoryStore};
 use proptest::prelude::*;
 use std::collections::HashMap;
 
@@ -186,27 +186,10 @@ fn backend_chars(name: &str, capacity_chars: u64) -> IndexedBackend<'_> {
     IndexedBackend { name, capacity_chars }
 }
 
-/// Counts writes reaching a store.
-#[derive(Default)]
-struct CountingWrites {
-    inner: MemoryStore,
-    sets: std::cell::Cell<usize>,
-}
-
-impl SharedStore for CountingWrites {
-    fn get(&self, key: &str) -> Option<(Vec<u8>, Cas)> {
-        self.inner.get(key)
-    }
-    fn set(&self, key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), crate::store::StoreError> {
-        self.sets.set(self.sets.get() + 1);
-        self.inner.set(key, value, cas)
-    }
-}
-
 #[test]
 fn a_recent_prefix_is_not_rewritten_until_it_ages() {
     let ix = index(1 << 20, 0);
-    let store = CountingWrites::default();
+    let store = CountingStore::default();
     let keys = ix.prompt_keys("AAAAaaaaBBBBbbbb");
     let r = backend("r", 1_000);
     ix.insert(&store, &keys, r, 0);

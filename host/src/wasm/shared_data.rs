@@ -56,22 +56,24 @@ impl Namespace {
     /// Sets `key`; `cas` 0 is unconditional, otherwise it must match.
     pub fn set(&self, key: &[u8], value: &[u8], cas: u32) -> SetOutcome {
         let mut inner = self.lock();
-        inner.last_cas = inner.last_cas.wrapping_add(1).max(1);
-        let next = inner.last_cas;
-        match inner.entries.get_mut(key) {
-            Some((_, current)) if cas != 0 && *current != cas => SetOutcome::CasMismatch,
+        let NamespaceInner { entries, last_cas } = &mut *inner;
+        let mut next_cas = || {
+            *last_cas = last_cas.wrapping_add(1).max(1);
+            *last_cas
+        };
+        match entries.get_mut(key) {
+            Some((_, current)) if cas != 0 && *current != cas => return SetOutcome::CasMismatch,
+            None if cas != 0 => return SetOutcome::CasMismatch,
             Some((stored, current)) => {
                 stored.clear();
                 stored.extend_from_slice(value);
-                *current = next;
-                SetOutcome::Stored
+                *current = next_cas();
             }
-            None if cas != 0 => SetOutcome::CasMismatch,
             None => {
-                inner.entries.insert(key.into(), (value.to_vec(), next));
-                SetOutcome::Stored
+                entries.insert(key.into(), (value.to_vec(), next_cas()));
             }
         }
+        SetOutcome::Stored
     }
 
     fn usage(&self) -> (usize, usize) {

@@ -1,10 +1,10 @@
 //! `proxy-bench`: the same simulated fleet under the same load, reached
 //! directly (the baseline), through the `prefixgate` binary (with two
 //! policies, and with one worker thread), through Envoy with the prefixgate
-//! filter, and through Envoy's own round robin without it. Each is measured under a closed loop (as fast as the machine
-//! goes) and under an open loop at a fixed rate (1,000 requests/s by
-//! default), where the latency added is the proxy's own rather than queueing
-//! behind a saturated CPU. The setups take turns in short rounds, so a noisy
+//! filter, and through Envoy's own round robin without it. Each is measured
+//! under a closed loop (as fast as the machine goes) and under an open loop
+//! at a fixed rate (1,000 requests/s by default), where the latency added is
+//! the proxy's own rather than queueing behind a saturated CPU. The setups take turns in short rounds, so a noisy
 //! neighbour slows them all alike. Prints Markdown tables: requests/s, p50/p99
 //! latency added over going to the replicas directly, the proxy's CPU use
 //! (user + system, from `/proc/<pid>/stat`) in cores and per request, and
@@ -267,13 +267,13 @@ async fn main() -> Result<()> {
     for load in loads {
         let mut baseline = Sample::default();
         let mut samples: Vec<Sample> = setups.iter().map(|_| Sample::default()).collect();
+        // Direct: the load split over the replicas, as a client-side round
+        // robin would send it.
+        let share = match load {
+            Load::Closed(c) => Load::Closed(c.div_ceil(direct.len()).max(1)),
+            Load::Open(r) => Load::Open(r / direct.len() as f64),
+        };
         for _ in 0..options.rounds {
-            // Direct: the load split over the replicas, as a client-side
-            // round robin would send it.
-            let share = match load {
-                Load::Closed(c) => Load::Closed(c.div_ceil(direct.len()).max(1)),
-                Load::Open(r) => Load::Open(r / direct.len() as f64),
-            };
             let runs =
                 direct.iter().enumerate().map(|(k, setup)| run(setup, &prefixes, share, slice, first + k));
             let mut together = Sample::default();
