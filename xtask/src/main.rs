@@ -24,7 +24,8 @@ tasks:
   bench [filter]  criterion benchmarks: one routing decision at 1k/8k/32k characters,
                   prompt extraction from 8 KiB and 2 MiB bodies
   bench sim       vllm-sim's calibration: model tables beside the reference, live latency, scheduling lag
-  demo            4 simulated replicas; round_robin, pow2, prefix_aware compared behind prefixgate
+  demo            setup, then 4 simulated replicas; round_robin, pow2, prefix_aware compared
+                  behind prefixgate
 ";
 
 fn main() -> ExitCode {
@@ -38,28 +39,80 @@ fn main() -> ExitCode {
     }
 }
 
+/// A task named on the command line, with the arguments it takes.
+#[derive(Debug, PartialEq)]
+enum Task<'a> {
+    Setup,
+    BuildFilter,
+    Test,
+    BenchProxy(&'a [String]),
+    Bench(&'a str),
+    Demo,
+    Envoy(&'a [String]),
+    EnvoySwap(&'a [String]),
+    Help,
+}
+
+impl<'a> Task<'a> {
+    fn parse(args: &'a [String]) -> Result<Self> {
+        let rest = args.get(1..).unwrap_or_default();
+        Ok(match args.first().map(String::as_str) {
+            Some("setup") => Task::Setup,
+            Some("build-filter") => Task::BuildFilter,
+            Some("test") => Task::Test,
+            Some("bench") if rest.first().map(String::as_str) == Some("proxy") => {
+                Task::BenchProxy(&rest[1..])
+            }
+            Some("bench") => Task::Bench(rest.first().map(String::as_str).unwrap_or("filter")),
+            Some("demo") => Task::Demo,
+            Some("envoy") => Task::Envoy(rest),
+            Some("envoy-swap") => Task::EnvoySwap(rest),
+            Some("-h" | "--help" | "help") | None => Task::Help,
+            Some(other) => {
+                bail!("unknown task `{other}`\n\n{USAGE}{}{}", proxy_bench::USAGE, envoy_cmd::USAGE)
+            }
+        })
+    }
+
+    /// Whether the task builds or runs something that `setup` installs (the
+    /// wasm target for the module the proxy embeds, Envoy): such a task runs
+    /// `setup` first, so that it works on a fresh machine as the README says.
+    fn needs_setup(&self) -> bool {
+        match self {
+            // The criterion benchmarks and the simulator's calibration are native code only.
+            Task::Setup | Task::Help | Task::Bench(_) => false,
+            Task::BuildFilter
+            | Task::Test
+            | Task::BenchProxy(_)
+            | Task::Demo
+            | Task::Envoy(_)
+            | Task::EnvoySwap(_) => true,
+        }
+    }
+}
+
 fn dispatch(args: &[String]) -> Result<()> {
-    let task = args.first().map(String::as_str);
+    let task = Task::parse(args)?;
+    if task.needs_setup() {
+        setup()?;
+    }
     match task {
-        Some("setup") => setup(),
-        Some("build-filter") => {
+        Task::Setup => setup(),
+        Task::BuildFilter => {
             let wasm = build_filter()?;
             println!("{}", wasm.display());
             Ok(())
         }
-        Some("test") => test(),
-        Some("bench") if args.get(1).map(String::as_str) == Some("proxy") => {
-            proxy_bench::bench_proxy(&args[2..], &build_filter()?)
-        }
-        Some("bench") => bench(args.get(1).map(String::as_str).unwrap_or("filter")),
-        Some("demo") => demo::demo(),
-        Some("envoy") => envoy_cmd::envoy(&args[1..], &build_filter()?),
-        Some("envoy-swap") => envoy_cmd::envoy_swap(&args[1..], build_filter),
-        Some("-h" | "--help" | "help") | None => {
+        Task::Test => test(),
+        Task::BenchProxy(args) => proxy_bench::bench_proxy(args, &build_filter()?),
+        Task::Bench(which) => bench(which),
+        Task::Demo => demo::demo(),
+        Task::Envoy(args) => envoy_cmd::envoy(args, &build_filter()?),
+        Task::EnvoySwap(args) => envoy_cmd::envoy_swap(args, build_filter),
+        Task::Help => {
             print!("{USAGE}{}{}", proxy_bench::USAGE, envoy_cmd::USAGE);
             Ok(())
         }
-        Some(other) => bail!("unknown task `{other}`\n\n{USAGE}{}{}", proxy_bench::USAGE, envoy_cmd::USAGE),
     }
 }
 
@@ -83,7 +136,6 @@ fn build_filter() -> Result<std::path::PathBuf> {
 
 /// Everything CI checks, in order of cost.
 fn test() -> Result<()> {
-    setup()?;
     let wasm = build_filter()?;
     run::cargo(&["fmt", "--all", "--check"])?;
     run::cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
@@ -127,5 +179,42 @@ fn bench(which: &str) -> Result<()> {
             "--calibrate",
         ]),
         other => bail!("unknown benchmark `{other}` (expected: filter, sim, proxy)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Task;
+
+    fn task(args: &[&str]) -> Vec<String> {
+        args.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn every_task_that_builds_runs_setup_first() {
+        for args in [
+            &["demo"][..],
+            &["test"],
+            &["build-filter"],
+            &["bench", "proxy", "--seconds", "1"],
+            &["envoy", "--backends", "127.0.0.1:1"],
+            &["envoy-swap", "--config", "x.json"],
+        ] {
+            let args = task(args);
+            let parsed = Task::parse(&args);
+            assert!(
+                parsed.as_ref().is_ok_and(Task::needs_setup),
+                "`cargo xtask {}` must run setup first: {parsed:?}",
+                args.join(" ")
+            );
+        }
+    }
+
+    #[test]
+    fn setup_help_and_unknown_tasks() {
+        assert!(!Task::parse(&task(&["setup"])).is_ok_and(|t| t.needs_setup()));
+        assert_eq!(Task::parse(&[]).ok(), Some(Task::Help));
+        let err = Task::parse(&task(&["deom"])).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("unknown task `deom`"), "{err}");
     }
 }
