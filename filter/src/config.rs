@@ -77,6 +77,20 @@ pub struct FilterConfig {
     /// scrape succeeds again. Default 3.
     #[serde(default = "defaults::unhealthy_after")]
     pub unhealthy_after: u32,
+    /// Passive health: consecutive failed responses (5xx, or a request the
+    /// proxy could not deliver) after which a backend is ejected; 0 disables
+    /// ejection. Default 5, as Envoy's outlier detection (`consecutive_5xx`).
+    #[serde(default = "defaults::eject_after_failures")]
+    pub eject_after_failures: u32,
+    /// Length of a backend's first ejection; each further ejection in a row
+    /// (its half-open probe failed) doubles it. Default 5000: shorter than
+    /// Envoy's 30 s, since the probe re-admits a replica that recovered and a
+    /// failed probe costs one request.
+    #[serde(default = "defaults::ejection_ms")]
+    pub ejection_ms: u64,
+    /// Longest ejection. Default 60000.
+    #[serde(default = "defaults::max_ejection_ms")]
+    pub max_ejection_ms: u64,
     /// Path scraped on each backend. Default `/metrics`.
     #[serde(default = "defaults::metrics_path")]
     pub metrics_path: String,
@@ -281,6 +295,15 @@ impl FilterConfig {
         if self.unhealthy_after == 0 {
             return Err(ConfigError::new("unhealthy_after", "must be at least 1"));
         }
+        if self.eject_after_failures > 0 && self.ejection_ms == 0 {
+            return Err(ConfigError::new(
+                "ejection_ms",
+                "must be at least 1 while eject_after_failures is set",
+            ));
+        }
+        if self.max_ejection_ms < self.ejection_ms {
+            return Err(ConfigError::new("max_ejection_ms", "must be at least ejection_ms"));
+        }
         if !self.metrics_path.starts_with('/') {
             return Err(ConfigError::new("metrics_path", "must start with `/`"));
         }
@@ -302,6 +325,31 @@ impl FilterConfig {
             return Err(ConfigError::new("max_body_bytes", "must be at least 1"));
         }
         Ok(())
+    }
+
+    /// Period of the root context's tick: half the scrape interval (each
+    /// tick beats the VM's heartbeat, every other one scrapes), or 500 ms
+    /// with scraping off.
+    pub fn tick_ms(&self) -> u64 {
+        match self.scrape_interval_ms {
+            0 => 500,
+            interval => (interval / 2).max(5),
+        }
+    }
+
+    /// A VM whose heartbeat is older than this is taken for gone and its
+    /// in-flight counts are dropped: two ticks, so one scrape interval.
+    pub fn vm_expiry_ms(&self) -> u64 {
+        self.tick_ms().saturating_mul(2)
+    }
+
+    /// The passive-health settings.
+    pub fn outlier(&self) -> crate::outlier::OutlierSettings {
+        crate::outlier::OutlierSettings {
+            eject_after_failures: self.eject_after_failures,
+            ejection_ms: self.ejection_ms,
+            max_ejection_ms: self.max_ejection_ms,
+        }
     }
 
     /// Index entries' time to live in milliseconds (0 = none).
@@ -340,6 +388,15 @@ mod defaults {
     }
     pub fn unhealthy_after() -> u32 {
         3
+    }
+    pub fn eject_after_failures() -> u32 {
+        5
+    }
+    pub fn ejection_ms() -> u64 {
+        5_000
+    }
+    pub fn max_ejection_ms() -> u64 {
+        60_000
     }
     pub fn metrics_path() -> String {
         "/metrics".to_owned()
@@ -380,6 +437,8 @@ mod tests {
         assert_eq!(c.chunk_growth, 0.125);
         assert_eq!(c.scrape_interval_ms, 500);
         assert_eq!(c.unhealthy_after, 3);
+        assert_eq!((c.eject_after_failures, c.ejection_ms, c.max_ejection_ms), (5, 5_000, 60_000));
+        assert_eq!((c.tick_ms(), c.vm_expiry_ms()), (250, 500));
         assert_eq!(c.upstream_header, "x-envoy-original-dst-host");
         assert_eq!(c.max_body_bytes, 4 << 20);
         assert_eq!(c.backends[0].name(), "127.0.0.1:8001");
@@ -416,6 +475,11 @@ mod tests {
         let unknown = err(r#"{"backends":["127.0.0.1:1"],"polcy":"pow2"}"#);
         assert!(unknown.message.contains("polcy"), "{unknown}");
         assert_eq!(err(r#"{"backends":[{"address":"127.0.0.1:1","weight":0}]}"#).field, "backends[0].weight");
+        assert_eq!(err(r#"{"backends":["127.0.0.1:1"],"ejection_ms":0}"#).field, "ejection_ms");
+        assert_eq!(
+            err(r#"{"backends":["127.0.0.1:1"],"ejection_ms":9,"max_ejection_ms":8}"#).field,
+            "max_ejection_ms"
+        );
         assert_eq!(err("not json").field, "(root)");
         assert_eq!(err(r#"{"policy":"pow2"}"#).field, "(root)");
     }

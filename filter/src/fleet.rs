@@ -1,11 +1,13 @@
 //! The backends as every worker sees them: health and scraped load written by
-//! the poller, in-flight counts kept by the router, all in shared data.
+//! the poller, passive health from response outcomes, in-flight counts kept
+//! by the router, all in shared data.
 
 use crate::config::FilterConfig;
+use crate::in_flight::{self, LiveVms};
+use crate::outlier::Health;
 use crate::prefix_index::{IndexedBackend, PrefixIndex};
 use crate::store::{update, SharedStore};
 use crate::vllm_metrics::VllmLoad;
-use crate::wire::{decode_u64, encode_u64};
 
 /// Shared-data key of the list of configured backends (to notice removals).
 const BACKENDS_KEY: &str = "pg/backends";
@@ -19,8 +21,10 @@ pub struct BackendView {
     pub address: String,
     /// Relative capacity; load is divided by it.
     pub weight: f64,
-    /// Whether the backend may receive requests.
+    /// Whether the backend's `/metrics` answers (or scraping is off).
     pub healthy: bool,
+    /// Passive health from response outcomes: ejected backends are skipped.
+    pub passive: Health,
     /// Requests this router has sent and not yet finished.
     pub in_flight: u64,
     /// The latest fresh scrape, if any.
@@ -43,6 +47,12 @@ impl BackendView {
         self.load() as f64 / self.weight
     }
 
+    /// Whether a policy may pick the backend: its scrapes succeed and passive
+    /// health admits it (not ejected, no half-open probe outstanding).
+    pub fn available(&self) -> bool {
+        self.healthy && self.passive.admits_requests()
+    }
+
     /// The backend as the prefix index knows it.
     pub fn indexed(&self) -> IndexedBackend<'_> {
         IndexedBackend { name: &self.address, capacity_chars: self.capacity_chars }
@@ -63,8 +73,14 @@ pub struct ScrapeState {
 /// Scraped load older than this many scrape intervals is ignored.
 const STALE_AFTER_INTERVALS: u64 = 10;
 
-/// Reads every configured backend's state for one decision.
-pub fn snapshot<S: SharedStore + ?Sized>(store: &S, config: &FilterConfig, now_ms: u64) -> Vec<BackendView> {
+/// Reads every configured backend's state for one decision; `live` says
+/// whose in-flight counts to believe.
+pub fn snapshot<S: SharedStore + ?Sized>(
+    store: &S,
+    config: &FilterConfig,
+    live: &LiveVms,
+    now_ms: u64,
+) -> Vec<BackendView> {
     config
         .backends
         .iter()
@@ -84,7 +100,8 @@ pub fn snapshot<S: SharedStore + ?Sized>(store: &S, config: &FilterConfig, now_m
                 .load
                 .filter(|_| state.last_success_ms.is_some_and(|t| now_ms.saturating_sub(t) <= fresh_for));
             BackendView {
-                in_flight: in_flight(store, &address),
+                in_flight: in_flight::count(store, &address, live),
+                passive: Health::read(store, &address, now_ms),
                 address,
                 weight: b.weight(),
                 healthy,
@@ -178,25 +195,6 @@ fn scrape_key(address: &str) -> String {
     format!("pg/scrape/{address}")
 }
 
-fn in_flight_key(address: &str) -> String {
-    format!("pg/inflight/{address}")
-}
-
-/// Requests routed to `address` and not yet finished, across all workers.
-pub fn in_flight<S: SharedStore + ?Sized>(store: &S, address: &str) -> u64 {
-    decode_u64(store.get(&in_flight_key(address)).as_ref().map(|(b, _)| b.as_slice()))
-}
-
-/// Counts a request routed to `address`.
-pub fn begin_request<S: SharedStore + ?Sized>(store: &S, address: &str) {
-    update(store, &in_flight_key(address), |b| Some(encode_u64(decode_u64(b).saturating_add(1))));
-}
-
-/// Counts a request to `address` as finished.
-pub fn end_request<S: SharedStore + ?Sized>(store: &S, address: &str) {
-    update(store, &in_flight_key(address), |b| Some(encode_u64(decode_u64(b).saturating_sub(1))));
-}
-
 /// Tries to become (or stay) the single poller for `lease_ms`.
 ///
 /// Every worker's root context ticks; only the holder of the lease scrapes,
@@ -248,6 +246,7 @@ pub(crate) mod tests {
             address: address.to_owned(),
             weight: 1.0,
             healthy: true,
+            passive: Health::default(),
             in_flight,
             scraped: None,
             capacity_chars: u64::MAX,
@@ -274,13 +273,13 @@ pub(crate) mod tests {
     fn failed_scrapes_mark_unhealthy_until_a_success() {
         let store = MemoryStore::new();
         let c = config(r#"{"backends":["127.0.0.1:1"],"unhealthy_after":2}"#);
-        assert!(snapshot(&store, &c, 0)[0].healthy);
+        assert!(snapshot(&store, &c, &LiveVms::default(), 0)[0].healthy);
         assert_eq!(record_scrape_failure(&store, "127.0.0.1:1"), 1);
-        assert!(snapshot(&store, &c, 0)[0].healthy);
+        assert!(snapshot(&store, &c, &LiveVms::default(), 0)[0].healthy);
         assert_eq!(record_scrape_failure(&store, "127.0.0.1:1"), 2);
-        assert!(!snapshot(&store, &c, 0)[0].healthy);
+        assert!(!snapshot(&store, &c, &LiveVms::default(), 0)[0].healthy);
         record_scrape_success(&store, "127.0.0.1:1", VllmLoad::default(), 10);
-        assert!(snapshot(&store, &c, 10)[0].healthy);
+        assert!(snapshot(&store, &c, &LiveVms::default(), 10)[0].healthy);
     }
 
     #[test]
@@ -290,11 +289,11 @@ pub(crate) mod tests {
         let load =
             VllmLoad { running: 7.0, num_gpu_blocks: Some(100), block_size: Some(16), ..Default::default() };
         record_scrape_success(&store, "127.0.0.1:1", load, 1_000);
-        let fresh = &snapshot(&store, &c, 2_000)[0];
+        let fresh = &snapshot(&store, &c, &LiveVms::default(), 2_000)[0];
         assert_eq!(fresh.load(), 7);
         // 100 blocks × 16 tokens × 4 chars.
         assert_eq!(fresh.capacity_chars, 6_400);
-        let stale = &snapshot(&store, &c, 60_000)[0];
+        let stale = &snapshot(&store, &c, &LiveVms::default(), 60_000)[0];
         assert_eq!(stale.load(), 0);
         assert_eq!(stale.capacity_chars, 6_400);
     }
@@ -316,18 +315,6 @@ pub(crate) mod tests {
         let empty = ScrapeState::default();
         assert_eq!(ScrapeState::decode(&empty.encode()), empty);
         assert_eq!(ScrapeState::decode(b""), empty);
-    }
-
-    #[test]
-    fn in_flight_is_counted_and_never_negative() {
-        let store = MemoryStore::new();
-        begin_request(&store, "a");
-        begin_request(&store, "a");
-        end_request(&store, "a");
-        assert_eq!(in_flight(&store, "a"), 1);
-        end_request(&store, "a");
-        end_request(&store, "a");
-        assert_eq!(in_flight(&store, "a"), 0);
     }
 
     #[test]

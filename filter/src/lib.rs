@@ -7,6 +7,8 @@
 
 pub mod config;
 pub mod fleet;
+pub mod in_flight;
+pub mod outlier;
 pub mod policy;
 pub mod prefix_index;
 pub mod prompt;

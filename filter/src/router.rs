@@ -1,8 +1,11 @@
 //! One routing decision: snapshot the fleet, let the policy pick among the
-//! healthy backends, record the prompt and the in-flight request.
+//! available backends, record the prompt and the in-flight request; and the
+//! outcome of each response, for passive health.
 
 use crate::config::FilterConfig;
 use crate::fleet::{self, BackendView};
+use crate::in_flight::{self, LiveVms};
+use crate::outlier::{self, Transition};
 use crate::policy::{Candidates, Policy, PolicyKind, Pow2, PrefixAware, Reason, RoundRobin};
 use crate::prefix_index::{IndexShape, PrefixIndex};
 use crate::store::{ReadCache, SharedStore};
@@ -13,7 +16,13 @@ pub struct Router {
     config: FilterConfig,
     index: PrefixIndex,
     policy: Box<dyn Policy>,
+    /// The VM this router runs in: its in-flight counts are kept under this id.
+    vm: u64,
 }
+
+/// How long a half-open backend's probe request keeps other requests away
+/// when its outcome never arrives: long enough for a non-streaming completion.
+pub const PROBE_WINDOW_MS: u64 = 30_000;
 
 impl fmt::Debug for Router {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -34,6 +43,9 @@ pub struct Decision {
     pub match_ratio: f64,
     /// The chosen backend's load when chosen.
     pub load: u64,
+    /// Whether the backend had no failure on record when chosen, so that a
+    /// success needs no shared-data write.
+    pub clean_record: bool,
 }
 
 impl Decision {
@@ -58,7 +70,8 @@ pub struct NoHealthyBackend {
 }
 
 impl Router {
-    /// A router for a validated configuration.
+    /// A router for a validated configuration, running in VM 0; see
+    /// [`Router::in_vm`].
     pub fn new(config: FilterConfig) -> Self {
         let index = PrefixIndex::new(IndexShape {
             chunk_chars: config.chunk_chars,
@@ -76,7 +89,14 @@ impl Router {
                 miss_policy: config.miss_policy,
             }),
         };
-        Self { config, index, policy }
+        Self { config, index, policy, vm: 0 }
+    }
+
+    /// The same router for the VM named `vm`: every VM (wasm instance) sharing
+    /// the store needs its own id, so that the requests it has in flight are
+    /// dropped from the counts when it goes away.
+    pub fn in_vm(self, vm: u64) -> Self {
+        Self { vm, ..self }
     }
 
     /// The configuration this router was built from.
@@ -97,7 +117,16 @@ impl Router {
 
     /// The backends as a decision at `now_ms` sees them.
     pub fn snapshot(&self, store: &dyn SharedStore, now_ms: u64) -> Vec<BackendView> {
-        fleet::snapshot(store, &self.config, now_ms)
+        fleet::snapshot(store, &self.config, &self.live_vms(store, now_ms), now_ms)
+    }
+
+    /// Records that this router's VM is alive; call on every tick.
+    pub fn heartbeat(&self, store: &dyn SharedStore, now_ms: u64) {
+        in_flight::heartbeat(store, self.vm, now_ms, self.config.vm_expiry_ms());
+    }
+
+    fn live_vms(&self, store: &dyn SharedStore, now_ms: u64) -> LiveVms {
+        LiveVms::read(store, self.vm, now_ms, self.config.vm_expiry_ms())
     }
 
     /// Chooses a backend for a request with `prompt` (if any), records the
@@ -115,8 +144,16 @@ impl Router {
     ) -> Result<Decision, NoHealthyBackend> {
         let cache = ReadCache::new(store);
         let store: &dyn SharedStore = &cache;
-        let healthy: Vec<BackendView> =
-            self.snapshot(store, now_ms).into_iter().filter(|b| b.healthy).collect();
+        let live = self.live_vms(store, now_ms);
+        in_flight::heartbeat_if_due(store, &live, self.vm, now_ms, self.config.vm_expiry_ms());
+        let snapshot = fleet::snapshot(store, &self.config, &live, now_ms);
+        let mut healthy: Vec<BackendView> = snapshot.iter().filter(|b| b.available()).cloned().collect();
+        if healthy.is_empty() {
+            // Every backend that answers its scrapes is ejected: ejection
+            // protects a fleet with healthy members, it must not take the
+            // whole fleet down, so route among them as if none were.
+            healthy = snapshot.into_iter().filter(|b| b.healthy).collect();
+        }
         if healthy.is_empty() {
             return Err(NoHealthyBackend { configured: self.config.backends.len() });
         }
@@ -128,19 +165,41 @@ impl Router {
         if let Some(keys) = &keys {
             self.index.insert(store, keys, chosen.indexed(), now_ms);
         }
-        fleet::begin_request(store, &chosen.address);
+        if chosen.passive.is_half_open() {
+            outlier::claim_probe(store, &chosen.address, now_ms, PROBE_WINDOW_MS);
+        }
+        in_flight::begin(store, &chosen.address, self.vm, &live);
         Ok(Decision {
             backend: chosen.address.clone(),
             policy: self.policy.kind(),
             reason: pick.reason,
             match_ratio: pick.match_ratio,
             load: chosen.load(),
+            clean_record: chosen.passive.is_clean(),
         })
     }
 
     /// Marks a request routed to `backend` as finished.
     pub fn finish(&self, store: &dyn SharedStore, backend: &str) {
-        fleet::end_request(store, backend);
+        in_flight::end(store, backend, self.vm);
+    }
+
+    /// Records the HTTP status a request to `backend` ended with, for passive
+    /// health; `clean_record` is [`Decision::clean_record`] when the request
+    /// was routed to that backend (a success on a clean record writes nothing).
+    pub fn record_outcome(
+        &self,
+        store: &dyn SharedStore,
+        backend: &str,
+        status: u16,
+        clean_record: bool,
+        now_ms: u64,
+    ) -> Transition {
+        let success = !outlier::is_failure_status(status);
+        if success && clean_record {
+            return Transition::None;
+        }
+        outlier::record_outcome(store, backend, success, now_ms, &self.config.outlier())
     }
 }
 

@@ -12,6 +12,7 @@ pub mod envoy_config;
 pub mod client;
 pub mod envoy;
 pub mod error;
+pub mod failing_replica;
 pub mod fleet;
 pub mod prefixgate;
 pub mod scenarios;

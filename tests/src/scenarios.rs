@@ -161,6 +161,28 @@ pub async fn bad_input(
     assert!(reply.backend.is_some(), "empty chat not routed: {} {}", reply.status, reply.text());
     assert_eq!(reply.reason(), Some("no_prompt"), "{:?}", reply.decision);
 
+    // A body over `max_body_bytes` (4 MiB: a short prompt padded with JSON
+    // whitespace) aimed elsewhere: routed by load by the filter, never
+    // where the client asked, and not buffered for the filter.
+    let padded =
+        format!("{}{}", serde_json::json!({"prompt": "trap big", "max_tokens": 1}), " ".repeat(5 << 20));
+    let reply = client
+        .post("/v1/completions", padded, &[("x-envoy-original-dst-host", trap.to_string().as_str())])
+        .await?;
+    let backend = reply.backend.as_deref().unwrap_or_default();
+    assert!(
+        index_of(addrs, backend).is_some(),
+        "oversized body went to {backend:?}: {} {}",
+        reply.status,
+        reply.text()
+    );
+    assert_eq!(
+        reply.reason(),
+        Some("no_prompt"),
+        "oversized body not routed by the filter: {:?}",
+        reply.decision
+    );
+
     // A client aiming the upstream header elsewhere: overwritten.
     let trap = trap.to_string();
     for i in 0..6 {
@@ -170,6 +192,33 @@ pub async fn bad_input(
             .await?;
         routed_to(&reply, addrs);
     }
+    Ok(())
+}
+
+/// A replica answering 500 at once while its `/metrics` looks idle (the
+/// filter configured with `eject_after_failures` 5 and an ejection longer
+/// than the scenario): after five failures it is ejected, and every later
+/// request succeeds on the healthy replicas in `addrs`.
+pub async fn failing_replica_is_ejected(
+    proxy: &dyn Proxy,
+    addrs: &[SocketAddr],
+    failing: &crate::failing_replica::FailingReplica,
+) -> Result<(), HarnessError> {
+    let client = Client::new(proxy.base_url())?;
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        // A few conversations, so affinity would keep whole groups there.
+        let reply = client.completion(&prompt(&format!("conversation {}", i % 8), 300), 2).await?;
+        statuses.push(reply.status);
+        if reply.status == 200 {
+            routed_to(&reply, addrs);
+        }
+    }
+    let failed = statuses.iter().filter(|s| **s != 200).count();
+    assert_eq!(failing.failed(), 5, "the failing replica took {} requests: {statuses:?}", failing.failed());
+    assert_eq!(failed, 5, "{statuses:?}");
+    let last_failure = statuses.iter().rposition(|s| *s != 200).unwrap_or(0);
+    assert!(last_failure < 30, "failures went on after the ejection: {statuses:?}");
     Ok(())
 }
 

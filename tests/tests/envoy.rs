@@ -4,6 +4,7 @@
 
 use prefixgate_tests::client::Client;
 use prefixgate_tests::envoy::plugin_config;
+use prefixgate_tests::failing_replica::FailingReplica;
 use prefixgate_tests::fleet::{served, start_fleet};
 use prefixgate_tests::scenarios::{self, eventually, prompt, routed_to, SwapLoad, WhileDetecting};
 use prefixgate_tests::{Envoy, EnvoyMode};
@@ -123,6 +124,20 @@ async fn scraped_load_steers_pow2_and_prefix_aware_away_from_a_busy_replica() {
     stop.store(true, Ordering::Relaxed);
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    drop(envoy);
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_failing_fast_is_ejected() {
+    let _serial = SERIAL.lock().await;
+    let fleet = start_fleet(3, FAST).await.unwrap();
+    let failing = FailingReplica::start().await.unwrap();
+    let mut addrs = fleet.addrs();
+    addrs.push(failing.addr);
+    let envoy = filter_envoy(&addrs, "prefix_aware", &[("ejection_ms", "60000")]).await;
+    scenarios::failing_replica_is_ejected(&envoy, &fleet.addrs(), &failing).await.unwrap();
+    assert_eq!(envoy.stat("prefixgate_backend_ejections_total").await.unwrap(), 1);
     drop(envoy);
     fleet.shutdown().await;
 }

@@ -12,6 +12,7 @@ use prefixgate::app::{self, Running};
 use prefixgate::config::Config;
 use prefixgate_tests::client::Client;
 use prefixgate_tests::envoy::plugin_config;
+use prefixgate_tests::failing_replica::FailingReplica;
 use prefixgate_tests::fleet::{served, start_fleet};
 use prefixgate_tests::scenarios::{self, prompt, routed_to, SwapLoad, WhileDetecting};
 use prefixgate_tests::Proxy;
@@ -122,6 +123,19 @@ async fn bad_input_is_routed_and_a_client_cannot_pick_the_upstream() {
     assert_eq!(served(&trap, 0), 0, "the client-set upstream header was obeyed");
     drop(proxy);
     trap.shutdown().await;
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_failing_fast_is_ejected() {
+    let _serial = SERIAL.lock().await;
+    let fleet = start_fleet(3, FAST).await.unwrap();
+    let failing = FailingReplica::start().await.unwrap();
+    let mut addrs = fleet.addrs();
+    addrs.push(failing.addr);
+    let proxy = filter_proxy(&addrs, "prefix_aware", &[("ejection_ms", "60000")]).await;
+    scenarios::failing_replica_is_ejected(&proxy, &fleet.addrs(), &failing).await.unwrap();
+    drop(proxy);
     fleet.shutdown().await;
 }
 

@@ -25,6 +25,8 @@ pub struct HttpFilter {
     path: String,
     /// Set once routed; finished in `on_log`.
     decision: Option<Decision>,
+    /// The response's outcome was recorded for passive health.
+    outcome_recorded: bool,
     /// Routing is over for this request (routed or answered locally).
     done: bool,
 }
@@ -38,7 +40,35 @@ impl HttpFilter {
             rng: fastrand::Rng::with_seed(seed),
             path: String::new(),
             decision: None,
+            outcome_recorded: false,
             done: false,
+        }
+    }
+
+    /// Records the response status for passive health, once per request.
+    ///
+    /// When the host reports that another backend served the request (it
+    /// retried after a failure before the first byte), the chosen backend
+    /// failed and the status belongs to the one that served.
+    fn record_outcome(&mut self, status: u16) {
+        let Some(decision) = &self.decision else {
+            return;
+        };
+        if std::mem::replace(&mut self.outcome_recorded, true) {
+            return;
+        }
+        let now = now_ms(self.get_current_time());
+        let served =
+            self.get_property(vec!["upstream", "address"]).and_then(|a| String::from_utf8(a).ok()).filter(
+                |a| *a != decision.backend && self.router.config().backends.iter().any(|b| b.address() == a),
+            );
+        let mut outcomes = vec![(decision.backend.as_str(), status, decision.clean_record)];
+        if let Some(served) = &served {
+            outcomes = vec![(decision.backend.as_str(), 502, false), (served.as_str(), status, false)];
+        }
+        for (backend, status, clean) in outcomes {
+            let transition = self.router.record_outcome(&HostStore, backend, status, clean, now);
+            self.metrics.outcome(backend, transition);
         }
     }
 
@@ -85,11 +115,19 @@ impl Context for HttpFilter {}
 
 impl HttpContext for HttpFilter {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        // A client never chooses the upstream, whatever happens to the body.
+        let upstream_header = self.router.config().upstream_header.clone();
+        self.set_http_request_header(&upstream_header, None);
         self.path = self
             .get_http_request_header_bytes(":path")
             .map(|p| String::from_utf8_lossy(&p).into_owned())
             .unwrap_or_default();
-        if end_of_stream {
+        let declared_too_big = self
+            .get_http_request_header("content-length")
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .is_some_and(|n| n > self.router.config().max_body_bytes);
+        if end_of_stream || declared_too_big {
+            // Routed by load now: a body over the limit is never buffered.
             return self.route(None);
         }
         // Hold the headers (and so the choice of upstream) until the body is in.
@@ -124,6 +162,9 @@ impl HttpContext for HttpFilter {
     }
 
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+        if let Some(status) = self.get_http_response_header(":status").and_then(|s| s.parse::<u16>().ok()) {
+            self.record_outcome(status);
+        }
         if let (Some(decision), true) = (&self.decision, self.router.config().decision_headers) {
             self.set_http_response_header(BACKEND_HEADER, Some(&decision.backend));
             self.set_http_response_header(DECISION_HEADER, Some(&decision.header_value()));
@@ -132,6 +173,19 @@ impl HttpContext for HttpFilter {
     }
 
     fn on_log(&mut self) {
+        if !self.outcome_recorded {
+            // No response headers passed this filter: the host answered
+            // itself (no connection, timeout); `response.code` says how.
+            if let Some(status) = self
+                .get_property(vec!["response", "code"])
+                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                .map(i64::from_le_bytes)
+                .and_then(|code| u16::try_from(code).ok())
+                .filter(|code| *code != 0)
+            {
+                self.record_outcome(status);
+            }
+        }
         if let Some(decision) = self.decision.take() {
             self.router.finish(&HostStore, &decision.backend);
         }

@@ -1,8 +1,10 @@
-//! The filter's proxy-wasm metrics: decisions by reason, match ratios, scrapes.
+//! The filter's proxy-wasm metrics: decisions by reason, match ratios, scrapes,
+//! ejections.
 
+use crate::outlier::Transition;
 use crate::policy::Reason;
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
+use proxy_wasm::types::{LogLevel, MetricType};
 
 /// Upper bounds of the match-ratio buckets (the first counts exact zeros).
 const RATIO_BUCKETS: [(f64, &str); 5] =
@@ -15,6 +17,8 @@ pub struct FilterMetrics {
     no_healthy_backend: Option<u32>,
     scrapes_ok: Option<u32>,
     scrapes_failed: Option<u32>,
+    ejections: Option<u32>,
+    readmissions: Option<u32>,
 }
 
 impl FilterMetrics {
@@ -33,6 +37,8 @@ impl FilterMetrics {
             no_healthy_backend: counter("prefixgate_no_healthy_backend_total"),
             scrapes_ok: counter("prefixgate_scrapes_ok_total"),
             scrapes_failed: counter("prefixgate_scrapes_failed_total"),
+            ejections: counter("prefixgate_backend_ejections_total"),
+            readmissions: counter("prefixgate_backend_readmissions_total"),
         }
     }
 
@@ -51,6 +57,24 @@ impl FilterMetrics {
     /// Counts a request answered 503 for lack of a healthy backend.
     pub fn no_healthy_backend(&self) {
         bump(self.no_healthy_backend);
+    }
+
+    /// Counts what passive health did with a response outcome, and logs it.
+    pub fn outcome(&self, backend: &str, transition: Transition) {
+        match transition {
+            Transition::None => {}
+            Transition::Ejected { until_ms } => {
+                bump(self.ejections);
+                super::log(
+                    LogLevel::Warn,
+                    &format!("prefixgate: backend {backend} ejected after failures, until {until_ms} ms"),
+                );
+            }
+            Transition::Readmitted => {
+                bump(self.readmissions);
+                super::log(LogLevel::Info, &format!("prefixgate: backend {backend} readmitted"));
+            }
+        }
     }
 
     /// Counts a scrape outcome.

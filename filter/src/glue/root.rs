@@ -15,6 +15,18 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
+/// Largest `/metrics` page read from a backend: vLLM's is tens of KiB; a
+/// bigger one is read up to here and parsed as far as it goes, so a replica
+/// cannot make the scraping VM run out of time or memory.
+const MAX_SCRAPE_BYTES: usize = 1 << 20;
+
+/// This VM's id in the shared in-flight counts: random, drawn once per wasm
+/// instance, so every VM (worker, or VM slot) has its own.
+fn vm_id() -> u64 {
+    static VM_ID: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *VM_ID.get_or_init(|| fastrand::Rng::new().u64(..))
+}
+
 /// One plugin instance in one VM.
 pub struct FilterRoot {
     router: Option<Rc<Router>>,
@@ -25,6 +37,8 @@ pub struct FilterRoot {
     poller_id: u64,
     /// Scrapes under way: call token → (backend address, dispatch time).
     pending: HashMap<u32, (String, u64)>,
+    /// Host time of the next scrape round.
+    next_scrape_ms: u64,
 }
 
 impl FilterRoot {
@@ -32,7 +46,14 @@ impl FilterRoot {
     pub fn new(context_id: u32) -> Self {
         let mut rng = fastrand::Rng::new();
         let poller_id = (rng.u64(..) & !0xffff_ffff) | u64::from(context_id);
-        Self { router: None, metrics: None, rng: RefCell::new(rng), poller_id, pending: HashMap::new() }
+        Self {
+            router: None,
+            metrics: None,
+            rng: RefCell::new(rng),
+            poller_id,
+            pending: HashMap::new(),
+            next_scrape_ms: 0,
+        }
     }
 
     fn scrape_all(&mut self, router: &Router, now: u64) {
@@ -78,7 +99,11 @@ impl Context for FilterRoot {
         };
         let ok_status = num_headers > 0
             && self.get_http_call_response_header_bytes(":status").is_some_and(|s| s.as_slice() == b"200");
-        let body = if ok_status { self.get_http_call_response_body(0, body_size) } else { None };
+        let body = if ok_status {
+            self.get_http_call_response_body(0, body_size.min(MAX_SCRAPE_BYTES))
+        } else {
+            None
+        };
         let now = now_ms(self.get_current_time());
         let ok = match (ok_status, body) {
             (true, Some(body)) => {
@@ -124,8 +149,8 @@ impl RootContext for FilterRoot {
         if let Some(seed) = config.seed {
             self.rng = RefCell::new(fastrand::Rng::with_seed(seed));
         }
-        let interval = config.scrape_interval_ms;
-        let router = Router::new(config);
+        let tick = config.tick_ms();
+        let router = Router::new(config).in_vm(vm_id());
         let removed = router.on_configure(&HostStore);
         if !removed.is_empty() {
             log(LogLevel::Info, &format!("prefixgate: backends removed from the index: {removed:?}"));
@@ -138,18 +163,28 @@ impl RootContext for FilterRoot {
                 router.config().backends.len()
             ),
         );
+        router.heartbeat(&HostStore, now_ms(self.get_current_time()));
         self.router = Some(Rc::new(router));
         if self.metrics.is_none() {
             self.metrics = Some(Rc::new(FilterMetrics::define()));
         }
-        self.set_tick_period(Duration::from_millis(interval));
+        // Ticks beat this VM's heartbeat (its in-flight counts stay believed)
+        // and, every scrape interval, poll the backends.
+        self.next_scrape_ms = 0;
+        self.set_tick_period(Duration::from_millis(tick));
         true
     }
 
     fn on_tick(&mut self) {
         if let Some(router) = self.router.clone() {
             let now = now_ms(self.get_current_time());
-            self.scrape_all(&router, now);
+            router.heartbeat(&HostStore, now);
+            let interval = router.config().scrape_interval_ms;
+            if interval > 0 && now >= self.next_scrape_ms {
+                // Due again one interval on, less half a tick of jitter.
+                self.next_scrape_ms = now.saturating_add(interval - router.config().tick_ms() / 2);
+                self.scrape_all(&router, now);
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 use super::*;
-use crate::fleet::{begin_request, record_scrape_failure, record_scrape_success};
+use crate::fleet::{record_scrape_failure, record_scrape_success};
+use crate::in_flight::{self, LiveVms};
 use crate::prefix_index::IndexedBackend;
 use crate::store::MemoryStore;
 use crate::vllm_metrics::VllmLoad;
@@ -215,13 +216,88 @@ fn round_robin_cycles_through_healthy_backends() {
 #[test]
 fn in_flight_requests_count_as_load() {
     let (r, store, mut rng) = (router(r#","policy":"pow2""#), MemoryStore::new(), rng());
-    begin_request(&store, A);
-    begin_request(&store, B);
+    // Another VM has a request in flight on A and on B.
+    in_flight::heartbeat(&store, 9, 0, 500);
+    in_flight::begin(&store, A, 9, &LiveVms::default());
+    in_flight::begin(&store, B, 9, &LiveVms::default());
     let d = r.route(&store, None, 0, &mut rng).unwrap();
     assert_eq!(d.backend, C);
-    assert_eq!(crate::fleet::in_flight(&store, C), 1);
+    let in_flight =
+        |address: &str| r.snapshot(&store, 0).into_iter().find(|b| b.address == address).unwrap().in_flight;
+    assert_eq!((in_flight(A), in_flight(C)), (1, 1));
     r.finish(&store, C);
-    assert_eq!(crate::fleet::in_flight(&store, C), 0);
+    assert_eq!(in_flight(C), 0);
+}
+
+#[test]
+fn requests_in_flight_on_a_vm_that_died_stop_counting_within_one_scrape_interval() {
+    let store = MemoryStore::new();
+    let (dying, survivor) = (router(r#","policy":"round_robin""#).in_vm(1), router("").in_vm(2));
+    let mut rng = rng();
+    for _ in 0..6 {
+        dying.route(&store, None, 0, &mut rng).unwrap();
+    }
+    survivor.heartbeat(&store, 0);
+    let loads = |now| survivor.snapshot(&store, now).iter().map(|b| b.in_flight).collect::<Vec<_>>();
+    assert_eq!(loads(100), [2, 2, 2]);
+    // VM 1 traps: no on_log, no more ticks. The survivor keeps ticking.
+    survivor.heartbeat(&store, 250);
+    let expiry = survivor.config().vm_expiry_ms();
+    assert_eq!(expiry, survivor.config().scrape_interval_ms);
+    assert_eq!(loads(expiry), [0, 0, 0]);
+}
+
+#[test]
+fn a_failing_backend_is_ejected_then_probed_then_readmitted() {
+    let (r, store, mut rng) = (router(r#","policy":"round_robin""#), MemoryStore::new(), rng());
+    for _ in 0..5 {
+        r.record_outcome(&store, B, 500, false, 0);
+    }
+    let picks = |now, rng: &mut fastrand::Rng| {
+        (0..6).map(|_| r.route(&store, None, now, rng).unwrap().backend).collect::<Vec<_>>()
+    };
+    assert!(!picks(10, &mut rng).contains(&B.to_owned()), "ejected for ejection_ms");
+    // After 5 s, B takes exactly one probe until its outcome is known.
+    let probing = picks(5_000, &mut rng);
+    assert_eq!(probing.iter().filter(|b| *b == B).count(), 1, "{probing:?}");
+    // The probe succeeds: B is back in the rotation.
+    r.record_outcome(&store, B, 200, false, 5_001);
+    assert_eq!(picks(5_002, &mut rng).iter().filter(|b| *b == B).count(), 2);
+}
+
+#[test]
+fn a_failed_probe_ejects_for_longer() {
+    let (r, store, mut rng) = (router(r#","policy":"round_robin""#), MemoryStore::new(), rng());
+    for _ in 0..5 {
+        r.record_outcome(&store, B, 503, false, 0);
+    }
+    r.record_outcome(&store, B, 502, false, 5_000);
+    let picks = |now, rng: &mut fastrand::Rng| {
+        (0..6).map(|_| r.route(&store, None, now, rng).unwrap().backend).collect::<Vec<_>>()
+    };
+    assert!(!picks(14_999, &mut rng).contains(&B.to_owned()), "second ejection lasts 10 s");
+    assert!(picks(15_000, &mut rng).contains(&B.to_owned()));
+}
+
+#[test]
+fn successes_on_a_clean_backend_write_nothing_and_4xx_is_no_failure() {
+    let (r, store) = (router(""), crate::store::CountingStore::default());
+    for _ in 0..10 {
+        r.record_outcome(&store, A, 200, true, 0);
+        r.record_outcome(&store, A, 429, true, 0);
+    }
+    assert_eq!((store.gets.get(), store.sets.get()), (0, 0));
+}
+
+#[test]
+fn when_every_backend_is_ejected_requests_still_flow() {
+    let (r, store, mut rng) = (router(""), MemoryStore::new(), rng());
+    for backend in [A, B, C] {
+        for _ in 0..5 {
+            r.record_outcome(&store, backend, 500, false, 0);
+        }
+    }
+    assert!(r.route(&store, Some(&prompt("p", 3)), 10, &mut rng).is_ok());
 }
 
 #[test]
@@ -232,6 +308,7 @@ fn decision_header_names_policy_reason_and_ratio() {
         reason: Reason::PrefixMatch,
         match_ratio: 0.8333,
         load: 2,
+        clean_record: true,
     };
     assert_eq!(d.header_value(), "policy=prefix_aware; reason=prefix_match; match=0.83; load=2");
 }
