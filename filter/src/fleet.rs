@@ -213,6 +213,18 @@ pub fn try_acquire_lease<S: SharedStore + ?Sized>(store: &S, owner: u64, now_ms:
     })
 }
 
+/// Takes the scrape lease for `owner` whoever holds it. A freshly configured
+/// root context calls it, so that after a hot swap the new configuration's
+/// poller scrapes at once instead of waiting for the old VM's lease to run
+/// out (the old poller sees the new holder on its next tick and stops).
+pub fn take_lease<S: SharedStore + ?Sized>(store: &S, owner: u64, now_ms: u64, lease_ms: u64) {
+    update(store, LEASE_KEY, |_| {
+        let mut next = owner.to_le_bytes().to_vec();
+        next.extend_from_slice(&now_ms.saturating_add(lease_ms).to_le_bytes());
+        Some(next)
+    });
+}
+
 /// Makes the stored backend list match `config`; backends no longer listed
 /// are forgotten by the index (a backend added back later starts empty).
 /// Returns the removed addresses.
@@ -326,5 +338,9 @@ pub(crate) mod tests {
         assert!(!try_acquire_lease(&store, 2, 150, 100));
         assert!(try_acquire_lease(&store, 2, 160, 100)); // expired
         assert!(!try_acquire_lease(&store, 1, 170, 100));
+        // A newly configured poller takes over at once; the old one stops.
+        take_lease(&store, 3, 180, 100);
+        assert!(!try_acquire_lease(&store, 2, 190, 100));
+        assert!(try_acquire_lease(&store, 3, 190, 100));
     }
 }

@@ -139,6 +139,71 @@ async fn a_replica_failing_fast_is_ejected() {
     fleet.shutdown().await;
 }
 
+/// Requests waiting or running on a replica, from its own `/metrics`.
+async fn sim_queued(addr: SocketAddr) -> u64 {
+    let Ok(reply) = reqwest::get(format!("http://{addr}/metrics")).await else { return 0 };
+    let text = reply.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("vllm:num_requests_running") || l.starts_with("vllm:num_requests_waiting"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_counts_of_a_trapped_vm_heal() {
+    let _serial = SERIAL.lock().await;
+    let fleet = start_fleet(2, FAST).await.unwrap();
+    let addrs = fleet.addrs();
+    let mut config = Config::default();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin = "127.0.0.1:0".parse().unwrap();
+    config.backends = addrs.iter().map(SocketAddr::to_string).collect();
+    config.filter.plugin_config = Some(plugin_config("round_robin", &addrs, 100, &[]));
+    // One VM, and too little memory for it to buffer a 3 MiB body: such a
+    // body traps it (out of memory) while other requests are in flight on it.
+    config.filter.vms = 1;
+    config.filter.memory_limit_mib = 3;
+    config.filter.callback_deadline_ms = CALLBACK_DEADLINE_MS;
+    let running = app::start(config).await.unwrap();
+    let proxy = Prefixgate { base: format!("http://{}", running.listen), running };
+    let client = Client::new(proxy.base_url()).unwrap();
+    let load = |reply: &prefixgate_tests::Reply| {
+        reply.decision.as_deref().and_then(|d| d.rsplit("load=").next()?.parse::<u64>().ok())
+    };
+    let idle = client.completion("warm up", 1).await.unwrap();
+    assert_eq!(load(&idle), Some(0), "{:?}", idle.decision);
+
+    // Four long streams routed by the filter, two per replica.
+    let mut streams = tokio::task::JoinSet::new();
+    for i in 0..4 {
+        let client = client.clone();
+        streams.spawn(async move { client.stream_chat(&format!("long stream {i}"), 20_000).await });
+    }
+    scenarios::eventually(Duration::from_secs(30), "the four streams to run", || async {
+        sim_queued(addrs[0]).await + sim_queued(addrs[1]).await == 4
+    })
+    .await;
+    let padded = format!("{}{}", serde_json::json!({"prompt": "trap", "max_tokens": 1}), " ".repeat(3 << 20));
+    let trapped = client.post("/v1/completions", padded, &[]).await.unwrap();
+    assert_eq!(trapped.reason(), None, "the 3 MiB body did not trap the VM: {:?}", trapped.decision);
+    assert!(trapped.decision.as_deref().is_some_and(|d| d.starts_with("fallback")), "{:?}", trapped.decision);
+    while let Some(stream) = streams.join_next().await {
+        assert_eq!(stream.unwrap().unwrap().status, 200);
+    }
+    // The trapped VM never ran `on_log` for the streams; its counts expire
+    // with its heartbeat (one scrape interval, 100 ms here).
+    scenarios::eventually(Duration::from_secs(10), "idle load to return to 0", || {
+        let client = client.clone();
+        async move {
+            let reply = client.completion("after the trap", 1).await.unwrap();
+            reply.reason() == Some("round_robin") && load(&reply) == Some(0)
+        }
+    })
+    .await;
+    drop(proxy);
+    fleet.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_replica_is_skipped_until_it_returns() {
     let _serial = SERIAL.lock().await;

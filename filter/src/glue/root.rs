@@ -27,6 +27,12 @@ fn vm_id() -> u64 {
     *VM_ID.get_or_init(|| fastrand::Rng::new().u64(..))
 }
 
+/// How long the scrape lease lasts: three intervals (at least a second), so
+/// a poller that dies is replaced that much later.
+fn lease_ms(config: &FilterConfig) -> u64 {
+    config.scrape_interval_ms.saturating_mul(3).max(1_000)
+}
+
 /// One plugin instance in one VM.
 pub struct FilterRoot {
     router: Option<Rc<Router>>,
@@ -58,8 +64,7 @@ impl FilterRoot {
 
     fn scrape_all(&mut self, router: &Router, now: u64) {
         let config = router.config();
-        let lease_ms = config.scrape_interval_ms.saturating_mul(3).max(1_000);
-        if !fleet::try_acquire_lease(&HostStore, self.poller_id, now, lease_ms) {
+        if !fleet::try_acquire_lease(&HostStore, self.poller_id, now, lease_ms(config)) {
             return;
         }
         let stuck_after = config.scrape_timeout_ms.saturating_mul(2);
@@ -163,7 +168,11 @@ impl RootContext for FilterRoot {
                 router.config().backends.len()
             ),
         );
-        router.heartbeat(&HostStore, now_ms(self.get_current_time()));
+        let now = now_ms(self.get_current_time());
+        router.heartbeat(&HostStore, now);
+        if router.config().scrape_interval_ms > 0 {
+            fleet::take_lease(&HostStore, self.poller_id, now, lease_ms(router.config()));
+        }
         self.router = Some(Rc::new(router));
         if self.metrics.is_none() {
             self.metrics = Some(Rc::new(FilterMetrics::define()));
