@@ -53,6 +53,10 @@ pub struct CalibrateOptions {
     pub prompt_tokens: usize,
     /// Output length of every request, tokens.
     pub output_tokens: usize,
+    /// When set, prompt lengths are drawn uniformly from this range instead.
+    pub prompt_range: Option<(usize, usize)>,
+    /// When set, output lengths are drawn uniformly from this range instead.
+    pub output_range: Option<(usize, usize)>,
     /// Batch sizes of the decode-step table.
     pub decode_batches: Vec<u64>,
     /// Requests per client in the virtual-time runs.
@@ -91,6 +95,8 @@ impl Default for CalibrateOptions {
             lag_time_scale: 10.0,
             lag_streams: 40,
             limits: EngineLimits::default(),
+            prompt_range: None,
+            output_range: None,
             model_section: true,
             live_section: true,
             lag_section: true,
@@ -167,18 +173,24 @@ pub fn virtual_run(profile: &Profile, concurrency: usize, options: &CalibrateOpt
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut next_id = 0_u64;
     let mut submit = |core: &mut EngineCore, at: f64, rng: &mut rand::rngs::StdRng| {
-        let prompt = (0..options.prompt_tokens).map(|_| rng.random_range(0..150_000)).collect();
+        let draw = |rng: &mut rand::rngs::StdRng, fixed: usize, range: Option<(usize, usize)>| match range {
+            Some((lo, hi)) if hi >= lo => rng.random_range(lo..=hi),
+            _ => fixed,
+        };
+        let prompt_len = draw(rng, options.prompt_tokens, options.prompt_range);
+        let output_len = draw(rng, options.output_tokens, options.output_range);
+        let prompt = (0..prompt_len).map(|_| rng.random_range(0..150_000)).collect();
         let id = RequestId(next_id);
         next_id += 1;
         core.add_request(
             NewRequest {
                 id,
                 prompt,
-                output_len: options.output_tokens,
+                output_len,
                 finish_reason: FinishReason::Length,
                 text_seed: id.0,
                 cache_salt: 0,
-                max_tokens: options.output_tokens,
+                max_tokens: output_len,
             },
             at,
         );
@@ -470,7 +482,45 @@ fn model_tables(
             reference_table(p, r, options, out)?;
         }
     }
+    demo_table(profiles, options, out)?;
     out.flush()?;
+    Ok(())
+}
+
+/// One replica's share of the 4-replica demo sweep (`bench/sweeps/demo.toml`: 40 requests in
+/// flight over 4 replicas, prompts of 1,500 to 8,192 tokens, 10 to 200 output tokens), as a
+/// closed loop without cache hits: what a change to the model does to the demo's figures.
+fn demo_table(
+    profiles: &[Profile],
+    options: &CalibrateOptions,
+    out: &mut impl Write,
+) -> Result<(), CalibrateError> {
+    let demo = CalibrateOptions {
+        prompt_range: Some((1500, 8192)),
+        output_range: Some((10, 200)),
+        rounds: options.rounds.max(8),
+        ..options.clone()
+    };
+    writeln!(
+        out,
+        "## One replica of the demo's load (10 closed-loop clients, prompts 1,500-8,192 tokens, 10-200 output tokens, no cache hits, async scheduling {})\n",
+        if demo.limits.async_scheduling { "on" } else { "off" }
+    )?;
+    writeln!(out, "| profile | TTFT mean | TTFT p50 | ITL mean | req/s |")?;
+    writeln!(out, "|---|---|---|---|---|")?;
+    for p in profiles {
+        let s = virtual_run(p, 10, &demo);
+        writeln!(
+            out,
+            "| {} | {:.1} | {:.1} | {:.2} | {:.2} |",
+            p.name,
+            ms(mean(&s.ttft)),
+            ms(percentile(&s.ttft, 50.0)),
+            ms(mean(&s.itl)),
+            s.request_throughput(10)
+        )?;
+    }
+    writeln!(out)?;
     Ok(())
 }
 
