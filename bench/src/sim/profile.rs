@@ -299,6 +299,12 @@ impl Profile {
                 return Err(SimError::Config(format!("profile {}: {field} must not be negative", self.name)));
             }
         }
+        if let Some(r) = self.references.iter().find(|r| r.points.iter().any(|p| p.concurrency == 0)) {
+            return Err(SimError::Config(format!(
+                "profile {}: reference {}: concurrency must be at least 1",
+                self.name, r.url
+            )));
+        }
         if self.num_gpu_blocks == 0 || self.max_model_len == 0 {
             return Err(SimError::Config(format!(
                 "profile {}: num_gpu_blocks and max_model_len must be at least 1",
@@ -346,6 +352,22 @@ max_model_len = 1024
         let p = Profile::resolve(good.to_str().unwrap()).unwrap();
         assert_eq!(p.name, "tiny");
         assert_eq!(p.num_gpu_blocks, 64);
+        // A file written before the front-end model: the old name still sets the latency,
+        // the new numbers default to 0 and it cites nothing.
+        assert_eq!(p.frontend_latency_seconds, 0.0);
+        assert_eq!((p.seq_overhead_seconds, p.frontend_cpu_seconds), (0.0, 0.0));
+        assert_eq!((p.tokenize_seconds_per_token, p.detokenize_seconds_per_token), (0.0, 0.0));
+        assert!(p.references.is_empty() && p.sources.is_empty());
+        let cited = dir.join("cited.toml");
+        let with_ref = format!(
+            "{}\nseq_overhead_seconds = 5e-5\n[[references]]\nurl = \"u\"\nwhat = \"w\"\nmodel = \"m\"\nvllm_version = \"v\"\nprompt_tokens = 256\noutput_tokens = 128\n[[references.points]]\nconcurrency = 4\nttft_p50_ms = 50.0\n",
+            text.replace("frontend_overhead_seconds = 0.0", "frontend_latency_seconds = 0.02")
+        );
+        std::fs::write(&cited, with_ref).unwrap();
+        let p = Profile::from_file(&cited).unwrap();
+        assert_eq!((p.frontend_latency_seconds, p.seq_overhead_seconds), (0.02, 5e-5));
+        assert_eq!(p.references[0].replay_shape(), Some((256, 128)));
+        assert_eq!(p.references[0].points[0].itl_p50_ms, None, "a figure not given stays absent");
         let bad = dir.join("bad.toml");
         std::fs::write(&bad, format!("{text}\nflop = 3\n")).unwrap();
         let err = Profile::from_file(&bad).unwrap_err();
