@@ -498,12 +498,14 @@ fn demo_table(
     let demo = CalibrateOptions {
         prompt_range: Some((1500, 8192)),
         output_range: Some((10, 200)),
-        rounds: options.rounds.max(8),
+        // Mixed lengths need more requests than the fixed-shape runs for a stable mean.
+        rounds: options.rounds.max(30),
         ..options.clone()
     };
     writeln!(
         out,
-        "## One replica of the demo's load (10 closed-loop clients, prompts 1,500-8,192 tokens, 10-200 output tokens, no cache hits, async scheduling {})\n",
+        "## One replica of the demo's load (10 closed-loop clients, {} requests each, prompts 1,500-8,192 tokens, 10-200 output tokens, no cache hits, async scheduling {})\n",
+        demo.rounds,
         if demo.limits.async_scheduling { "on" } else { "off" }
     )?;
     writeln!(out, "| profile | TTFT mean | TTFT p50 | ITL mean | req/s |")?;
