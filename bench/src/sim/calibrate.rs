@@ -423,6 +423,10 @@ fn model_tables(
             p.tokenize_seconds_per_token * 1e6,
             p.detokenize_seconds_per_token * 1e6,
         )?;
+        for src in &p.sources {
+            writeln!(out, "- {}: {}", src.field, src.source)?;
+        }
+        writeln!(out)?;
         writeln!(out, "| batch | decode step, ctx 1k (ms) | decode step, ctx 2k (ms) |")?;
         writeln!(out, "|---|---|---|")?;
         for &b in &options.decode_batches {
