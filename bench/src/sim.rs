@@ -25,6 +25,7 @@ pub mod kv_cache;
 pub mod metrics;
 pub mod openai;
 pub mod profile;
+pub mod reference;
 pub mod replica;
 pub mod request;
 pub mod scheduler;

@@ -544,3 +544,39 @@ async fn a_stopped_replica_refuses_connections_and_restarts_on_the_same_port() {
     assert_eq!(r.cached_tokens(), 0, "a restarted replica starts with an empty cache");
     fleet.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_still_in_the_front_end_counts_as_waiting_in_metrics() {
+    use tokio::io::AsyncWriteExt;
+
+    // A front end that takes an hour of simulated time at real-time speed: the request
+    // stays in it for the whole test.
+    let mut cfg = SimConfig { time_scale: 1.0, ..config() };
+    cfg.profile.frontend_latency_seconds = 3600.0;
+    let fleet = Fleet::start(cfg, 1).await.unwrap();
+    let (c, base) = (client(), fleet.urls()[0].clone());
+    let body = completion(&prompt("w", 50), 5).to_string();
+    let mut socket = tokio::net::TcpStream::connect(fleet.addrs()[0]).await.unwrap();
+    let head = format!(
+        "POST /v1/completions HTTP/1.1\r\nhost: sim\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(body.as_bytes()).await.unwrap();
+    // Polled until the engine has it (bounded); nothing here depends on how fast.
+    let mut seen = (f64::NAN, f64::NAN);
+    for _ in 0..500 {
+        let text = String::from_utf8(get(&c, &base, "/metrics").await.body).unwrap();
+        seen = (
+            scrape_value(&text, "vllm:num_requests_waiting", &[]),
+            scrape_value(&text, "vllm:num_requests_running", &[]),
+        );
+        if seen.0 == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen, (1.0, 0.0), "(waiting, running) while the request is in the front end");
+    drop(socket);
+    fleet.shutdown().await;
+}

@@ -36,7 +36,7 @@ struct Cli {
     /// Name(s) accepted in the request's `model` field (default: --model).
     #[arg(long = "served-model-name", num_args = 1..)]
     served_model_name: Vec<String>,
-    /// Cost-model profile: l4-qwen2.5-1.5b, l4-qwen2.5-0.5b, or a TOML file.
+    /// Cost-model profile: l4-qwen2.5-1.5b, l4-qwen2.5-0.5b, h100-llama3.1-8b, or a TOML file.
     #[arg(long, default_value = "l4-qwen2.5-1.5b")]
     profile: String,
     /// Divide simulated durations by this (metrics stay in simulated seconds).
@@ -67,6 +67,14 @@ struct Cli {
     /// No chunked prefill: a prompt is computed in one step.
     #[arg(long, overrides_with = "enable_chunked_prefill")]
     no_enable_chunked_prefill: bool,
+    /// Async scheduling (vLLM's default in later V1 releases): a request arriving while
+    /// requests run joins the step after the next one.
+    #[arg(long, overrides_with = "no_async_scheduling")]
+    async_scheduling: bool,
+    /// No async scheduling (the default, as in vLLM 0.9): a request arriving while a step
+    /// runs joins the next one.
+    #[arg(long, overrides_with = "async_scheduling")]
+    no_async_scheduling: bool,
     /// /metrics names: v1 (vLLM ≥ 0.8 default engine) or v0.
     #[arg(long, default_value = "v1", alias = "metrics-dialect")]
     metrics_format: MetricsFormat,
@@ -88,6 +96,9 @@ struct Cli {
     /// Wall-clock seconds of each live calibration run.
     #[arg(long, default_value_t = 6.0)]
     calibrate_seconds: f64,
+    /// Requests each closed-loop client sends in the virtual-time calibration runs.
+    #[arg(long, default_value_t = 8)]
+    calibrate_rounds: usize,
     /// Calibration sections to print: model, live, lag.
     #[arg(long, value_delimiter = ',', default_value = "model,live,lag")]
     calibrate_sections: Vec<String>,
@@ -107,6 +118,7 @@ impl Cli {
                 block_size: self.block_size,
                 enable_prefix_caching: !self.no_enable_prefix_caching,
                 enable_chunked_prefill: !self.no_enable_chunked_prefill,
+                async_scheduling: self.async_scheduling,
             },
             num_gpu_blocks: self.num_gpu_blocks,
             time_scale: self.time_scale,
@@ -145,6 +157,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let has = |s: &str| cli.calibrate_sections.iter().any(|x| x == s);
         let options = CalibrateOptions {
             live_seconds: cli.calibrate_seconds,
+            rounds: cli.calibrate_rounds,
+            limits: config.limits,
             model_section: has("model"),
             live_section: has("live"),
             lag_section: has("lag"),
@@ -216,5 +230,8 @@ mod tests {
         assert!(l.enable_prefix_caching);
         let l = limits(&["--enable-chunked-prefill", "--no-enable-chunked-prefill"]);
         assert!(!l.enable_chunked_prefill);
+        assert!(!limits(&[]).async_scheduling, "off by default, as in vLLM 0.9");
+        assert!(limits(&["--async-scheduling"]).async_scheduling);
+        assert!(!limits(&["--async-scheduling", "--no-async-scheduling"]).async_scheduling);
     }
 }

@@ -32,6 +32,13 @@ pub struct EngineLimits {
     /// request is admitted only when its whole uncached prompt fits in what is left of the
     /// step's token budget, and admission stops at the first one that does not fit (FCFS).
     pub enable_chunked_prefill: bool,
+    /// Async scheduling (`--async-scheduling` / `--no-async-scheduling`); default false, as
+    /// in the vLLM 0.9 the simulator reports (`/version`); later vLLM V1 releases turned it
+    /// on by default (vLLM PR #27614), and the calibration replays cited measurements of those with it on.
+    /// The scheduler plans step N+1 while step N runs, so a request that reaches the engine
+    /// while requests run can join, at the earliest, the step after the next one; an idle
+    /// engine takes it at once.
+    pub async_scheduling: bool,
 }
 
 impl Default for EngineLimits {
@@ -42,6 +49,7 @@ impl Default for EngineLimits {
             block_size: 16,
             enable_prefix_caching: true,
             enable_chunked_prefill: true,
+            async_scheduling: false,
         }
     }
 }

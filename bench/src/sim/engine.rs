@@ -87,6 +87,14 @@ pub struct EngineCore {
     vocab: Arc<GenVocabulary>,
     metrics: EngineMetrics,
     block_size: usize,
+    /// Model time at which the front end's serial server has worked off everything given to
+    /// it so far (admissions and detokenization).
+    frontend_free_at: f64,
+    /// Total CPU work ever given to the front end, seconds.
+    frontend_busy: f64,
+    /// Start and end of the last step, for async scheduling's admission cut-off.
+    last_step: Option<(f64, f64)>,
+    async_scheduling: bool,
 }
 
 impl EngineCore {
@@ -104,14 +112,37 @@ impl EngineCore {
             vocab: config.vocab,
             metrics: EngineMetrics::new(config.metrics_format, config.max_model_len),
             block_size: config.limits.block_size,
+            frontend_free_at: 0.0,
+            frontend_busy: 0.0,
+            last_step: None,
+            async_scheduling: config.limits.async_scheduling,
         }
     }
 
-    /// Accepts a request that arrived at model time `arrival`; it reaches the scheduler
-    /// after the profile's front-end overhead.
-    pub fn add_request(&mut self, req: NewRequest, arrival: f64) {
-        let queued = arrival + self.profile.frontend_overhead_seconds;
+    /// Accepts a request that arrived at model time `arrival`. It reaches the scheduler
+    /// after the front end: its CPU work (the profile's per-request cost plus tokenization
+    /// per prompt token) on the front end's one serial server, behind whatever that server
+    /// already has to do, then the front end's latency. Meanwhile it counts as waiting.
+    /// Returns the model time it becomes schedulable.
+    pub fn add_request(&mut self, req: NewRequest, arrival: f64) -> f64 {
+        let p = &self.profile;
+        let cpu = p.frontend_cpu_seconds + p.tokenize_seconds_per_token * req.prompt.len() as f64;
+        self.frontend_free_at = arrival.max(self.frontend_free_at) + cpu;
+        self.frontend_busy += cpu;
+        let queued = self.frontend_free_at + p.frontend_latency_seconds;
         self.scheduler.add(SimRequest::new(req, self.block_size, arrival, queued));
+        self.refresh_gauges();
+        queued
+    }
+
+    /// Model time at which the front end's serial server is free again.
+    pub fn frontend_free_at(&self) -> f64 {
+        self.frontend_free_at
+    }
+
+    /// Seconds of work ever given to the front end (admissions and detokenization).
+    pub fn frontend_busy_seconds(&self) -> f64 {
+        self.frontend_busy
     }
 
     /// Drops a request (client gone), freeing its blocks; `false` if it was not there.
@@ -137,7 +168,15 @@ impl EngineCore {
     /// Plans the step starting at `start`; `None` when nothing can be scheduled. Returns
     /// the admission events of requests admitted for the first time.
     pub fn plan_step(&mut self, start: f64, events: &mut Vec<(RequestId, RequestEvent)>) -> Option<StepPlan> {
-        let output = self.scheduler.schedule(start);
+        // With async scheduling, a step that follows another without a gap, while requests
+        // run, was planned when that one started: only requests that had reached the
+        // engine by then join. An idle engine plans at once.
+        let busy = self.scheduler.num_running() > 0;
+        let admit_by = match self.last_step {
+            Some((prev_start, prev_end)) if self.async_scheduling && busy && start <= prev_end => prev_start,
+            _ => start,
+        };
+        let output = self.scheduler.schedule_admitting(start, admit_by);
         if output.chunks.is_empty() {
             self.refresh_gauges();
             return None;
@@ -159,6 +198,8 @@ impl EngineCore {
     /// computed, retires finished requests, and updates the metrics.
     pub fn complete_step(&mut self, plan: &StepPlan, events: &mut Vec<(RequestId, RequestEvent)>) {
         let end = plan.end();
+        self.last_step = Some((plan.start, end));
+        let mut sampled = 0_usize;
         for chunk in &plan.output.chunks {
             let Some(req) = self.scheduler.get_mut(chunk.id) else {
                 continue; // aborted during the step
@@ -167,6 +208,7 @@ impl EngineCore {
                 continue; // a prefill chunk that does not finish the prompt
             }
             let token = self.vocab.next_token(&mut req.text_state);
+            sampled += 1;
             let first = req.num_output() == 0;
             req.push_output(token.id, self.block_size);
             if first {
@@ -191,6 +233,11 @@ impl EngineCore {
             }
             events.push((chunk.id, RequestEvent::Token { text: token.text, finish }));
         }
+        // Detokenizing and streaming this step's tokens occupies the front end from the
+        // step's end on, ahead of admissions that arrive later.
+        let detok = sampled as f64 * self.profile.detokenize_seconds_per_token;
+        self.frontend_free_at = self.frontend_free_at.max(end) + detok;
+        self.frontend_busy += detok;
         self.metrics.iteration_tokens.observe(plan.output.num_tokens() as f64);
         self.metrics.steps += 1;
         self.metrics.step_seconds += plan.duration;
@@ -304,11 +351,14 @@ mod tests {
     }
 
     #[test]
-    fn ttft_is_frontend_overhead_plus_the_prefill_step() {
+    fn ttft_is_the_front_end_then_the_prefill_step() {
         let mut e = engine(1000);
-        e.add_request(new_request(1, (0..256).collect(), 2), 1.0);
-        let events = run(&mut e, 0.0);
+        let queued = e.add_request(new_request(1, (0..256).collect(), 2), 1.0);
         let p = Profile::default();
+        let front_end =
+            p.frontend_cpu_seconds + 256.0 * p.tokenize_seconds_per_token + p.frontend_latency_seconds;
+        assert!((queued - 1.0 - front_end).abs() < 1e-12, "{queued}");
+        let events = run(&mut e, 0.0);
         let first_token_at =
             events.iter().find(|(_, _, ev)| matches!(ev, RequestEvent::Token { .. })).unwrap().0;
         let ttft = first_token_at - 1.0;
@@ -317,9 +367,116 @@ mod tests {
             &super::super::scheduler::ScheduledChunk { id: RequestId(1), num_new: 256, computed_before: 0 },
             true,
         );
-        let want = p.frontend_overhead_seconds + step_seconds(&p, &shape);
+        let want = front_end + step_seconds(&p, &shape);
         assert!((ttft - want).abs() < 1e-9, "{ttft} vs {want}");
         assert!((e.metrics().ttft.sum() - want).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_front_end_is_paid_once_per_request_even_when_it_is_preempted_and_per_output_token() {
+        // 8 blocks of 16 tokens: two requests of 40 + 60 tokens cannot both keep their
+        // blocks, so one is preempted and recomputed; that must not pay the front end again.
+        let mut e = engine(8);
+        e.add_request(new_request(1, (0..40).collect(), 60), 0.0);
+        e.add_request(new_request(2, (100..140).collect(), 60), 0.0);
+        let events = run(&mut e, 0.0);
+        assert!(e.metrics().num_preemptions > 0, "the scenario must preempt");
+        let tokens = events.iter().filter(|(_, _, ev)| matches!(ev, RequestEvent::Token { .. })).count();
+        assert_eq!(tokens, 120);
+        let p = Profile::default();
+        let want = 2.0 * p.frontend_cpu_seconds
+            + 80.0 * p.tokenize_seconds_per_token
+            + 120.0 * p.detokenize_seconds_per_token;
+        assert!((e.frontend_busy_seconds() - want).abs() < 1e-12, "{} vs {want}", e.frontend_busy_seconds());
+    }
+
+    #[test]
+    fn requests_in_the_front_end_count_as_waiting_and_are_admitted_one_after_the_other() {
+        let mut e = engine(1000);
+        let p = Profile::default();
+        let q: Vec<f64> = (0..3).map(|i| e.add_request(new_request(i, (0..200).collect(), 4), 0.0)).collect();
+        // Before any step, all three are in the front end and show as waiting.
+        assert_eq!((e.metrics().num_waiting, e.metrics().num_running), (3, 0));
+        let cpu = p.frontend_cpu_seconds + 200.0 * p.tokenize_seconds_per_token;
+        assert!(((q[1] - q[0]) - cpu).abs() < 1e-12 && ((q[2] - q[1]) - cpu).abs() < 1e-12, "{q:?}");
+        // The first step starts when the first is through; the others are still waiting.
+        let start = e.next_step_start(0.0).unwrap();
+        assert!((start - q[0]).abs() < 1e-12);
+        let mut ev = Vec::new();
+        let plan = e.plan_step(start, &mut ev).unwrap();
+        assert_eq!(plan.output.admitted.len(), 1);
+        e.complete_step(&plan, &mut ev);
+        // Gauges are sampled after the step, as vLLM's are.
+        assert_eq!((e.metrics().num_waiting, e.metrics().num_running), (2, 1));
+    }
+
+    #[test]
+    fn detokenizing_a_batch_delays_the_admission_of_a_later_request() {
+        let mut e = engine(1000);
+        let p = Profile::default();
+        for i in 0..8 {
+            e.add_request(new_request(i, (i as u32 * 1000..i as u32 * 1000 + 50).collect(), 100), 0.0);
+        }
+        let mut t = 0.0;
+        let mut ev = Vec::new();
+        // Run until all eight decode, then one more step.
+        for _ in 0..20 {
+            let start = e.next_step_start(t).unwrap();
+            let plan = e.plan_step(start, &mut ev).unwrap();
+            e.complete_step(&plan, &mut ev);
+            t = plan.end();
+        }
+        assert_eq!(e.scheduler().num_running(), 8);
+        let free = e.frontend_free_at();
+        assert!((free - (t + 8.0 * p.detokenize_seconds_per_token)).abs() < 1e-12, "{free} vs {t}");
+        let queued = e.add_request(new_request(99, (0..10).collect(), 2), t);
+        let cpu = p.frontend_cpu_seconds + 10.0 * p.tokenize_seconds_per_token;
+        assert!((queued - (free + cpu + p.frontend_latency_seconds)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn with_async_scheduling_a_request_reaching_a_busy_engine_joins_the_step_after_next() {
+        for async_scheduling in [false, true] {
+            let mut e = engine_with(EngineLimits { async_scheduling, ..EngineLimits::default() }, 1000);
+            e.add_request(new_request(1, (0..64).collect(), 50), 0.0);
+            let mut ev = Vec::new();
+            let mut t = e.next_step_start(0.0).unwrap();
+            // A few decode steps, then a second request reaches the engine mid-step.
+            let mut plans = Vec::new();
+            for _ in 0..3 {
+                let plan = e.plan_step(t, &mut ev).unwrap();
+                e.complete_step(&plan, &mut ev);
+                t = plan.end();
+                plans.push(plan);
+            }
+            let step = plans[2].duration;
+            let queued = e.add_request(new_request(2, (100..116).collect(), 5), t - step / 2.0);
+            assert!(queued > t, "the front end takes longer than half a step");
+            let mut joined_after = 0;
+            loop {
+                let plan = e.plan_step(t, &mut ev).unwrap();
+                let admitted = plan.output.admitted.iter().any(|a| a.id == RequestId(2));
+                e.complete_step(&plan, &mut ev);
+                if admitted {
+                    // The step that admits it starts after it reached the engine, and with
+                    // async scheduling so did the step before (that one was planned then).
+                    assert!(plan.start >= queued);
+                    break;
+                }
+                if plan.start >= queued {
+                    joined_after += 1;
+                }
+                t = plan.end();
+            }
+            assert_eq!(joined_after, usize::from(async_scheduling), "async {async_scheduling}");
+        }
+        // An idle engine admits at once, with or without it.
+        let mut e = engine_with(EngineLimits { async_scheduling: true, ..EngineLimits::default() }, 1000);
+        let queued = e.add_request(new_request(1, (0..64).collect(), 2), 5.0);
+        let start = e.next_step_start(0.0).unwrap();
+        let mut ev = Vec::new();
+        assert_eq!(start, queued);
+        assert_eq!(e.plan_step(start, &mut ev).unwrap().output.admitted.len(), 1);
     }
 
     #[test]
@@ -370,7 +527,8 @@ mod tests {
         let mut e = engine(1000);
         e.add_request(new_request(1, (0..100).collect(), 50), 0.0);
         let mut ev = Vec::new();
-        let plan = e.plan_step(0.01, &mut ev).unwrap();
+        let start = e.next_step_start(0.0).unwrap();
+        let plan = e.plan_step(start, &mut ev).unwrap();
         e.complete_step(&plan, &mut ev);
         assert!(e.scheduler().kv().pool().usage() > 0.0);
         assert!(e.abort(RequestId(1)));

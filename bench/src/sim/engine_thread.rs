@@ -271,6 +271,12 @@ impl Driver {
                 let arrival = self.clock.to_model(Instant::now());
                 self.senders.insert(request.id, events);
                 self.core.add_request(*request, arrival);
+                // It counts as waiting while in the front end: show it without waiting for
+                // the next step when the engine is idle (no step will publish soon).
+                if self.core.scheduler().num_running() == 0 || self.last_publish.elapsed() >= PUBLISH_INTERVAL
+                {
+                    self.publish();
+                }
             }
             Command::Abort(id) => {
                 self.senders.remove(&id);

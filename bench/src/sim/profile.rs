@@ -1,16 +1,36 @@
-//! Hardware + model profiles for the step-time cost model.
+//! Hardware + model profiles for the step-time cost model and the front end.
 //!
-//! Built-in profiles carry the estimates for one NVIDIA L4 (300 GB/s GDDR6, 121 TFLOPS dense
-//! BF16, 72 W) serving Qwen2.5 in BF16, derived from the models' `config.json`. A profile can
-//! also be a TOML file with the same fields (see [`Profile`]).
+//! A profile holds two kinds of numbers. The model's geometry (weight bytes, KV bytes per
+//! token, FLOPs per token) comes from its `config.json`. The hardware and serving-stack
+//! numbers (effective bandwidth and FLOP/s, per-step and per-sequence overheads, the front
+//! end's costs) are fitted to the published measurements in [`Profile::references`], or,
+//! where no measurement exists, carried over from a measured profile on the same GPU; each
+//! profile's [`Profile::sources`] says which. A profile can also be a TOML file with the same
+//! fields (see [`Profile`]).
 
 use std::path::Path;
 
 use serde::Deserialize;
 
 use super::error::SimError;
+use super::reference::{self, Reference};
 
-/// Numbers of one GPU + model pair. Every field is required in a TOML profile file.
+/// Where one profile number comes from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParameterSource {
+    /// The profile field.
+    pub field: String,
+    /// Its origin: a datasheet, the model's config, a fit to a cited measurement, or an
+    /// estimate, said as such.
+    pub source: String,
+}
+
+/// Numbers of one GPU + model pair. Every number is required in a TOML profile file except
+/// the four added with the front-end model (`seq_overhead_seconds`, `frontend_cpu_seconds`,
+/// `tokenize_seconds_per_token`, `detokenize_seconds_per_token`), which default to 0, and
+/// `sources` and `references`, which default to empty. `frontend_overhead_seconds`, the
+/// old name of `frontend_latency_seconds`, is still accepted.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
@@ -20,7 +40,8 @@ pub struct Profile {
     pub weight_bytes: f64,
     /// KV bytes per token: 2 (K,V) × layers × kv_heads × head_dim × 2 bytes.
     pub kv_bytes_per_token: f64,
-    /// Effective memory bandwidth, bytes/s (≈85 % of the datasheet figure).
+    /// Effective memory bandwidth, bytes/s: what a decode step achieves reading weights and
+    /// KV, below the datasheet figure.
     pub mem_bandwidth: f64,
     /// Effective compute, FLOP/s (what prefill achieves, far below the datasheet peak).
     pub flops: f64,
@@ -30,14 +51,39 @@ pub struct Profile {
     pub lm_head_flops: f64,
     /// Attention FLOPs per (new token, context token) pair: 4 × layers × heads × head_dim.
     pub attention_flops_per_pair: f64,
-    /// Fixed per-step overhead (scheduling, kernel launches, sampling), seconds.
+    /// Fixed per-step overhead (scheduling, kernel launches), seconds.
     pub step_overhead_seconds: f64,
-    /// Front-end overhead before a request reaches the engine (HTTP, tokenization), seconds.
-    pub frontend_overhead_seconds: f64,
+    /// Per-step overhead for each sequence in the batch (its share of scheduling, input
+    /// preparation, sampling and output processing in the engine core), seconds.
+    #[serde(default)]
+    pub seq_overhead_seconds: f64,
+    /// Latency of the front end that does not occupy it (HTTP and IPC hops, the first
+    /// token's way back to the client): every request pays it, concurrently, before it can
+    /// join a step. Seconds.
+    #[serde(alias = "frontend_overhead_seconds")]
+    pub frontend_latency_seconds: f64,
+    /// CPU time of the front end per request (request parsing, validation, hand-off to the
+    /// engine), on one serial server per replica (vLLM's API server is one event loop):
+    /// requests that arrive together are admitted one after the other. Seconds.
+    #[serde(default)]
+    pub frontend_cpu_seconds: f64,
+    /// Front-end CPU time per prompt token (tokenization), on the same serial server.
+    #[serde(default)]
+    pub tokenize_seconds_per_token: f64,
+    /// Front-end CPU time per output token (detokenization and streaming), on the same
+    /// serial server: a busy batch delays the admission of new requests.
+    #[serde(default)]
+    pub detokenize_seconds_per_token: f64,
     /// KV blocks of 16 tokens that fit beside the weights at `gpu_memory_utilization` 0.9.
     pub num_gpu_blocks: usize,
     /// The model's context length.
     pub max_model_len: usize,
+    /// Where each number comes from.
+    #[serde(default)]
+    pub sources: Vec<ParameterSource>,
+    /// Published measurements this profile is checked against by `--calibrate`.
+    #[serde(default)]
+    pub references: Vec<Reference>,
 }
 
 /// Name of the default profile.
@@ -49,50 +95,164 @@ impl Default for Profile {
     }
 }
 
+fn sources(pairs: &[(&str, &str)]) -> Vec<ParameterSource> {
+    pairs.iter().map(|(f, s)| ParameterSource { field: (*f).to_owned(), source: (*s).to_owned() }).collect()
+}
+
+/// The L4 numbers fitted to the ai.wmx.dev sweep of Qwen2.5-0.5B
+/// ([`reference::wmx_l4_qwen25_0_5b`]), shared by both L4 profiles: (mem_bandwidth,
+/// step_overhead, seq_overhead, front-end latency, front-end CPU, tokenize per token,
+/// detokenize per token).
+const L4_FIT: (f64, f64, f64, f64, f64, f64, f64) = (255e9, 0.0012, 50e-6, 0.0165, 0.002, 1e-6, 20e-6);
+
+fn l4_sources(carried: bool) -> Vec<ParameterSource> {
+    let fit = if carried {
+        "carried over from l4-qwen2.5-0.5b, where it is fitted to the ai.wmx.dev L4 sweep \
+         (no published measurement of this model on an L4 was found)"
+    } else {
+        "fitted to the ai.wmx.dev L4 sweep (see references)"
+    };
+    let mut v = sources(&[
+        ("weight_bytes", "model config.json: 2 bytes x parameters (tied embedding once)"),
+        ("kv_bytes_per_token", "model config.json: 2 x layers x kv_heads x head_dim x 2 bytes"),
+        ("flops_per_token", "model config.json: 2 x non-embedding parameters"),
+        ("lm_head_flops", "model config.json: 2 x vocab x hidden"),
+        ("attention_flops_per_pair", "model config.json: 4 x layers x heads x head_dim"),
+        ("num_gpu_blocks", "estimate: KV cache beside the weights at gpu_memory_utilization 0.9 of 24 GB"),
+        ("tokenize_seconds_per_token", "estimate: a fast (Rust) tokenizer at about 1 M tokens/s on one core"),
+    ]);
+    v.push(ParameterSource {
+        field: "flops".to_owned(),
+        source: if carried {
+            "estimate: a third of the L4's 121 TFLOPS dense BF16 (about 15 k prefill tokens/s); the 0.5B \
+             fit gives 27 TFLOPS for that model's smaller matrices"
+                .to_owned()
+        } else {
+            "fitted to the ai.wmx.dev L4 sweep: TTFT at concurrency 16 and 32, where prefills queue"
+                .to_owned()
+        },
+    });
+    v.push(ParameterSource {
+        field: "mem_bandwidth".to_owned(),
+        source: format!("85 % of the L4 datasheet's 300 GB/s; {fit}"),
+    });
+    for f in
+        ["step_overhead_seconds", "seq_overhead_seconds", "frontend_latency_seconds", "frontend_cpu_seconds"]
+    {
+        v.push(ParameterSource { field: f.to_owned(), source: fit.to_owned() });
+    }
+    v.push(ParameterSource {
+        field: "detokenize_seconds_per_token".to_owned(),
+        source: format!(
+            "estimate, consistent with the ai.wmx.dev L4 sweep (20 and 40 µs fit it equally, it does \
+             not pin the value down); {}",
+            if carried { "carried over from l4-qwen2.5-0.5b" } else { "the lower one" }
+        ),
+    });
+    v
+}
+
 impl Profile {
     /// Qwen2.5-1.5B-Instruct on one L4: 1,543.7 M parameters (1,310.3 M non-embedding),
     /// 28 layers, 12 query / 2 KV heads of 128, vocab 151,936 × hidden 1,536, tied embedding.
-    /// Decode at batch 1 ≈ 14.2 ms; prefill ≈ 14 k tokens/s at 40 TFLOPS effective.
+    /// No published measurement of it on an L4 was found: the hardware and front-end
+    /// numbers are those fitted for Qwen2.5-0.5B on the same GPU.
     pub fn l4_qwen25_1_5b() -> Self {
+        let (bw, step, seq, lat, cpu, tok, detok) = L4_FIT;
         Self {
             name: DEFAULT_PROFILE.to_owned(),
             weight_bytes: 3_087_428_608.0,
             kv_bytes_per_token: 28_672.0,
-            mem_bandwidth: 255e9,
+            mem_bandwidth: bw,
             flops: 40e12,
             flops_per_token: 2.0 * 1_310_340_608.0,
             lm_head_flops: 2.0 * 151_936.0 * 1_536.0,
             attention_flops_per_pair: 4.0 * 28.0 * 12.0 * 128.0,
-            step_overhead_seconds: 0.002,
-            frontend_overhead_seconds: 0.005,
+            step_overhead_seconds: step,
+            seq_overhead_seconds: seq,
+            frontend_latency_seconds: lat,
+            frontend_cpu_seconds: cpu,
+            tokenize_seconds_per_token: tok,
+            detokenize_seconds_per_token: detok,
             num_gpu_blocks: 36_000,
             max_model_len: 32_768,
+            sources: l4_sources(true),
+            references: Vec::new(),
         }
     }
 
     /// Qwen2.5-0.5B-Instruct on one L4: 494.0 M parameters (357.9 M non-embedding),
     /// 24 layers, 14 query / 2 KV heads of 64, vocab 151,936 × hidden 896, tied embedding.
-    /// Decode at batch 1 ≈ 5.9 ms; prefill ≈ 40 k tokens/s at 33 TFLOPS effective.
+    /// Fitted to the ai.wmx.dev concurrency sweep (vLLM 0.23.0, 256 in / 128 out).
     pub fn l4_qwen25_0_5b() -> Self {
+        let (bw, step, seq, lat, cpu, tok, detok) = L4_FIT;
         Self {
             name: "l4-qwen2.5-0.5b".to_owned(),
             weight_bytes: 988_065_536.0,
             kv_bytes_per_token: 12_288.0,
-            mem_bandwidth: 255e9,
-            flops: 33e12,
+            mem_bandwidth: bw,
+            flops: 27e12,
             flops_per_token: 2.0 * 357_898_112.0,
             lm_head_flops: 2.0 * 151_936.0 * 896.0,
             attention_flops_per_pair: 4.0 * 24.0 * 14.0 * 64.0,
-            step_overhead_seconds: 0.002,
-            frontend_overhead_seconds: 0.005,
+            step_overhead_seconds: step,
+            seq_overhead_seconds: seq,
+            frontend_latency_seconds: lat,
+            frontend_cpu_seconds: cpu,
+            tokenize_seconds_per_token: tok,
+            detokenize_seconds_per_token: detok,
             num_gpu_blocks: 96_000,
             max_model_len: 32_768,
+            sources: l4_sources(false),
+            references: vec![reference::wmx_l4_qwen25_0_5b()],
+        }
+    }
+
+    /// Llama-3.1-8B-Instruct on one H100 SXM 80 GB: 8,030.3 M parameters (6,979.6 M
+    /// non-embedding), 32 layers, 32 query / 8 KV heads of 128, vocab 128,256 × hidden
+    /// 4,096, untied embedding (the input embedding is gathered, not read, each step).
+    /// Fitted to the InferenceBench H100 sweep at concurrency 1 and 4.
+    pub fn h100_llama31_8b() -> Self {
+        Self {
+            name: "h100-llama3.1-8b".to_owned(),
+            weight_bytes: 15_009_849_344.0,
+            kv_bytes_per_token: 131_072.0,
+            mem_bandwidth: 2.85e12,
+            flops: 400e12,
+            flops_per_token: 2.0 * 6_979_588_096.0,
+            lm_head_flops: 2.0 * 128_256.0 * 4_096.0,
+            attention_flops_per_pair: 4.0 * 32.0 * 32.0 * 128.0,
+            step_overhead_seconds: 0.0011,
+            seq_overhead_seconds: 30e-6,
+            frontend_latency_seconds: 0.004,
+            frontend_cpu_seconds: 0.002,
+            tokenize_seconds_per_token: 1e-6,
+            detokenize_seconds_per_token: 10e-6,
+            num_gpu_blocks: 25_000,
+            max_model_len: 131_072,
+            sources: sources(&[
+                ("weight_bytes", "model config.json: 2 bytes x (parameters - input embedding)"),
+                ("kv_bytes_per_token", "model config.json: 2 x 32 layers x 8 kv_heads x 128 x 2 bytes"),
+                ("flops_per_token", "model config.json: 2 x non-embedding parameters"),
+                ("lm_head_flops", "model config.json: 2 x vocab x hidden"),
+                ("attention_flops_per_pair", "model config.json: 4 x layers x heads x head_dim"),
+                ("mem_bandwidth", "85 % of the datasheet 3.35 TB/s (H100 SXM), checked by the fit at concurrency 1 and 4"),
+                ("flops", "estimate: about 40 % of the 989 TFLOPS dense BF16 peak for prefill"),
+                ("step_overhead_seconds", "fitted to the InferenceBench H100 sweep, concurrency 1 and 4"),
+                ("seq_overhead_seconds", "fitted to the InferenceBench H100 sweep, concurrency 1 and 4"),
+                ("frontend_latency_seconds", "fitted to the InferenceBench H100 TTFT at concurrency 1, for an assumed 128-token prompt"),
+                ("frontend_cpu_seconds", "fitted to the InferenceBench H100 TTFT at concurrency 4, for an assumed 128-token prompt"),
+                ("tokenize_seconds_per_token", "estimate: a fast (Rust) tokenizer at about 1 M tokens/s on one core"),
+                ("detokenize_seconds_per_token", "estimate: half the L4 host's figure, for a faster host CPU; no source separates it"),
+                ("num_gpu_blocks", "estimate: (0.9 x 80 GB - 16 GB weights - activations) / 2 MiB per 16-token block"),
+            ]),
+            references: vec![reference::inferencebench_h100_llama31_8b()],
         }
     }
 
     /// All built-in profiles.
     pub fn builtin() -> Vec<Profile> {
-        vec![Self::l4_qwen25_1_5b(), Self::l4_qwen25_0_5b()]
+        vec![Self::l4_qwen25_1_5b(), Self::l4_qwen25_0_5b(), Self::h100_llama31_8b()]
     }
 
     /// A built-in profile by name, or else a TOML profile file at that path.
@@ -135,12 +295,22 @@ impl Profile {
             ("lm_head_flops", self.lm_head_flops),
             ("attention_flops_per_pair", self.attention_flops_per_pair),
             ("step_overhead_seconds", self.step_overhead_seconds),
-            ("frontend_overhead_seconds", self.frontend_overhead_seconds),
+            ("seq_overhead_seconds", self.seq_overhead_seconds),
+            ("frontend_latency_seconds", self.frontend_latency_seconds),
+            ("frontend_cpu_seconds", self.frontend_cpu_seconds),
+            ("tokenize_seconds_per_token", self.tokenize_seconds_per_token),
+            ("detokenize_seconds_per_token", self.detokenize_seconds_per_token),
         ];
         for (field, v) in non_negative {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(SimError::Config(format!("profile {}: {field} must not be negative", self.name)));
             }
+        }
+        if let Some(r) = self.references.iter().find(|r| r.points.iter().any(|p| p.concurrency == 0)) {
+            return Err(SimError::Config(format!(
+                "profile {}: reference {}: concurrency must be at least 1",
+                self.name, r.url
+            )));
         }
         if self.num_gpu_blocks == 0 || self.max_model_len == 0 {
             return Err(SimError::Config(format!(
@@ -163,7 +333,7 @@ mod tests {
             assert_eq!(Profile::resolve(&p.name).unwrap(), p);
             p.validate().unwrap();
         }
-        assert!(matches!(Profile::resolve("h100-llama"), Err(SimError::UnknownProfile(_))));
+        assert!(matches!(Profile::resolve("a10g-llama"), Err(SimError::UnknownProfile(_))));
     }
 
     #[test]
@@ -189,6 +359,22 @@ max_model_len = 1024
         let p = Profile::resolve(good.to_str().unwrap()).unwrap();
         assert_eq!(p.name, "tiny");
         assert_eq!(p.num_gpu_blocks, 64);
+        // A file written before the front-end model: the old name still sets the latency,
+        // the new numbers default to 0 and it cites nothing.
+        assert_eq!(p.frontend_latency_seconds, 0.0);
+        assert_eq!((p.seq_overhead_seconds, p.frontend_cpu_seconds), (0.0, 0.0));
+        assert_eq!((p.tokenize_seconds_per_token, p.detokenize_seconds_per_token), (0.0, 0.0));
+        assert!(p.references.is_empty() && p.sources.is_empty());
+        let cited = dir.join("cited.toml");
+        let with_ref = format!(
+            "{}\nseq_overhead_seconds = 5e-5\n[[references]]\nurl = \"u\"\nwhat = \"w\"\nmodel = \"m\"\nvllm_version = \"v\"\nprompt_tokens = 256\noutput_tokens = 128\n[[references.points]]\nconcurrency = 4\nttft_p50_ms = 50.0\n",
+            text.replace("frontend_overhead_seconds = 0.0", "frontend_latency_seconds = 0.02")
+        );
+        std::fs::write(&cited, with_ref).unwrap();
+        let p = Profile::from_file(&cited).unwrap();
+        assert_eq!((p.frontend_latency_seconds, p.seq_overhead_seconds), (0.02, 5e-5));
+        assert_eq!(p.references[0].replay_shape(), Some((256, 128)));
+        assert_eq!(p.references[0].points[0].itl_p50_ms, None, "a figure not given stays absent");
         let bad = dir.join("bad.toml");
         std::fs::write(&bad, format!("{text}\nflop = 3\n")).unwrap();
         let err = Profile::from_file(&bad).unwrap_err();

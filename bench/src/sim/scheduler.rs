@@ -165,6 +165,13 @@ impl Scheduler {
 
     /// Plans the step starting at `now` (model seconds) and reserves its KV slots.
     pub fn schedule(&mut self, now: f64) -> SchedulerOutput {
+        self.schedule_admitting(now, now)
+    }
+
+    /// Plans the step starting at `now`, admitting only waiting requests that reached the
+    /// engine by `admit_by` (with async scheduling, when the step was planned: the start of
+    /// the step before it).
+    pub fn schedule_admitting(&mut self, now: f64, admit_by: f64) -> SchedulerOutput {
         let mut out = SchedulerOutput::default();
         let mut budget = self.limits.max_num_batched_tokens;
         let block_size = self.limits.block_size;
@@ -221,7 +228,7 @@ impl Scheduler {
                     self.waiting.pop_front();
                     continue;
                 };
-                if req.timing.queued > now {
+                if req.timing.queued > admit_by {
                     break;
                 }
                 // Empty with prefix caching off.
