@@ -165,6 +165,9 @@ pub struct HostState {
     pub memory: Option<Memory>,
     /// Generation of this VM within its slot.
     pub generation: u64,
+    /// Names of the shared queues this VM registered (registered again
+    /// when a spare VM moves to a slot).
+    pub queues_registered: Vec<String>,
 }
 
 impl HostState {

@@ -6,6 +6,8 @@
 //! (panics in request headers), `local` (answers 418 itself), `callout`
 //! (pauses and calls `cluster`/`target` before resuming), `reject`
 //! (on_configure returns false), `trap_configure` (panics in on_configure).
+//! In every mode, a request with an `x-tf-trap` header traps in request
+//! headers.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -217,6 +219,9 @@ impl Context for Http {
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, n: usize, eos: bool) -> Action {
+        if self.get_http_request_header("x-tf-trap").is_some() {
+            panic!("trap asked for by the request");
+        }
         match get(&self.cfg, "mode").as_str() {
             "loop" => {
                 let mut x: u64 = 0;
