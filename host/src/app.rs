@@ -121,6 +121,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             memory_bytes: config.filter.memory_limit_mib << 20,
         },
         metrics: metrics.clone(),
+        own_addresses: Default::default(),
     };
     let version = builder.compile(module).await?;
     let runtime = builder.build(version, plugin_config)?;
@@ -177,6 +178,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let admin_listener = bind(config.admin, "admin").await?;
     let listen = proxy_listener.local_addr().map_err(|e| StartError::Other(e.to_string()))?;
     let admin = admin_listener.local_addr().map_err(|e| StartError::Other(e.to_string()))?;
+    let _ = app.builder.own_addresses.set(vec![listen, admin]);
     tokio::spawn(listener::serve(proxy_listener, proxy_limits, move |req, remote| {
         let proxy = proxy.clone();
         async move { proxy.handle(req, remote).await }

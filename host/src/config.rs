@@ -368,7 +368,7 @@ impl Config {
 /// Whether a backend at `addr` is the listener bound at `own`: same port,
 /// and the same IP or a listener on every interface reached by loopback
 /// or its unspecified address. Port 0 (chosen at bind time) never matches.
-fn is_same_listener(own: SocketAddr, addr: SocketAddr) -> bool {
+pub fn is_same_listener(own: SocketAddr, addr: SocketAddr) -> bool {
     if own.port() == 0 || own.port() != addr.port() {
         return false;
     }

@@ -55,12 +55,8 @@ async fn slow_request_headers_are_cut_off() {
                 closed = true;
                 break;
             }
-            // hyper answers 408 before closing.
-            Ok(Ok(n)) => {
-                assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"));
-                closed = true;
-                break;
-            }
+            // hyper closes without an answer.
+            Ok(Ok(n)) => panic!("unexpected answer: {}", String::from_utf8_lossy(&buf[..n])),
             Err(_) => {}
         }
         if s.write_all(format!("x-slow-{i}: 1\r\n").as_bytes()).await.is_err() {

@@ -251,3 +251,19 @@ async fn two_proxies_pointing_at_each_other_stop_the_loop_with_508() {
     assert_eq!(r.status, 508, "{}", r.body);
     assert_eq!(first.app.metrics.loops.get() + second.app.metrics.loops.get(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_swap_naming_the_proxy_itself_is_refused() {
+    let a = Echo::start().await;
+    let p = proxy(config(&[a.addr], "mode=route")).await;
+    let admin = format!("http://{}", p.admin);
+    for own in [p.listen, p.admin] {
+        let cfg = format!(r#"{{"backends":["{}","{own}"]}}"#, a.addr);
+        let r = send("PUT", &format!("{admin}/admin/config"), &[], &cfg).await;
+        assert_eq!(r.status, 400, "{own}: {}", r.body);
+        assert!(r.json()["error"]["message"].as_str().unwrap().contains("own listen or admin"), "{}", r.body);
+    }
+    let r = send("PUT", &format!("{admin}/admin/config"), &[], &format!(r#"{{"backends":["{}"]}}"#, a.addr))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
