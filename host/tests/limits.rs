@@ -131,7 +131,10 @@ async fn a_backend_that_never_answers_gives_504_and_counts_as_failed() {
     cfg.timeouts.upstream_first_byte_ms = 500;
     let p = proxy(cfg).await;
     let started = Instant::now();
-    let r = send("POST", &format!("http://{}/v1/completions", p.listen), &[], "x").await;
+    let r =
+        tokio::time::timeout(BOUND, send("POST", &format!("http://{}/v1/completions", p.listen), &[], "x"))
+            .await
+            .expect("a hung backend held the request");
     assert_eq!(r.status, 504, "{}", r.body);
     assert!(started.elapsed() < BOUND, "{:?}", started.elapsed());
     let err = &r.json()["error"];
