@@ -250,3 +250,30 @@ async fn many_stalled_4_mib_bodies_stay_under_the_buffer_cap_while_others_are_se
     drop(stalled);
     assert!(eventually(250, || budget.used() == 0).await, "bytes given back: {}", budget.used());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_keeps_flowing_outlives_the_idle_timeouts() {
+    let a = Echo::start().await;
+    let mut cfg = config(&[a.addr], "mode=route");
+    // The echo backend's /sse sends five events 100 ms apart.
+    cfg.timeouts.keep_alive_idle_ms = 50;
+    cfg.timeouts.stream_idle_ms = 300;
+    let p = proxy(cfg).await;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let resp = client.get(format!("http://{}/sse", p.listen).parse().unwrap()).await.unwrap();
+    let mut body = resp.into_body();
+    let mut text = String::new();
+    let until = Instant::now() + BOUND;
+    while let Some(frame) = tokio::time::timeout_at(until.into(), body.frame()).await.expect("in time") {
+        if let Ok(data) = frame.unwrap().into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+        if text.contains("tok3") {
+            // 300 ms into the stream, six keep-alive idle periods.
+            assert_eq!(counter(&p, "keep_alive_idle"), 0, "a connection with a response in flight is idle");
+        }
+    }
+    assert_eq!(text, "data: tok0\n\ndata: tok1\n\ndata: tok2\n\ndata: tok3\n\ndata: tok4\n\n");
+    assert_eq!(p.app.metrics.streams_cut.with_label_values(&["stream_idle"]).get(), 0);
+}
