@@ -187,6 +187,9 @@ impl Timeouts {
     }
 }
 
+/// Largest `max_connections` accepted (far above any file-descriptor limit).
+const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
+
 /// Largest timeout accepted: one day.
 const MAX_TIMEOUT_MS: u64 = 86_400_000;
 
@@ -297,8 +300,8 @@ impl Config {
                 ),
             ));
         }
-        if self.max_connections == 0 {
-            return Err(field("max_connections", "must be > 0"));
+        if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS_LIMIT {
+            return Err(field("max_connections", format!("must be in 1..={MAX_CONNECTIONS_LIMIT}")));
         }
         self.timeouts.validate()?;
         self.refuse_own_addresses()?;
@@ -427,6 +430,7 @@ mod tests {
             ("[timeouts]\nupstream_first_byte_ms = 100000000\n", "timeouts.upstream_first_byte_ms"),
             ("max_buffered_bytes = 1000\n", "max_buffered_bytes"),
             ("max_connections = 0\n", "max_connections"),
+            ("max_connections = 100000000\n", "max_connections"),
             ("hops_header = \"bad header\"\n", "hops_header"),
         ] {
             let err = Config::parse(&format!("{ok}{text}")).unwrap().validate().unwrap_err().to_string();
