@@ -183,6 +183,8 @@ pub struct FilteredResponseBody {
     /// The last poll waited on the backend (the idle clock runs only then,
     /// not while a slow client holds the stream back).
     waiting: bool,
+    /// The buffered prefix's share of the budget, given back once sent.
+    reservation: Option<Reservation>,
 }
 
 /// Why a response stream was cut.
@@ -243,7 +245,14 @@ impl FilteredResponseBody {
             sse: false,
             tail: Vec::with_capacity(2),
             waiting: false,
+            reservation: None,
         }
+    }
+
+    /// Holds the buffered prefix's share of the budget until it is sent.
+    pub fn holding(mut self, reservation: Reservation) -> Self {
+        self.reservation = Some(reservation);
+        self
     }
 
     /// Ends a cut stream with an SSE error event rather than a broken body.
@@ -293,6 +302,7 @@ impl Body for FilteredResponseBody {
             this.forwarded(&p);
             return Poll::Ready(Some(Ok(Frame::data(p))));
         }
+        this.reservation.take();
         if this.ended {
             return Poll::Ready(None);
         }

@@ -38,7 +38,8 @@ pub struct Metrics {
     pub timeouts: IntCounterVec,
     /// `prefixgate_buffer_full_total{action}`: requests that found the
     /// request-body budget full: `streamed` (unseen by the filter) or
-    /// `refused` (503).
+    /// `refused` (503); and responses the filter paused that passed
+    /// `max_body_bytes` or the budget: `response_streamed`.
     pub buffer_full: IntCounterVec,
     /// `prefixgate_streams_cut_total{reason}`: response streams cut mid-way
     /// (`upstream_broken`, `stream_idle`).

@@ -497,8 +497,14 @@ impl Proxy {
         );
         let mut prefix = Bytes::new();
         let mut session = session;
+        let mut reservation = self.buffered.reservation();
         if let Some(h) = session.clone() {
             let mut step = h.response_headers(list.clone(), body.is_end_stream());
+            // While the filter pauses, the body is buffered twice, as a
+            // request body is: the filter's copy and this one, forwarded
+            // should the filter fail.
+            let mut raw = BytesMut::new();
+            let mut overflow: Option<Bytes> = None;
             while step == Step::Pause && !body.is_end_stream() {
                 match tokio::time::timeout(self.settings.timeouts.stream_idle, body.frame())
                     .await
@@ -507,6 +513,15 @@ impl Proxy {
                 {
                     Some(Ok(frame)) => {
                         let data = frame.into_data().unwrap_or_default();
+                        let n = data.len();
+                        if raw.len() + n > self.settings.max_body_bytes || !reservation.grow(2 * n) {
+                            // Stop buffering: this chunk follows what the
+                            // filter holds, the rest streams through it.
+                            self.metrics.buffer_full.with_label_values(&["response_streamed"]).inc();
+                            overflow = Some(data);
+                            break;
+                        }
+                        raw.extend_from_slice(&data);
                         step = h.response_body_buffered(&data, body.is_end_stream());
                     }
                     _ => break,
@@ -514,12 +529,22 @@ impl Proxy {
             }
             if h.failed() {
                 session = None;
+                let mut all = raw;
+                if let Some(chunk) = overflow {
+                    all.extend_from_slice(&chunk);
+                }
+                prefix = all.freeze();
             } else {
-                prefix = Bytes::from(h.take_response_body().unwrap_or_default());
+                let mut held = BytesMut::from(&h.take_response_body().unwrap_or_default()[..]);
+                if let Some(chunk) = overflow {
+                    held.extend_from_slice(&chunk);
+                }
+                prefix = held.freeze();
                 if let Some(l) = h.response_headers_now() {
                     list = l;
                 }
             }
+            reservation.shrink_to(prefix.len());
         }
         let status = get(&list, b":status")
             .and_then(|s| std::str::from_utf8(s).ok()?.parse::<u16>().ok())
@@ -530,7 +555,8 @@ impl Proxy {
             .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
         let body =
             FilteredResponseBody::new(prefix, body, session, finish, self.settings.timeouts.stream_idle)
-                .sse(sse);
+                .sse(sse)
+                .holding(reservation);
         let mut r = Response::new(BodyExt::boxed_unsync(body));
         *r.status_mut() = status;
         *r.headers_mut() = header_map(&list);

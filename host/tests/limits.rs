@@ -277,3 +277,28 @@ async fn a_stream_that_keeps_flowing_outlives_the_idle_timeouts() {
     assert_eq!(text, "data: tok0\n\ndata: tok1\n\ndata: tok2\n\ndata: tok3\n\ndata: tok4\n\n");
     assert_eq!(p.app.metrics.streams_cut.with_label_values(&["stream_idle"]).get(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_the_filter_buffers_is_capped_and_still_delivered_whole() {
+    let a = Echo::start().await;
+    let mut cfg = config(&[a.addr], "mode=route pause_response=1");
+    cfg.max_body_bytes = 1024;
+    cfg.max_buffered_bytes = 1 << 20;
+    let p = proxy(cfg).await;
+    let url = format!("http://{}/", p.listen);
+    let streamed = p.app.metrics.buffer_full.with_label_values(&["response_streamed"]);
+    let r = send("POST", &url, &[], "small").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["body"], "small", "buffered whole for the filter");
+    assert_eq!(streamed.get(), 0);
+    // The echoed body passes max_body_bytes: buffering stops, nothing is lost.
+    let big = "z".repeat(10_000);
+    let r = send("POST", &url, &[], &big).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["body"].as_str().map(str::len), Some(10_000));
+    assert_eq!(r.header("x-tf-response").as_deref(), Some("seen"));
+    assert_eq!(streamed.get(), 1);
+    let budget = &p.app.buffered;
+    assert!(budget.peak() <= budget.cap());
+    assert!(eventually(100, || budget.used() == 0).await, "given back: {}", budget.used());
+}

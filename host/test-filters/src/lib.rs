@@ -7,7 +7,8 @@
 //! (pauses and calls `cluster`/`target` before resuming), `reject`
 //! (on_configure returns false), `trap_configure` (panics in on_configure).
 //! In every mode, a request with an `x-tf-trap` header traps in request
-//! headers.
+//! headers, and `pause_response=1` pauses the response until its body ends
+//! (so the host buffers it).
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -300,15 +301,21 @@ impl HttpContext for Http {
         Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
+    fn on_http_response_headers(&mut self, _n: usize, eos: bool) -> Action {
         let upstream = self.prop(&["upstream", "address"]);
         self.set_http_response_header("x-tf-upstream", Some(&upstream));
         self.add_http_response_header("x-tf-response", "seen");
         self.set_http_response_header("content-length", None);
+        if get(&self.cfg, "pause_response") == "1" && !eos {
+            return Action::Pause;
+        }
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, size: usize, _eos: bool) -> Action {
+    fn on_http_response_body(&mut self, size: usize, eos: bool) -> Action {
+        if get(&self.cfg, "pause_response") == "1" && !eos {
+            return Action::Pause;
+        }
         self.chunks += 1;
         if get(&self.cfg, "upper") == "1" {
             if let Some(chunk) = self.get_http_response_body(0, size) {
