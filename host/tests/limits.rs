@@ -302,3 +302,13 @@ async fn a_response_the_filter_buffers_is_capped_and_still_delivered_whole() {
     assert!(budget.peak() <= budget.cap());
     assert!(eventually(100, || budget.used() == 0).await, "given back: {}", budget.used());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_that_traps_while_holding_a_response_loses_no_byte() {
+    let a = Echo::start().await;
+    let p = proxy(config(&[a.addr], "mode=route pause_response=1 trap_response_body=1")).await;
+    let r = send("POST", &format!("http://{}/", p.listen), &[], "every byte").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["body"], "every byte", "the host's copy was forwarded");
+    assert_eq!(p.app.metrics.traps.get(), 1);
+}

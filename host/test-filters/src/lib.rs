@@ -7,8 +7,9 @@
 //! (pauses and calls `cluster`/`target` before resuming), `reject`
 //! (on_configure returns false), `trap_configure` (panics in on_configure).
 //! In every mode, a request with an `x-tf-trap` header traps in request
-//! headers, and `pause_response=1` pauses the response until its body ends
-//! (so the host buffers it).
+//! headers, `pause_response=1` pauses the response until its body ends
+//! (so the host buffers it) and `trap_response_body=1` traps in
+//! `on_http_response_body`.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -313,6 +314,9 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_body(&mut self, size: usize, eos: bool) -> Action {
+        if get(&self.cfg, "trap_response_body") == "1" {
+            panic!("configured to trap in on_http_response_body");
+        }
         if get(&self.cfg, "pause_response") == "1" && !eos {
             return Action::Pause;
         }
