@@ -7,13 +7,65 @@ use crate::body::full;
 use crate::server::simple;
 use crate::upstream::ProxyBody;
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
 
-/// Largest admin request body (a module).
-const MAX_UPLOAD: usize = 64 << 20;
+/// Largest module upload (`PUT /admin/module`).
+pub const MAX_MODULE_UPLOAD: usize = 64 << 20;
+/// Largest plugin configuration upload (`PUT /admin/config`).
+pub const MAX_CONFIG_UPLOAD: usize = 1 << 20;
+
+/// Whether an `Authorization` header carries `token` with the `Bearer`
+/// scheme (matched case-insensitively). The token is compared in constant
+/// time, through its SHA-256 digest so that its length does not leak either.
+pub fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
+    let Some(value) = headers.get(http::header::AUTHORIZATION) else { return false };
+    let value = value.as_bytes().trim_ascii();
+    let Some(space) = value.iter().position(|b| *b == b' ') else { return false };
+    let (scheme, given) = (&value[..space], value[space..].trim_ascii());
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return false;
+    }
+    let (given, expected) = (Sha256::digest(given), Sha256::digest(token.as_bytes()));
+    given.as_slice().ct_eq(expected.as_slice()).into()
+}
+
+/// Reads an upload of at most `cap` bytes chunk by chunk: 413 as soon as a
+/// declared length or the bytes read pass the cap, 408 when the client
+/// goes idle for `idle`.
+async fn read_upload(
+    headers: &HeaderMap,
+    mut body: Incoming,
+    cap: usize,
+    idle: Duration,
+) -> Result<Vec<u8>, Response<ProxyBody>> {
+    let too_large = || simple(StatusCode::PAYLOAD_TOO_LARGE, &format!("upload larger than {cap} bytes"));
+    let declared =
+        headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > cap as u64) {
+        return Err(too_large());
+    }
+    let mut out = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(simple(StatusCode::REQUEST_TIMEOUT, "upload idle for too long")),
+            Ok(None) => return Ok(out),
+            Ok(Some(Err(e))) => return Err(simple(StatusCode::BAD_REQUEST, &format!("reading body: {e}"))),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > cap {
+                return Err(too_large());
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+}
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response<ProxyBody> {
     let mut r = Response::new(full(Bytes::from(format!("{value}\n"))));
@@ -49,6 +101,7 @@ pub fn status(app: &App) -> serde_json::Value {
         "uptime_seconds": app.started.elapsed().as_secs_f64(),
         "config_age_seconds": rt.since.elapsed().as_secs_f64(),
         "swaps": app.current.swaps(),
+        "spare_vm": rt.pool.spare_ready(),
         "shared_data": { "keys": keys, "bytes": bytes },
     })
 }
@@ -56,13 +109,7 @@ pub fn status(app: &App) -> serde_json::Value {
 /// Handles one admin request.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<ProxyBody> {
     if let Some(token) = &app.admin_token {
-        let ok = req
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| t == token);
-        if !ok {
+        if !bearer_matches(req.headers(), token) {
             return simple(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
         }
     }
@@ -77,9 +124,11 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<ProxyBody
             r
         }
         (Method::PUT | Method::POST, "/admin/config" | "/admin/module") => {
-            let body = match Limited::new(req.into_body(), MAX_UPLOAD).collect().await {
-                Ok(b) => b.to_bytes().to_vec(),
-                Err(e) => return simple(StatusCode::BAD_REQUEST, &format!("reading body: {e}")),
+            let cap = if path == "/admin/module" { MAX_MODULE_UPLOAD } else { MAX_CONFIG_UPLOAD };
+            let (parts, body) = req.into_parts();
+            let body = match read_upload(&parts.headers, body, cap, app.upload_idle).await {
+                Ok(b) => b,
+                Err(r) => return r,
             };
             let (module, config) =
                 if path == "/admin/module" { (Some(body), None) } else { (None, Some(body)) };
@@ -95,5 +144,30 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<ProxyBody
             }
         }
         _ => simple(StatusCode::NOT_FOUND, "unknown admin route"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(http::header::AUTHORIZATION, v);
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_the_token_exact() {
+        for ok in ["Bearer s3cret", "bearer s3cret", "BEARER  s3cret ", "bEaReR s3cret"] {
+            assert!(bearer_matches(&auth(ok), "s3cret"), "{ok:?}");
+        }
+        for bad in ["Bearer s3cre", "Bearer s3cret2", "Basic s3cret", "s3cret", "Bearer", "Bearers3cret", ""]
+        {
+            assert!(!bearer_matches(&auth(bad), "s3cret"), "{bad:?}");
+        }
+        assert!(!bearer_matches(&HeaderMap::new(), "s3cret"));
     }
 }

@@ -2,15 +2,15 @@
 
 use crate::admin;
 use crate::config::{Config, ConfigError};
+use crate::limits::BufferBudget;
+use crate::listener::{self, ListenerLimits};
 use crate::metrics::Metrics;
 use crate::reload::{Builder, Current, SwapError, START_DEADLINE};
-use crate::server::{Proxy, ProxySettings};
+use crate::server::{Proxy, ProxySettings, ProxyTimeouts};
 use crate::upstream;
 use crate::wasm::host_state::{HostShared, PluginInfo};
 use crate::wasm::vm::VmLimits;
 use crate::wasm::WasmEngine;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -46,6 +46,10 @@ pub struct App {
     pub admin_token: Option<String>,
     /// Start time.
     pub started: Instant,
+    /// Request-body bytes buffered across all requests.
+    pub buffered: Arc<BufferBudget>,
+    /// Longest gap between two chunks of an admin upload.
+    pub upload_idle: Duration,
 }
 
 /// A running proxy.
@@ -73,9 +77,23 @@ pub fn module_bytes(config: &Config) -> Result<Vec<u8>, ConfigError> {
     }
 }
 
+/// The start-up warning for an admin API anyone who reaches it may use.
+pub fn admin_token_warning(config: &Config) -> Option<String> {
+    config.admin_token.is_none().then(|| {
+        format!(
+            "the admin API on {} has no token: anyone who can reach it can swap the filter; \
+             set admin_token (or --admin-token / PREFIXGATE_ADMIN_TOKEN)",
+            config.admin
+        )
+    })
+}
+
 /// Validates the configuration, starts the filter and binds both listeners.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     config.validate()?;
+    if let Some(warning) = admin_token_warning(&config) {
+        tracing::warn!("{warning}");
+    }
     let module = module_bytes(&config)?;
     let plugin_config = config.plugin_config()?;
     let metrics = Metrics::new().map_err(|e| StartError::Other(e.to_string()))?;
@@ -103,28 +121,56 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             memory_bytes: config.filter.memory_limit_mib << 20,
         },
         metrics: metrics.clone(),
+        own_addresses: Default::default(),
     };
     let version = builder.compile(module).await?;
     let runtime = builder.build(version, plugin_config)?;
     tracing::info!(sha256 = %runtime.version.sha256, vms = runtime.pool.len(), "filter started");
     let current = Arc::new(Current::new(runtime));
+    let t = &config.timeouts;
+    let ms = Duration::from_millis;
+    let buffered = BufferBudget::new(config.max_buffered_bytes, metrics.buffered_bytes.clone());
     let proxy = Arc::new(Proxy {
         current: current.clone(),
-        client: upstream::client(Duration::from_millis(config.connect_timeout_ms)),
+        client: upstream::client(ms(t.upstream_connect_ms)),
         metrics: metrics.clone(),
+        buffered: buffered.clone(),
         settings: ProxySettings {
             upstream_header: config.upstream_header.to_ascii_lowercase(),
             max_body_bytes: config.max_body_bytes,
             failure_mode: config.failure_mode,
+            hops_header: config.hops_header.to_ascii_lowercase(),
+            max_hops: config.max_hops,
+            timeouts: ProxyTimeouts {
+                request_body_idle: ms(t.request_body_idle_ms),
+                upstream_first_byte: ms(t.upstream_first_byte_ms),
+                stream_idle: ms(t.stream_idle_ms),
+            },
         },
     });
     let app = Arc::new(App {
         current,
         builder,
-        metrics,
+        metrics: metrics.clone(),
         admin_token: config.admin_token.clone(),
         started: Instant::now(),
+        buffered,
+        upload_idle: ms(t.request_body_idle_ms),
     });
+    let proxy_limits = ListenerLimits {
+        max_connections: config.max_connections,
+        header_read: ms(t.header_read_ms),
+        keep_alive_idle: ms(t.keep_alive_idle_ms),
+        connections: metrics.connections.clone(),
+        timeouts: metrics.timeouts.clone(),
+    };
+    let admin_limits = ListenerLimits {
+        max_connections: ADMIN_MAX_CONNECTIONS,
+        // Not exported: the gauge counts client connections only.
+        connections: prometheus::IntGauge::new("admin_connections", "admin connections")
+            .map_err(|e| StartError::Other(e.to_string()))?,
+        ..proxy_limits.clone()
+    };
     let bind = |addr: SocketAddr, what: &'static str| async move {
         TcpListener::bind(addr).await.map_err(|e| StartError::Other(format!("binding {what} {addr}: {e}")))
     };
@@ -132,46 +178,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let admin_listener = bind(config.admin, "admin").await?;
     let listen = proxy_listener.local_addr().map_err(|e| StartError::Other(e.to_string()))?;
     let admin = admin_listener.local_addr().map_err(|e| StartError::Other(e.to_string()))?;
-    tokio::spawn(serve(proxy_listener, move |req, remote| {
+    let _ = app.builder.own_addresses.set(vec![listen, admin]);
+    tokio::spawn(listener::serve(proxy_listener, proxy_limits, move |req, remote| {
         let proxy = proxy.clone();
-        async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, remote).await) }
+        async move { proxy.handle(req, remote).await }
     }));
     let admin_app = app.clone();
-    tokio::spawn(serve(admin_listener, move |req, _remote| {
+    tokio::spawn(listener::serve(admin_listener, admin_limits, move |req, _remote| {
         let app = admin_app.clone();
-        async move { Ok::<_, std::convert::Infallible>(admin::handle(app, req).await) }
+        async move { admin::handle(app, req).await }
     }));
     Ok(Running { listen, admin, app })
 }
 
-/// Accept loop: HTTP/1.1 and h2c on each connection.
-async fn serve<F, Fut>(listener: TcpListener, handler: F)
-where
-    F: Fn(http::Request<hyper::body::Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<http::Response<upstream::ProxyBody>, std::convert::Infallible>>
-        + Send
-        + 'static,
-{
-    loop {
-        let (stream, remote) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("accept: {e}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| handler(req, remote));
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
-                tracing::debug!("connection: {e}");
-            }
-        });
-    }
-}
+/// Connections the admin listener serves at once.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
 
 /// Re-reads the configuration file and swaps in its module and plugin
 /// configuration (SIGHUP).

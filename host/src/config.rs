@@ -7,8 +7,19 @@
 //! backends = ["127.0.0.1:8001", "127.0.0.1:8002"]   # required
 //! upstream_header = "x-envoy-original-dst-host"     # header the filter routes with
 //! max_body_bytes = 4194304         # larger request bodies are streamed unseen
+//! max_buffered_bytes = 268435456   # request-body bytes held across all requests (256 MiB)
+//! max_connections = 4096           # client connections; past it, new ones wait in the backlog
 //! failure_mode = "open"            # "open": round robin on filter failure; "closed": 503
-//! connect_timeout_ms = 2000
+//! hops_header = "x-prefixgate-hops"  # loop detection: counted on every forwarded request
+//! max_hops = 3                     # a request arriving with more hops than this gets 508
+//!
+//! [timeouts]                       # all in milliseconds, all > 0
+//! header_read_ms = 10000           # request head (and an idle HTTP/1.1 keep-alive wait)
+//! request_body_idle_ms = 60000     # gap between two chunks of a request body
+//! keep_alive_idle_ms = 60000       # a client connection with no request in flight
+//! upstream_connect_ms = 2000       # TCP connect to a backend
+//! upstream_first_byte_ms = 120000  # request sent until the backend's response headers
+//! stream_idle_ms = 300000          # gap between two chunks of a response body
 //!
 //! [clusters]                       # callout clusters (prefixgate_backends = all backends)
 //! # metrics = ["127.0.0.1:8001"]
@@ -95,13 +106,92 @@ pub struct Config {
     pub upstream_header: String,
     /// Largest request body buffered for the filter. Default 4 MiB.
     pub max_body_bytes: usize,
+    /// Request-body bytes buffered across all requests (the proxy's copy and
+    /// the filter's copy both count). A request whose next chunk does not
+    /// fit stops buffering and is streamed unseen (routed by load); one
+    /// that cannot buffer at all gets 503. Default 256 MiB.
+    pub max_buffered_bytes: usize,
+    /// Client connections served at once; past it, new connections wait in
+    /// the listen backlog until one closes. Default 4096.
+    pub max_connections: usize,
     /// Behaviour on filter failure. Default `open`.
     pub failure_mode: FailureMode,
-    /// Upstream connect timeout. Default 2000 ms.
-    pub connect_timeout_ms: u64,
+    /// Request header counting the prefixgate proxies a request went
+    /// through. Default `x-prefixgate-hops`.
+    pub hops_header: String,
+    /// A request arriving with more hops than this is answered 508 (a
+    /// routing loop). Default 3.
+    pub max_hops: u32,
+    /// Timeouts of every network read.
+    pub timeouts: Timeouts,
     /// The filter.
     pub filter: FilterConfig,
 }
+
+/// Timeouts, in milliseconds; each must be > 0. The defaults follow
+/// Envoy's where an LLM workload does not call for another value (see the
+/// host README).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// Reading a request head; hyper also runs it while an HTTP/1.1
+    /// connection waits for its next request. Default 10 s.
+    pub header_read_ms: u64,
+    /// Longest gap between two chunks of a request body (408). Default 60 s.
+    pub request_body_idle_ms: u64,
+    /// A client connection with no request in flight is closed after this.
+    /// Default 60 s.
+    pub keep_alive_idle_ms: u64,
+    /// TCP connect to a backend (then retried on another). Default 2 s.
+    pub upstream_connect_ms: u64,
+    /// From sending the request until the backend's response headers
+    /// (504, counted as a backend failure). Default 120 s.
+    pub upstream_first_byte_ms: u64,
+    /// Longest gap between two chunks of a response body (the stream is
+    /// cut, with an SSE error event for `text/event-stream`). Default 300 s.
+    pub stream_idle_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            header_read_ms: 10_000,
+            request_body_idle_ms: 60_000,
+            keep_alive_idle_ms: 60_000,
+            upstream_connect_ms: 2_000,
+            upstream_first_byte_ms: 120_000,
+            stream_idle_ms: 300_000,
+        }
+    }
+}
+
+impl Timeouts {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let all = [
+            ("timeouts.header_read_ms", self.header_read_ms),
+            ("timeouts.request_body_idle_ms", self.request_body_idle_ms),
+            ("timeouts.keep_alive_idle_ms", self.keep_alive_idle_ms),
+            ("timeouts.upstream_connect_ms", self.upstream_connect_ms),
+            ("timeouts.upstream_first_byte_ms", self.upstream_first_byte_ms),
+            ("timeouts.stream_idle_ms", self.stream_idle_ms),
+        ];
+        for (name, ms) in all {
+            if ms == 0 {
+                return Err(field(name, "must be > 0 (every network read has a timeout)"));
+            }
+            if ms > MAX_TIMEOUT_MS {
+                return Err(field(name, format!("must be at most {MAX_TIMEOUT_MS} (one day)")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Largest `max_connections` accepted (far above any file-descriptor limit).
+const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
+
+/// Largest timeout accepted: one day.
+const MAX_TIMEOUT_MS: u64 = 86_400_000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -113,8 +203,12 @@ impl Default for Config {
             clusters: BTreeMap::new(),
             upstream_header: "x-envoy-original-dst-host".into(),
             max_body_bytes: 4 << 20,
+            max_buffered_bytes: 256 << 20,
+            max_connections: 4096,
             failure_mode: FailureMode::Open,
-            connect_timeout_ms: 2000,
+            hops_header: "x-prefixgate-hops".into(),
+            max_hops: 3,
+            timeouts: Timeouts::default(),
             filter: FilterConfig::default(),
         }
     }
@@ -191,6 +285,26 @@ impl Config {
         if http::HeaderName::from_bytes(self.upstream_header.as_bytes()).is_err() {
             return Err(field("upstream_header", format!("{:?} is not a header name", self.upstream_header)));
         }
+        if http::HeaderName::from_bytes(self.hops_header.as_bytes()).is_err() {
+            return Err(field("hops_header", format!("{:?} is not a header name", self.hops_header)));
+        }
+        if self.hops_header.eq_ignore_ascii_case(&self.upstream_header) {
+            return Err(field("hops_header", "must differ from upstream_header"));
+        }
+        if self.max_buffered_bytes < self.max_body_bytes.saturating_mul(2) {
+            return Err(field(
+                "max_buffered_bytes",
+                format!(
+                    "must be at least twice max_body_bytes ({}): a buffered body is held by the proxy and the filter",
+                    self.max_body_bytes
+                ),
+            ));
+        }
+        if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS_LIMIT {
+            return Err(field("max_connections", format!("must be in 1..={MAX_CONNECTIONS_LIMIT}")));
+        }
+        self.timeouts.validate()?;
+        self.refuse_own_addresses()?;
         if self.filter.callback_deadline_ms == 0 {
             return Err(field("filter.callback_deadline_ms", "must be > 0"));
         }
@@ -199,6 +313,31 @@ impl Config {
         }
         if self.filter.plugin_config.is_some() && self.filter.plugin_config_file.is_some() {
             return Err(field("filter.plugin_config", "give plugin_config or plugin_config_file, not both"));
+        }
+        Ok(())
+    }
+
+    /// Refuses backends that are the proxy's own listen or admin address
+    /// (one request would loop until file descriptors run out).
+    fn refuse_own_addresses(&self) -> Result<(), ConfigError> {
+        let own = [("listen", self.listen), ("admin", self.admin)];
+        let from_plugin = match (&self.filter.plugin_config, &self.filter.plugin_config_file) {
+            (Some(inline), _) => backends_in_plugin_config(inline.as_bytes()),
+            (None, Some(path)) => std::fs::read(path).ok().and_then(|b| backends_in_plugin_config(&b)),
+            (None, None) => None,
+        };
+        let lists =
+            [("backends", self.backends.clone()), ("filter.plugin_config", from_plugin.unwrap_or_default())];
+        for (list_field, list) in lists {
+            for b in &list {
+                let Ok((_, addr)) = crate::upstream::parse_backend(b) else { continue };
+                if let Some((what, _)) = own.iter().find(|(_, own)| is_same_listener(*own, addr)) {
+                    return Err(field(
+                        list_field,
+                        format!("{b} is this proxy's own {what} address; requests to it would loop"),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -227,6 +366,17 @@ impl Config {
             n => n,
         }
     }
+}
+
+/// Whether a backend at `addr` is the listener bound at `own`: same port,
+/// and the same IP or a listener on every interface reached by loopback
+/// or its unspecified address. Port 0 (chosen at bind time) never matches.
+pub fn is_same_listener(own: SocketAddr, addr: SocketAddr) -> bool {
+    if own.port() == 0 || own.port() != addr.port() {
+        return false;
+    }
+    own.ip() == addr.ip()
+        || (own.ip().is_unspecified() && (addr.ip().is_loopback() || addr.ip().is_unspecified()))
 }
 
 /// The `backends` array of a JSON plugin configuration, if it has one
@@ -265,5 +415,49 @@ mod tests {
         assert_eq!(backends_in_plugin_config(detailed).unwrap(), vec!["127.0.0.1:1", "127.0.0.1:2"]);
         c.backends.clear();
         assert!(c.validate().unwrap_err().to_string().contains("`backends`"));
+    }
+
+    #[test]
+    fn timeouts_and_caps_are_validated_by_name() {
+        let ok = "backends = [\"127.0.0.1:1\"]\n";
+        Config::parse(ok).unwrap().validate().unwrap();
+        let d = Config::default();
+        assert_eq!(d.timeouts.header_read_ms, 10_000);
+        assert_eq!(d.max_buffered_bytes, 256 << 20);
+        for (text, name) in [
+            ("[timeouts]\nheader_read_ms = 0\n", "timeouts.header_read_ms"),
+            ("[timeouts]\nstream_idle_ms = 0\n", "timeouts.stream_idle_ms"),
+            ("[timeouts]\nupstream_first_byte_ms = 100000000\n", "timeouts.upstream_first_byte_ms"),
+            ("max_buffered_bytes = 1000\n", "max_buffered_bytes"),
+            ("max_connections = 0\n", "max_connections"),
+            ("max_connections = 100000000\n", "max_connections"),
+            ("hops_header = \"bad header\"\n", "hops_header"),
+        ] {
+            let err = Config::parse(&format!("{ok}{text}")).unwrap().validate().unwrap_err().to_string();
+            assert!(err.contains(&format!("`{name}`")), "{text}: {err}");
+        }
+        let err = Config::parse("[timeouts]\nheader_read = 1\n").unwrap_err();
+        assert!(err.contains("header_read"), "unknown fields are refused: {err}");
+    }
+
+    #[test]
+    fn backends_naming_the_proxy_itself_are_refused() {
+        for (text, name) in [
+            ("listen = \"127.0.0.1:8000\"\nbackends = [\"127.0.0.1:8000\"]\n", "`backends`"),
+            ("admin = \"127.0.0.1:9901\"\nbackends = [\"127.0.0.1:1\", \"http://127.0.0.1:9901/\"]\n", "`backends`"),
+            ("listen = \"0.0.0.0:8000\"\nbackends = [\"127.0.0.1:8000\"]\n", "`backends`"),
+            (
+                "backends = [\"127.0.0.1:1\"]\n[filter]\nplugin_config = '{\"backends\":[\"127.0.0.1:8000\"]}'\n",
+                "`filter.plugin_config`",
+            ),
+        ] {
+            let err = Config::parse(text).unwrap().validate().unwrap_err().to_string();
+            assert!(err.contains(name) && err.contains("own"), "{text}: {err}");
+        }
+        let other_port = "listen = \"127.0.0.1:8000\"\nbackends = [\"127.0.0.1:8001\"]\n";
+        Config::parse(other_port).unwrap().validate().unwrap();
+        let ephemeral =
+            "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nbackends = [\"127.0.0.1:8001\"]\n";
+        Config::parse(ephemeral).unwrap().validate().unwrap();
     }
 }

@@ -7,6 +7,8 @@ pub mod app;
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod reload;
 pub mod server;

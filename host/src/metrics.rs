@@ -1,8 +1,8 @@
 //! The proxy's Prometheus metrics, registered in one place.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every metric of the proxy.
@@ -27,6 +27,26 @@ pub struct Metrics {
     pub retries: IntCounter,
     /// `prefixgate_fallback_total{reason}`: requests routed by the host.
     pub fallback: IntCounterVec,
+    /// `prefixgate_buffered_request_bytes`: request-body bytes held now,
+    /// across all requests (capped by `max_buffered_bytes`).
+    pub buffered_bytes: IntGauge,
+    /// `prefixgate_client_connections`: client connections open now
+    /// (capped by `max_connections`).
+    pub connections: IntGauge,
+    /// `prefixgate_timeouts_total{kind}`: `header_read`, `request_body_idle`,
+    /// `keep_alive_idle`, `upstream_first_byte`, `stream_idle`.
+    pub timeouts: IntCounterVec,
+    /// `prefixgate_buffer_full_total{action}`: requests that found the
+    /// request-body budget full: `streamed` (unseen by the filter) or
+    /// `refused` (503); and responses the filter paused that passed
+    /// `max_body_bytes` or the budget: `response_streamed`.
+    pub buffer_full: IntCounterVec,
+    /// `prefixgate_streams_cut_total{reason}`: response streams cut mid-way
+    /// (`upstream_broken`, `stream_idle`).
+    pub streams_cut: IntCounterVec,
+    /// `prefixgate_loops_refused_total`: requests answered 508 because
+    /// they had gone through more than `max_hops` proxies.
+    pub loops: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] =
@@ -73,6 +93,36 @@ impl Metrics {
             Opts::new("prefixgate_fallback_total", "Requests routed by the host's fallback"),
             &["reason"],
         )?;
+        let buffered_bytes = IntGauge::new(
+            "prefixgate_buffered_request_bytes",
+            "Request-body bytes buffered now, across all requests",
+        )?;
+        let connections = IntGauge::new("prefixgate_client_connections", "Client connections open now")?;
+        let timeouts = IntCounterVec::new(
+            Opts::new("prefixgate_timeouts_total", "Reads cut off by a timeout, by kind"),
+            &["kind"],
+        )?;
+        let buffer_full = IntCounterVec::new(
+            Opts::new(
+                "prefixgate_buffer_full_total",
+                "Requests that found the request-body buffer budget full, by what was done",
+            ),
+            &["action"],
+        )?;
+        let streams_cut = IntCounterVec::new(
+            Opts::new("prefixgate_streams_cut_total", "Response streams cut mid-way, by reason"),
+            &["reason"],
+        )?;
+        registry.register(Box::new(streams_cut.clone()))?;
+        let loops = IntCounter::new(
+            "prefixgate_loops_refused_total",
+            "Requests refused with 508: they went through more than max_hops proxies",
+        )?;
+        registry.register(Box::new(loops.clone()))?;
+        registry.register(Box::new(buffered_bytes.clone()))?;
+        registry.register(Box::new(connections.clone()))?;
+        registry.register(Box::new(timeouts.clone()))?;
+        registry.register(Box::new(buffer_full.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(ttfb.clone()))?;
@@ -82,7 +132,24 @@ impl Metrics {
         registry.register(Box::new(swaps.clone()))?;
         registry.register(Box::new(retries.clone()))?;
         registry.register(Box::new(fallback.clone()))?;
-        Ok(Self { registry, requests, latency, ttfb, decision, in_flight, traps, swaps, retries, fallback })
+        Ok(Self {
+            registry,
+            requests,
+            latency,
+            ttfb,
+            decision,
+            in_flight,
+            traps,
+            swaps,
+            retries,
+            fallback,
+            buffered_bytes,
+            connections,
+            timeouts,
+            buffer_full,
+            streams_cut,
+            loops,
+        })
     }
 
     /// Text exposition of the proxy's metrics.

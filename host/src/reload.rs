@@ -2,7 +2,7 @@
 //! pool, plugin configuration, backends) is built off the request path and
 //! published atomically; requests in flight keep the one they started with.
 
-use crate::config::backends_in_plugin_config;
+use crate::config::{backends_in_plugin_config, is_same_listener};
 use crate::metrics::Metrics;
 use crate::upstream::{BackendError, Backends};
 use crate::wasm::engine::WasmError;
@@ -60,6 +60,9 @@ pub struct Builder {
     pub limits: VmLimits,
     /// Trap counter.
     pub metrics: Metrics,
+    /// The proxy's own bound listen and admin addresses, once bound: a
+    /// plugin configuration whose backends name one is refused.
+    pub own_addresses: std::sync::OnceLock<Vec<std::net::SocketAddr>>,
 }
 
 impl Builder {
@@ -77,6 +80,13 @@ impl Builder {
     pub fn build(&self, version: Arc<ModuleVersion>, plugin_config: Vec<u8>) -> Result<Runtime, SwapError> {
         let list = backends_in_plugin_config(&plugin_config).unwrap_or_else(|| self.backends.clone());
         let backends = Arc::new(Backends::new(&list, &self.clusters)?);
+        let own = self.own_addresses.get().map(Vec::as_slice).unwrap_or_default();
+        if let Some(b) = backends.all().iter().find(|b| own.iter().any(|o| is_same_listener(*o, b.addr))) {
+            return Err(SwapError::Backends(BackendError(format!(
+                "{} is this proxy's own listen or admin address; requests to it would loop",
+                b.name
+            ))));
+        }
         let plugin = Arc::new(PluginInfo { plugin_config: plugin_config.clone(), ..self.plugin.clone() });
         let traps = self.metrics.traps.clone();
         let settings = PoolSettings {

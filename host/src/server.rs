@@ -1,15 +1,16 @@
 //! The proxy: runs the filter's request callbacks (buffering the body only
 //! while the filter pauses), forwards to the backend the filter named in
 //! the upstream header (only configured backends), retries once on a
-//! connection failure, and streams the response back chunk by chunk through
+//! connection failure or a 502/503 answer, and streams the response back chunk by chunk through
 //! the response callbacks.
 
-use crate::body::{full, FilteredRequestBody, FilteredResponseBody, Finish};
+use crate::body::{full, BodyFailure, FilteredRequestBody, FilteredResponseBody, Finish, RequestBodyLimits};
 use crate::config::FailureMode;
+use crate::limits::{error_json, BufferBudget, Reservation};
 use crate::metrics::Metrics;
 use crate::reload::{Current, Runtime};
 use crate::upstream::{Backend, ProxyBody, UpstreamClient};
-use crate::wasm::abi::header_map::{get, remove};
+use crate::wasm::abi::header_map::{get, remove, replace};
 use crate::wasm::session::SessionHandle;
 use crate::wasm::{CtxEvent, HeaderList, LocalResponse, Session, Step};
 use bytes::{Bytes, BytesMut};
@@ -18,8 +19,19 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Timeouts of the proxy path (the listener arms the connection ones).
+#[derive(Debug, Clone)]
+pub struct ProxyTimeouts {
+    /// Longest gap between two chunks of a request body.
+    pub request_body_idle: Duration,
+    /// From sending the request until the response headers.
+    pub upstream_first_byte: Duration,
+    /// Longest gap between two chunks of a response body.
+    pub stream_idle: Duration,
+}
 
 /// Settings of the proxy path.
 #[derive(Debug, Clone)]
@@ -30,6 +42,13 @@ pub struct ProxySettings {
     pub max_body_bytes: usize,
     /// What to do when the filter fails.
     pub failure_mode: FailureMode,
+    /// Timeouts.
+    pub timeouts: ProxyTimeouts,
+    /// Header counting the prefixgate proxies a request went through
+    /// (lowercase).
+    pub hops_header: String,
+    /// More hops than this: 508.
+    pub max_hops: u32,
 }
 
 /// Everything the proxy path needs.
@@ -40,6 +59,8 @@ pub struct Proxy {
     pub client: UpstreamClient,
     /// Metrics.
     pub metrics: Metrics,
+    /// Request-body bytes buffered across all requests.
+    pub buffered: Arc<BufferBudget>,
     /// Settings.
     pub settings: ProxySettings,
 }
@@ -85,9 +106,10 @@ fn header_map(list: &HeaderList) -> HeaderMap {
     map
 }
 
-/// A plain response from the proxy itself.
+/// A response from the proxy itself: an OpenAI-shaped JSON error,
+/// `{"error":{"message","type","param":null,"code"}}`.
 pub fn simple(status: StatusCode, message: &str) -> Response<ProxyBody> {
-    let body = format!("{{\"error\":{}}}\n", serde_json::Value::from(message));
+    let body = format!("{}\n", error_json(status, message));
     let mut r = Response::new(full(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -103,10 +125,10 @@ fn local_response(l: LocalResponse) -> Response<ProxyBody> {
 
 /// The request body as forwarded.
 enum Forward {
-    /// Fully read (replayable for a retry).
-    Full(Bytes),
+    /// Fully read (replayable for a retry), and its share of the budget.
+    Full(Bytes, Reservation),
     /// A prefix already read, then the rest of the client body.
-    Stream { prefix: Bytes, rest: Incoming, callbacks: bool },
+    Stream { prefix: Bytes, rest: Incoming, callbacks: bool, reservation: Reservation },
 }
 
 /// How the request phase ended.
@@ -122,6 +144,22 @@ impl Proxy {
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, remote: SocketAddr) -> Response<ProxyBody> {
         let rt = self.current.get();
         let (parts, body) = req.into_parts();
+        let hops = parts
+            .headers
+            .get(self.settings.hops_header.as_str())
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u32>().ok())
+            .unwrap_or(0);
+        if hops > self.settings.max_hops {
+            self.metrics.loops.inc();
+            tracing::warn!(hops, "request refused: it looped through prefixgate (is a backend this proxy?)");
+            return simple(
+                StatusCode::LOOP_DETECTED,
+                &format!(
+                    "request went through {hops} prefixgate proxies (more than {}): a routing loop",
+                    self.settings.max_hops
+                ),
+            );
+        }
         let headers = request_list(&parts);
         let too_big = parts
             .headers
@@ -139,14 +177,21 @@ impl Proxy {
             Some(s) => self.request_phase(s, headers, body, too_big).await,
             None => Decision::Forward {
                 headers,
-                body: Forward::Stream { prefix: Bytes::new(), rest: body, callbacks: false },
+                body: Forward::Stream {
+                    prefix: Bytes::new(),
+                    rest: body,
+                    callbacks: false,
+                    reservation: self.buffered.reservation(),
+                },
                 failed: true,
             },
         };
         self.metrics.decision.observe(started.elapsed().as_secs_f64());
         match decision {
             Decision::Respond(r) => r,
-            Decision::Forward { headers, body, failed } => {
+            Decision::Forward { mut headers, body, failed } => {
+                let hops = hops.saturating_add(1).to_string();
+                replace(&mut headers, self.settings.hops_header.as_bytes(), hops.as_bytes());
                 let handle = handle.filter(|_| !failed);
                 self.forward(&rt, headers, body, failed, handle).await
             }
@@ -168,6 +213,9 @@ impl Proxy {
         let mut raw = BytesMut::new();
         let mut step = h.request_headers(headers, done);
         let mut overflow = too_big;
+        let mut reservation = self.buffered.reservation();
+        let idle = self.settings.timeouts.request_body_idle;
+        let mut deadline = tokio::time::Instant::now() + idle;
         loop {
             while let Some(ev) = session.try_event() {
                 match ev {
@@ -206,16 +254,43 @@ impl Proxy {
                             }
                             Some(Err(e)) => return Decision::Respond(simple(StatusCode::BAD_REQUEST, &format!("reading request body: {e}"))),
                             Some(Ok(frame)) => {
+                                deadline = tokio::time::Instant::now() + idle;
                                 let data = frame.into_data().unwrap_or_default();
-                                raw.extend_from_slice(&data);
-                                done = body.is_end_stream();
-                                if raw.len() > self.settings.max_body_bytes {
-                                    overflow = true;
-                                } else {
+                                let n = data.len();
+                                let under_limit = raw.len() + n <= self.settings.max_body_bytes;
+                                // Buffered for the filter, a chunk is held twice:
+                                // here and in the filter's body buffer.
+                                if under_limit && reservation.grow(2 * n) {
+                                    raw.extend_from_slice(&data);
+                                    done = body.is_end_stream();
                                     step = h.request_body_buffered(&data, done);
+                                } else {
+                                    // Stop buffering: the filter's copy is not
+                                    // forwarded, only this one.
+                                    reservation.shrink_to(raw.len());
+                                    if !reservation.grow(n) {
+                                        self.metrics.buffer_full.with_label_values(&["refused"]).inc();
+                                        return Decision::Respond(simple(
+                                            StatusCode::SERVICE_UNAVAILABLE,
+                                            "the proxy's request buffer is full; retry later",
+                                        ));
+                                    }
+                                    if under_limit {
+                                        self.metrics.buffer_full.with_label_values(&["streamed"]).inc();
+                                    }
+                                    raw.extend_from_slice(&data);
+                                    done = body.is_end_stream();
+                                    overflow = true;
                                 }
                             }
                         },
+                        _ = tokio::time::sleep_until(deadline) => {
+                            self.metrics.timeouts.with_label_values(&["request_body_idle"]).inc();
+                            return Decision::Respond(simple(
+                                StatusCode::REQUEST_TIMEOUT,
+                                &format!("request body idle for more than {} ms", idle.as_millis()),
+                            ));
+                        }
                         ev = session.next_event() => match ev {
                             Some(CtxEvent::LocalResponse(l)) => return Decision::Respond(local_response(l)),
                             Some(CtxEvent::Close) => return Decision::Respond(simple(StatusCode::BAD_GATEWAY, "request closed by the filter")),
@@ -236,16 +311,23 @@ impl Proxy {
         // Before overflow the filter's buffer is the body (possibly edited);
         // after it, or on failure, the raw bytes are.
         let prefix = if failed || overflow { raw.freeze() } else { Bytes::from(filtered) };
+        // One copy is held from here on (a body the filter grew is counted
+        // when it fits).
+        reservation.shrink_to(prefix.len());
+        if prefix.len() > reservation.bytes() && !reservation.grow(prefix.len() - reservation.bytes()) {
+            tracing::debug!("an edited request body is held beyond the buffer budget");
+        }
         let body = if done {
-            Forward::Full(prefix)
+            Forward::Full(prefix, reservation)
         } else {
-            Forward::Stream { prefix, rest: body, callbacks: !overflow && !failed }
+            Forward::Stream { prefix, rest: body, callbacks: !overflow && !failed, reservation }
         };
         Decision::Forward { headers, body, failed }
     }
 
-    /// Picks the backend, sends (retrying once on a connection failure) and
-    /// wraps the response.
+    /// Picks the backend, sends (retrying once on another backend after a
+    /// connection failure or timeout, or a 502/503, when the body can be
+    /// replayed) and wraps the response.
     async fn forward(
         &self,
         rt: &Arc<Runtime>,
@@ -284,13 +366,22 @@ impl Proxy {
         let Some(mut backend) = backend else {
             return simple(StatusCode::SERVICE_UNAVAILABLE, "no backend available");
         };
-        let (full_body, mut stream) = match body {
-            Forward::Full(b) => (Some(b), None),
-            Forward::Stream { prefix, rest, callbacks } => {
+        let client_body: Arc<OnceLock<BodyFailure>> = Arc::new(OnceLock::new());
+        // Held until the response headers are in (a retry resends the body).
+        let (full_body, mut stream, _held) = match body {
+            Forward::Full(b, reservation) => (Some(b), None, Some(reservation)),
+            Forward::Stream { prefix, rest, callbacks, reservation } => {
                 let s = if callbacks { session.clone() } else { None };
-                (None, Some(FilteredRequestBody::new(prefix, rest, s)))
+                let limits = RequestBodyLimits {
+                    idle: self.settings.timeouts.request_body_idle,
+                    reservation: Some(reservation),
+                    failure: client_body.clone(),
+                    timeouts: self.metrics.timeouts.clone(),
+                };
+                (None, Some(FilteredRequestBody::new(prefix, rest, s, limits)), None)
             }
         };
+        let first_byte = self.settings.timeouts.upstream_first_byte;
         let mut retried = false;
         loop {
             let body: ProxyBody = match (&full_body, stream.take()) {
@@ -308,13 +399,55 @@ impl Proxy {
             let label = backend.name.clone();
             let guard = InFlight::new(&self.metrics, backend.clone());
             let sent = Instant::now();
-            match self.client.request(req).await {
+            let answer = match tokio::time::timeout(first_byte, self.client.request(req)).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    drop(guard);
+                    if let Some(failure) = client_body.get() {
+                        return simple(failure.status, &failure.message);
+                    }
+                    // A hung backend fails like one that refuses.
+                    backend.failed();
+                    self.metrics.timeouts.with_label_values(&["upstream_first_byte"]).inc();
+                    self.metrics.requests.with_label_values(&[label.as_str(), "timeout"]).inc();
+                    tracing::warn!(backend = %label, "upstream sent no response headers in time");
+                    return simple(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        &format!("upstream sent no response headers within {} ms", first_byte.as_millis()),
+                    );
+                }
+            };
+            match answer {
                 Ok(resp) => {
-                    backend.succeeded();
                     self.metrics
                         .ttfb
                         .with_label_values(&[label.as_str()])
                         .observe(sent.elapsed().as_secs_f64());
+                    let status = resp.status();
+                    if status.is_server_error() {
+                        backend.failed();
+                    } else {
+                        backend.succeeded();
+                    }
+                    // 502/503 before any body byte went to the client: the
+                    // backend did not take the request; try another once.
+                    let unavailable =
+                        matches!(status, StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE);
+                    if unavailable && !retried && full_body.is_some() {
+                        if let Some(next) =
+                            rt.backends.fallback(Some(backend.addr)).filter(|b| b.addr != backend.addr)
+                        {
+                            tracing::warn!(backend = %label, %status, "upstream unavailable; retrying on another backend");
+                            self.metrics.requests.with_label_values(&[label.as_str(), status.as_str()]).inc();
+                            drop(resp);
+                            drop(guard);
+                            retried = true;
+                            self.metrics.retries.inc();
+                            backend = next;
+                            routed_by_host = Some("retry");
+                            continue;
+                        }
+                    }
                     let mut response = self.response_phase(resp, session, guard, sent).await;
                     if let Some(reason) = routed_by_host {
                         label_host_route(response.headers_mut(), &backend.name, reason);
@@ -323,6 +456,10 @@ impl Proxy {
                 }
                 Err(e) => {
                     drop(guard);
+                    if let Some(failure) = client_body.get() {
+                        // The client's body failed, not the backend.
+                        return simple(failure.status, &failure.message);
+                    }
                     backend.failed();
                     let replayable = full_body.is_some();
                     tracing::warn!(backend = %label, error = %e, retried, "upstream request failed");
@@ -360,12 +497,31 @@ impl Proxy {
         );
         let mut prefix = Bytes::new();
         let mut session = session;
+        let mut reservation = self.buffered.reservation();
         if let Some(h) = session.clone() {
             let mut step = h.response_headers(list.clone(), body.is_end_stream());
+            // While the filter pauses, the body is buffered twice, as a
+            // request body is: the filter's copy and this one, forwarded
+            // should the filter fail.
+            let mut raw = BytesMut::new();
+            let mut overflow: Option<Bytes> = None;
             while step == Step::Pause && !body.is_end_stream() {
-                match body.frame().await {
+                match tokio::time::timeout(self.settings.timeouts.stream_idle, body.frame())
+                    .await
+                    .ok()
+                    .flatten()
+                {
                     Some(Ok(frame)) => {
                         let data = frame.into_data().unwrap_or_default();
+                        let n = data.len();
+                        if raw.len() + n > self.settings.max_body_bytes || !reservation.grow(2 * n) {
+                            // Stop buffering: this chunk follows what the
+                            // filter holds, the rest streams through it.
+                            self.metrics.buffer_full.with_label_values(&["response_streamed"]).inc();
+                            overflow = Some(data);
+                            break;
+                        }
+                        raw.extend_from_slice(&data);
                         step = h.response_body_buffered(&data, body.is_end_stream());
                     }
                     _ => break,
@@ -373,19 +529,34 @@ impl Proxy {
             }
             if h.failed() {
                 session = None;
+                let mut all = raw;
+                if let Some(chunk) = overflow {
+                    all.extend_from_slice(&chunk);
+                }
+                prefix = all.freeze();
             } else {
-                prefix = Bytes::from(h.take_response_body().unwrap_or_default());
+                let mut held = BytesMut::from(&h.take_response_body().unwrap_or_default()[..]);
+                if let Some(chunk) = overflow {
+                    held.extend_from_slice(&chunk);
+                }
+                prefix = held.freeze();
                 if let Some(l) = h.response_headers_now() {
                     list = l;
                 }
             }
+            reservation.shrink_to(prefix.len());
         }
         let status = get(&list, b":status")
             .and_then(|s| std::str::from_utf8(s).ok()?.parse::<u16>().ok())
             .and_then(|s| StatusCode::from_u16(s).ok())
             .unwrap_or(parts.status);
         let finish = Finish { metrics: self.metrics.clone(), guard, sent, status: status.as_u16() };
-        let body = FilteredResponseBody::new(prefix, body, session, finish);
+        let sse = get(&list, b"content-type")
+            .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
+        let body =
+            FilteredResponseBody::new(prefix, body, session, finish, self.settings.timeouts.stream_idle)
+                .sse(sse)
+                .holding(reservation);
         let mut r = Response::new(BodyExt::boxed_unsync(body));
         *r.status_mut() = status;
         *r.headers_mut() = header_map(&list);

@@ -22,8 +22,8 @@ async fn trapping_and_looping_filters_fail_open() {
         assert_eq!(traps(&p), 1, "{mode}: counted");
         assert_eq!(r.headers["x-prefixgate-decision"], "fallback_filter_failed", "{mode}: labelled");
         assert_eq!(r.headers["x-prefixgate-backend"], a.addr.to_string().as_str(), "{mode}");
-        // The trapped VM is replaced (at most once a second); meanwhile its
-        // requests are routed by the fallback.
+        // Every request traps (the spare that replaces a trapped VM runs
+        // the same module); each is routed by the fallback.
         for _ in 0..3 {
             let r = send("POST", &format!("http://{}/", p.listen), &[], "x").await;
             assert_eq!(r.status, 200, "{mode}: {}", r.body);
@@ -144,4 +144,126 @@ async fn admin_token_is_enforced() {
     let url = format!("http://{}/admin/status", p.admin);
     assert_eq!(send("GET", &url, &[], "").await.status, 401);
     assert_eq!(send("GET", &url, &[("authorization", "Bearer s3cret")], "").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapped_vm_is_replaced_at_once_and_the_next_request_is_filtered() {
+    let a = Echo::start().await;
+    let mut cfg = config(&[a.addr], &format!("mode=route route={}", a.addr));
+    cfg.filter.vms = 1;
+    let p = proxy(cfg).await;
+    let url = format!("http://{}/", p.listen);
+    for round in 1..=3u64 {
+        let r = send("POST", &url, &[("x-tf-trap", "1")], "x").await;
+        assert_eq!(r.status, 200, "{round}: {}", r.body);
+        assert_eq!(r.headers["x-prefixgate-decision"], "fallback_filter_failed", "{round}");
+        assert_eq!(traps(&p), round);
+        // The very next request finds a VM in the slot: the filter serves it.
+        let r = send("POST", &url, &[], "x").await;
+        assert_eq!(r.status, 200, "{round}: {}", r.body);
+        assert_eq!(r.header("x-tf-response").as_deref(), Some("seen"), "{round}: response callbacks ran");
+        assert!(r.header("x-prefixgate-decision").is_none(), "{round}: not a fallback");
+        assert_eq!(r.upstream_header("x-tf-cas").as_deref(), Some("ok"), "{round}: request callbacks ran");
+        // A new spare is started off the request path.
+        assert!(eventually(250, || p.app.current.get().pool.spare_ready()).await, "{round}: spare rebuilt");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_bearer_scheme_is_case_insensitive() {
+    let a = Echo::start().await;
+    let mut cfg = config(&[a.addr], "mode=route");
+    cfg.admin_token = Some("s3cret".into());
+    assert!(prefixgate::app::admin_token_warning(&cfg).is_none());
+    let p = proxy(cfg).await;
+    let url = format!("http://{}/admin/status", p.admin);
+    assert_eq!(send("GET", &url, &[("authorization", "bearer s3cret")], "").await.status, 200);
+    let r = send("GET", &url, &[("authorization", "Bearer s3cre")], "").await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"]["type"], "UnauthorizedError", "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_admin_token_is_warned_about() {
+    let a = Echo::start().await;
+    let cfg = config(&[a.addr], "mode=route");
+    let warning = prefixgate::app::admin_token_warning(&cfg).expect("a warning");
+    assert!(warning.contains("no token") && warning.contains("admin_token"), "{warning}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_uploads_past_their_cap_get_413() {
+    let a = Echo::start().await;
+    let p = proxy(config(&[a.addr], "mode=route")).await;
+    let admin = format!("http://{}", p.admin);
+    let big_config = "m".repeat(prefixgate::admin::MAX_CONFIG_UPLOAD + 1);
+    let r = send("PUT", &format!("{admin}/admin/config"), &[], &big_config).await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], 413);
+    // Chunked, with no declared length: cut off while reading.
+    let client: hyper_util::client::legacy::Client<_, http_body_util::StreamBody<_>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let chunk = bytes::Bytes::from(vec![0u8; 1 << 20]);
+    let chunks = (0..(prefixgate::admin::MAX_MODULE_UPLOAD >> 20) + 2)
+        .map(move |_| Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(chunk.clone())));
+    let body = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
+    let req = http::Request::put(format!("{admin}/admin/module")).body(body).unwrap();
+    let resp = client.request(req).await;
+    match resp {
+        Ok(resp) => assert_eq!(resp.status(), 413),
+        // The proxy may answer and close before the client has sent it all.
+        Err(e) => assert!(!e.is_connect(), "{e}"),
+    }
+    let r = send("GET", &format!("{admin}/admin/status"), &[], "").await;
+    assert_eq!(r.json()["swaps"], 0, "nothing was swapped");
+    assert_eq!(send("POST", &format!("http://{}/", p.listen), &[], "x").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hop_header_is_counted_and_too_many_hops_get_508() {
+    let a = Echo::start().await;
+    let p = proxy(config(&[a.addr], "mode=route")).await;
+    let url = format!("http://{}/", p.listen);
+    let r = send("POST", &url, &[], "x").await;
+    assert_eq!(r.upstream_header("x-prefixgate-hops").as_deref(), Some("1"));
+    let r = send("POST", &url, &[("x-prefixgate-hops", "3")], "x").await;
+    assert_eq!(r.upstream_header("x-prefixgate-hops").as_deref(), Some("4"));
+    let r = send("POST", &url, &[("x-prefixgate-hops", "4")], "x").await;
+    assert_eq!(r.status, 508, "{}", r.body);
+    assert_eq!(r.json()["error"]["type"], "LoopDetectedError");
+    assert_eq!(a.hits(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_proxies_pointing_at_each_other_stop_the_loop_with_508() {
+    // Take a free port for the first proxy, so the second can name it.
+    let first = dead_addr().await;
+    let second = proxy(config(&[first], "mode=route")).await;
+    let mut cfg = config(&[second.listen], "mode=route");
+    cfg.listen = first;
+    let first = proxy(cfg).await;
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        send("POST", &format!("http://{}/", first.listen), &[], "x"),
+    )
+    .await
+    .expect("the loop ends");
+    assert_eq!(r.status, 508, "{}", r.body);
+    assert_eq!(first.app.metrics.loops.get() + second.app.metrics.loops.get(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_swap_naming_the_proxy_itself_is_refused() {
+    let a = Echo::start().await;
+    let p = proxy(config(&[a.addr], "mode=route")).await;
+    let admin = format!("http://{}", p.admin);
+    for own in [p.listen, p.admin] {
+        let cfg = format!(r#"{{"backends":["{}","{own}"]}}"#, a.addr);
+        let r = send("PUT", &format!("{admin}/admin/config"), &[], &cfg).await;
+        assert_eq!(r.status, 400, "{own}: {}", r.body);
+        assert!(r.json()["error"]["message"].as_str().unwrap().contains("own listen or admin"), "{}", r.body);
+    }
+    let r = send("PUT", &format!("{admin}/admin/config"), &[], &format!(r#"{{"backends":["{}"]}}"#, a.addr))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
 }

@@ -5,6 +5,7 @@ use super::host_state::{CallResponse, PendingCall};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use std::time::Duration;
 
 /// Client used for callouts.
 pub type CalloutClient = Client<HttpConnector, Full<Bytes>>;
@@ -12,19 +13,25 @@ pub type CalloutClient = Client<HttpConnector, Full<Bytes>>;
 /// Largest callout response body kept.
 const MAX_RESPONSE: usize = 16 << 20;
 
+/// TCP connect timeout of a callout (the data path's default,
+/// `timeouts.upstream_connect_ms`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Timeout of a callout whose filter gave none (`timeout_milliseconds` 0):
+/// every read from the network has one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A new pooled callout client.
 pub fn client() -> CalloutClient {
-    Client::builder(hyper_util::rt::TokioExecutor::new()).build(HttpConnector::new())
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector)
 }
 
 /// Runs the call; `None` on any failure (connect, timeout, too large).
 pub async fn run(client: &CalloutClient, call: PendingCall) -> Option<CallResponse> {
-    let timeout = call.timeout;
-    let fut = perform(client, call);
-    match timeout {
-        Some(t) => tokio::time::timeout(t, fut).await.ok().flatten(),
-        None => fut.await,
-    }
+    let timeout = call.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    tokio::time::timeout(timeout, perform(client, call)).await.ok().flatten()
 }
 
 async fn perform(client: &CalloutClient, call: PendingCall) -> Option<CallResponse> {

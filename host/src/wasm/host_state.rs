@@ -89,7 +89,8 @@ pub struct PendingCall {
     pub headers: HeaderList,
     /// Request body.
     pub body: Vec<u8>,
-    /// Timeout; `None` means no timeout.
+    /// Timeout; `None` (the filter passed 0) means the host's default,
+    /// `callout::DEFAULT_TIMEOUT`.
     pub timeout: Option<Duration>,
     /// Generation of the VM that issued it.
     pub generation: u64,
@@ -165,6 +166,9 @@ pub struct HostState {
     pub memory: Option<Memory>,
     /// Generation of this VM within its slot.
     pub generation: u64,
+    /// Names of the shared queues this VM registered (registered again
+    /// when a spare VM moves to a slot).
+    pub queues_registered: Vec<String>,
 }
 
 impl HostState {

@@ -1,15 +1,20 @@
 //! A pool of VMs of one module version and plugin configuration. Each VM
 //! sits in a slot behind a mutex: callbacks on one VM are strictly
 //! sequential, and a request stays on the slot it started on. Each slot has
-//! a background task for ticks, callouts and queue notifications. A VM that
-//! traps is replaced (at most once a second per slot).
+//! a background task for ticks, callouts and queue notifications.
+//!
+//! A VM that traps is replaced at once by the pool's spare, a VM started
+//! and configured ahead of time; a new spare is then started off the
+//! request path (on the blocking pool). A slot that traps while no spare is
+//! ready gets the next one as soon as it is built (or, should building
+//! fail, a VM started in the slot at most once a second).
 
 use super::callout::{self, CalloutClient};
 use super::engine::WasmError;
 use super::host_state::SlotEvent;
 use super::module::ModuleVersion;
 use super::vm::{Trap, Vm, VmEnv};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -48,6 +53,11 @@ pub struct Pool {
     slots: Vec<Slot>,
     next: AtomicUsize,
     client: CalloutClient,
+    /// A started VM waiting to replace one that traps.
+    spare: Mutex<Option<Vm>>,
+    /// A spare is being started.
+    building: AtomicBool,
+    me: Weak<Pool>,
 }
 
 const RESTART_INTERVAL: Duration = Duration::from_secs(1);
@@ -67,8 +77,18 @@ impl Pool {
             });
             receivers.push(rx);
         }
-        let pool =
-            Arc::new(Pool { version, settings, slots, next: AtomicUsize::new(0), client: callout::client() });
+        let (unbound, _) = mpsc::unbounded_channel();
+        let spare = Vm::start(&version, &settings.env, unbound, 0)?;
+        let pool = Arc::new_cyclic(|me| Pool {
+            version,
+            settings,
+            slots,
+            next: AtomicUsize::new(0),
+            client: callout::client(),
+            spare: Mutex::new(Some(spare)),
+            building: AtomicBool::new(false),
+            me: me.clone(),
+        });
         for (i, rx) in receivers.into_iter().enumerate() {
             tokio::spawn(run_slot(Arc::downgrade(&pool), i, rx));
         }
@@ -116,12 +136,86 @@ impl Pool {
                 (self.settings.on_trap)(&trap.0);
                 inner.vm = None;
                 inner.generation += 1;
-                if inner.last_start.elapsed() >= RESTART_INTERVAL {
-                    self.restart(slot_ref, &mut inner);
+                if let Some(vm) = self.take_spare() {
+                    Self::install(slot_ref, &mut inner, vm);
                 }
+                self.build_spare();
                 None
             }
         }
+    }
+
+    /// Whether a spare VM is ready to replace one that traps.
+    pub fn spare_ready(&self) -> bool {
+        self.spare.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    fn take_spare(&self) -> Option<Vm> {
+        self.spare.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Puts `vm` into an empty slot under a new generation.
+    fn install(slot: &Slot, inner: &mut SlotInner, mut vm: Vm) {
+        inner.generation += 1;
+        inner.last_start = Instant::now();
+        vm.rebind(slot.tx.clone(), inner.generation);
+        inner.vm = Some(vm);
+        let _ = slot.tx.send(SlotEvent::TickChanged);
+    }
+
+    /// Starts a spare on the blocking pool unless one is ready or being
+    /// started. Once started, it fills any slot left empty meanwhile (and a
+    /// new spare is started), else it waits as the spare.
+    fn build_spare(&self) {
+        if self.spare_ready() || self.building.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.building.store(false, Ordering::Release);
+            return;
+        };
+        let me = self.me.clone();
+        runtime.spawn_blocking(move || {
+            let Some(pool) = me.upgrade() else { return };
+            let (unbound, _) = mpsc::unbounded_channel();
+            let started = Vm::start(&pool.version, &pool.settings.env, unbound, 0);
+            let filled = match started {
+                Ok(vm) => pool.place(vm),
+                Err(e) => {
+                    // Not retried here: an empty slot restarts its own VM
+                    // at most once a second.
+                    tracing::error!(sha256 = %pool.version.sha256, "spare VM failed to start: {e}");
+                    pool.building.store(false, Ordering::Release);
+                    return;
+                }
+            };
+            pool.building.store(false, Ordering::Release);
+            // A slot may have trapped while this was being built.
+            let empty =
+                pool.slots.iter().any(|s| s.inner.lock().unwrap_or_else(|p| p.into_inner()).vm.is_none());
+            if filled || empty {
+                if empty {
+                    if let Some(vm) = pool.take_spare() {
+                        pool.place(vm);
+                    }
+                }
+                pool.build_spare();
+            }
+        });
+    }
+
+    /// Installs `vm` in the first empty slot (true), or keeps it as the
+    /// spare (false).
+    fn place(&self, vm: Vm) -> bool {
+        for slot in &self.slots {
+            let mut inner = slot.inner.lock().unwrap_or_else(|p| p.into_inner());
+            if inner.vm.is_none() {
+                Self::install(slot, &mut inner, vm);
+                return true;
+            }
+        }
+        *self.spare.lock().unwrap_or_else(|p| p.into_inner()) = Some(vm);
+        false
     }
 
     fn restart(&self, slot: &Slot, inner: &mut SlotInner) {

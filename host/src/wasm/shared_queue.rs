@@ -1,5 +1,6 @@
 //! Host-owned shared queues, keyed by `(vm_id, name)`; a queue notifies the
-//! root context that registered it last.
+//! root context that registered it last, unless that one cannot be notified
+//! (a spare VM not yet in a slot) and an earlier one can.
 
 use super::host_state::SlotEvent;
 use std::collections::{HashMap, VecDeque};
@@ -40,7 +41,10 @@ impl SharedQueues {
         let next = inner.ids.len() as u32 + 1;
         let id = *inner.ids.entry((vm_id.to_string(), name.to_string())).or_insert(next);
         let q = inner.queues.entry(id).or_insert_with(|| Queue { items: VecDeque::new(), owner: None });
-        q.owner = Some((owner, root));
+        let live = q.owner.as_ref().is_some_and(|(tx, _)| !tx.is_closed());
+        if !(owner.is_closed() && live) {
+            q.owner = Some((owner, root));
+        }
         id
     }
 

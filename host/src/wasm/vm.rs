@@ -123,6 +123,19 @@ pub struct Vm {
 const ROOT_ID: u32 = 1;
 
 impl Vm {
+    /// Moves a VM started elsewhere (a spare) to a slot: its events go to
+    /// `slot_tx`, tagged with `generation`.
+    pub fn rebind(&mut self, slot_tx: mpsc::UnboundedSender<SlotEvent>, generation: u64) {
+        let state = self.store.data_mut();
+        state.slot_tx = slot_tx;
+        state.generation = generation;
+        // Its queues now notify it in its slot (the last registration wins,
+        // as for a VM started in the slot).
+        for name in &state.queues_registered {
+            state.shared.queues.register(&state.plugin.vm_id, name, state.slot_tx.clone(), state.root_id);
+        }
+    }
+
     /// Instantiates the module, runs `_initialize`, then creates and
     /// configures the root context (`on_context_create`, `on_vm_start`,
     /// `on_configure`).
@@ -152,6 +165,7 @@ impl Vm {
             alloc: None,
             memory: None,
             generation,
+            queues_registered: Vec::new(),
         };
         let engine = version.instance_pre.module().engine();
         let mut store = Store::new(engine, state);

@@ -6,6 +6,10 @@
 //! (panics in request headers), `local` (answers 418 itself), `callout`
 //! (pauses and calls `cluster`/`target` before resuming), `reject`
 //! (on_configure returns false), `trap_configure` (panics in on_configure).
+//! In every mode, a request with an `x-tf-trap` header traps in request
+//! headers, `pause_response=1` pauses the response until its body ends
+//! (so the host buffers it) and `trap_response_body=1` traps in
+//! `on_http_response_body`.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -217,6 +221,9 @@ impl Context for Http {
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, n: usize, eos: bool) -> Action {
+        if self.get_http_request_header("x-tf-trap").is_some() {
+            panic!("trap asked for by the request");
+        }
         match get(&self.cfg, "mode").as_str() {
             "loop" => {
                 let mut x: u64 = 0;
@@ -295,15 +302,24 @@ impl HttpContext for Http {
         Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
+    fn on_http_response_headers(&mut self, _n: usize, eos: bool) -> Action {
         let upstream = self.prop(&["upstream", "address"]);
         self.set_http_response_header("x-tf-upstream", Some(&upstream));
         self.add_http_response_header("x-tf-response", "seen");
         self.set_http_response_header("content-length", None);
+        if get(&self.cfg, "pause_response") == "1" && !eos {
+            return Action::Pause;
+        }
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, size: usize, _eos: bool) -> Action {
+    fn on_http_response_body(&mut self, size: usize, eos: bool) -> Action {
+        if get(&self.cfg, "trap_response_body") == "1" {
+            panic!("configured to trap in on_http_response_body");
+        }
+        if get(&self.cfg, "pause_response") == "1" && !eos {
+            return Action::Pause;
+        }
         self.chunks += 1;
         if get(&self.cfg, "upper") == "1" {
             if let Some(chunk) = self.get_http_response_body(0, size) {

@@ -14,8 +14,11 @@ pub fn proxy_register_shared_queue(
     ret_id: i32,
 ) -> HostResult {
     let name = read_string(&mut caller, np, nl)?;
-    let s = caller.data();
+    let s = caller.data_mut();
     let id = s.shared.queues.register(&s.plugin.vm_id, &name, s.slot_tx.clone(), s.root_id);
+    if !s.queues_registered.contains(&name) {
+        s.queues_registered.push(name);
+    }
     write_u32(&mut caller, ret_id, id)?;
     Ok(OK)
 }
