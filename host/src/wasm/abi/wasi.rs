@@ -78,9 +78,16 @@ fn monotonic_nanos() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
-/// Fills a buffer with random bytes (std seeds its `HashMap`s from this).
+/// Most bytes one `random_get` fills; a larger request is INVAL.
+const MAX_RANDOM: usize = 1 << 20;
+
+/// Fills a buffer with random bytes (std seeds its `HashMap`s from this);
+/// INVAL for more than [`MAX_RANDOM`] bytes, which are never half-filled.
 pub fn random_get(mut caller: Caller<'_, HostState>, buf: i32, len: i32) -> HostResult {
-    let mut bytes = vec![0u8; u(len).min(1 << 20)];
+    if u(len) > MAX_RANDOM {
+        return Ok(INVAL);
+    }
+    let mut bytes = vec![0u8; u(len)];
     rand::rng().fill_bytes(&mut bytes);
     write(&mut caller, buf, &bytes)?;
     Ok(SUCCESS)
