@@ -121,7 +121,8 @@ extern "C" {
 // ---------------------------------------------------------------- helpers
 
 /// Allocator behaviour: 0 normal, 1 returns null, 2 returns a pointer at the
-/// end of memory, 3 re-enters `proxy_get_shared_data` once, then allocates.
+/// end of memory, 3 re-enters `proxy_get_shared_data` once, then allocates,
+/// 4 grows memory and allocates in the new pages.
 static ALLOC_MODE: AtomicU32 = AtomicU32::new(0);
 /// What the re-entrant allocator read (status and value).
 static REENTERED: std::sync::Mutex<Option<(i32, Vec<u8>)>> = std::sync::Mutex::new(None);
@@ -164,6 +165,15 @@ pub extern "C" fn proxy_on_memory_allocate(size: i32) -> i32 {
                 *r = Some(got);
             }
             normal_alloc(size)
+        }
+        4 => {
+            let pages = (size as usize).div_ceil(65536) + 1;
+            let old = core::arch::wasm32::memory_grow(0, pages);
+            if old == usize::MAX {
+                0
+            } else {
+                (old * 65536) as i32
+            }
         }
         _ => normal_alloc(size),
     }
@@ -479,6 +489,17 @@ const CONFIGURE: &[Probe] = &[
         let ok = v == b"outer-value" && inner == Some((0, b"inner-value".to_vec()));
         format!("{s} {}", if ok { "consistent" } else { "mixed-up" })
     }),
+    ("allocator_grows_memory", || {
+        sd_set(b"hx-grow", b"value-in-new-pages");
+        let before = end();
+        ALLOC_MODE.store(4, Ordering::SeqCst);
+        let (mut p, mut l, mut cas) = (0u32, 0u32, 0u32);
+        let k = b"hx-grow";
+        let s = unsafe { proxy_get_shared_data(ptr(k), len(k), addr(&mut p), addr(&mut l), addr(&mut cas)) };
+        let v = unsafe { take(p, l) };
+        let ok = p as i32 >= before && v == b"value-in-new-pages";
+        format!("{s} {}", if ok { "consistent" } else { "mixed-up" })
+    }),
 ];
 
 /// Probes run in on_tick (root context, no stream).
@@ -493,6 +514,16 @@ const TICK: &[Probe] = &[
     ("continue_stream", || st(unsafe { proxy_continue_stream(0) })),
     ("close_stream", || st(unsafe { proxy_close_stream(1) })),
     ("local_response", || st(unsafe { proxy_send_local_response(500, 0, 0, 0, 0, 0, 0, -1) })),
+    // Address 0 is ordinary guest memory in wasm: OK, or an error.
+    ("null_ret_log_level", || st(unsafe { proxy_get_log_level(0) })),
+    ("null_ret_time", || st(unsafe { proxy_get_current_time_nanoseconds(0) })),
+    ("null_ret_header_size", || st(unsafe { proxy_get_header_map_size(0, 0) })),
+    ("null_ret_buffer_status", || st(unsafe { proxy_get_buffer_status(7, 0, 0) })),
+    ("null_ret_shared_data", || {
+        sd_set(b"hx-null", b"v");
+        let k = b"hx-null";
+        st(unsafe { proxy_get_shared_data(ptr(k), len(k), 0, 0, 0) })
+    }),
     ("log_oob", || st(unsafe { proxy_log(2, end(), 8) })),
     ("alloc_returns_null", || {
         sd_set(b"hx-alloc", b"value");
