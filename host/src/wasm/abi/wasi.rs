@@ -3,7 +3,7 @@
 //! empty environment and argument list, and `proc_exit` (a trap).
 
 use super::log::{emit, now_nanos};
-use super::mem::{read, u, write, write_u32, write_u64};
+use super::mem::{memory, slice, u, write, write_u32, write_u64};
 use super::HostResult;
 use crate::wasm::host_state::HostState;
 use rand::RngCore;
@@ -13,6 +13,9 @@ use wasmtime::Caller;
 const SUCCESS: i32 = 0;
 const BADF: i32 = 8;
 const INVAL: i32 = 28;
+
+/// Most bytes of one `fd_write` that reach the log.
+const MAX_LOG_LINE: usize = 64 << 10;
 
 /// Writes stdout (INFO) and stderr (ERROR) to the log.
 pub fn fd_write(
@@ -25,14 +28,29 @@ pub fn fd_write(
     if fd != 1 && fd != 2 {
         return Ok(BADF);
     }
+    // Every iovec is bounds-checked in place, but at most MAX_LOG_LINE bytes
+    // are copied: iovecs may all cover the whole memory, and copying them
+    // would let one call make the host allocate without limit.
+    let mem = memory(&mut caller)?;
+    let data = mem.data(&caller);
     let mut text = Vec::new();
+    let mut total: u64 = 0;
     for i in 0..u(iovs_len) {
-        let iov = read(&mut caller, (u(iovs) + i * 8) as i32, 8)?;
+        let at = u(iovs)
+            .checked_add(i * 8)
+            .and_then(|at| u32::try_from(at).ok())
+            .ok_or_else(|| wasmtime::Error::msg("guest pointer out of bounds"))? as i32;
+        let iov = slice(data, at, 8)?;
         let ptr = u32::from_le_bytes([iov[0], iov[1], iov[2], iov[3]]);
         let len = u32::from_le_bytes([iov[4], iov[5], iov[6], iov[7]]);
-        text.extend(read(&mut caller, ptr as i32, len as i32)?);
+        let bytes = slice(data, ptr as i32, len as i32)?;
+        total += u64::from(len);
+        let room = MAX_LOG_LINE.saturating_sub(text.len());
+        text.extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
-    let n = text.len() as u32;
+    let Ok(n) = u32::try_from(total) else {
+        return Ok(INVAL);
+    };
     let msg = String::from_utf8_lossy(&text);
     emit(caller.data(), if fd == 1 { 2 } else { 4 }, msg.trim_end());
     write_u32(&mut caller, ret_n, n)?;
@@ -60,9 +78,16 @@ fn monotonic_nanos() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
-/// Fills a buffer with random bytes (std seeds its `HashMap`s from this).
+/// Most bytes one `random_get` fills; a larger request is INVAL.
+const MAX_RANDOM: usize = 1 << 20;
+
+/// Fills a buffer with random bytes (std seeds its `HashMap`s from this);
+/// INVAL for more than [`MAX_RANDOM`] bytes, which are never half-filled.
 pub fn random_get(mut caller: Caller<'_, HostState>, buf: i32, len: i32) -> HostResult {
-    let mut bytes = vec![0u8; u(len).min(1 << 20)];
+    if u(len) > MAX_RANDOM {
+        return Ok(INVAL);
+    }
+    let mut bytes = vec![0u8; u(len)];
     rand::rng().fill_bytes(&mut bytes);
     write(&mut caller, buf, &bytes)?;
     Ok(SUCCESS)
