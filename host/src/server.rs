@@ -281,6 +281,14 @@ impl Proxy {
                                     raw.extend_from_slice(&data);
                                     done = body.is_end_stream();
                                     overflow = true;
+                                    if !under_limit {
+                                        // The chunk that passes `max_body_bytes` still
+                                        // reaches the filter, so that it sees the body is
+                                        // too big and routes by load (with its in-flight
+                                        // accounting) rather than leaving the request to
+                                        // the host's fallback.
+                                        step = h.request_body_buffered(&data, done);
+                                    }
                                 }
                             }
                         },
@@ -328,7 +336,28 @@ impl Proxy {
     /// Picks the backend, sends (retrying once on another backend after a
     /// connection failure or timeout, or a 502/503, when the body can be
     /// replayed) and wraps the response.
+    ///
+    /// The filter learns the final status through the `response.code`
+    /// property, as in Envoy: for an answer the proxy made itself (no
+    /// connection, timeout) it is the only way the filter's `on_log` sees
+    /// the outcome, which passive health counts.
     async fn forward(
+        &self,
+        rt: &Arc<Runtime>,
+        headers: HeaderList,
+        body: Forward,
+        failed: bool,
+        session: Option<Arc<SessionHandle>>,
+    ) -> Response<ProxyBody> {
+        let reporter = session.clone();
+        let response = self.forward_to_backend(rt, headers, body, failed, session).await;
+        if let Some(s) = reporter {
+            s.set_property("response.code", &i64::from(response.status().as_u16()).to_le_bytes());
+        }
+        response
+    }
+
+    async fn forward_to_backend(
         &self,
         rt: &Arc<Runtime>,
         mut headers: HeaderList,
