@@ -182,6 +182,20 @@ pub async fn bad_input(
         "oversized body not routed by the filter: {:?}",
         reply.decision
     );
+    // The same without `content-length` (chunked): routed once the body passes the limit.
+    let head = serde_json::json!({"prompt": "trap chunked", "max_tokens": 1}).to_string();
+    let chunks = std::iter::once(head).chain(std::iter::repeat_n(" ".repeat(64 << 10), 80));
+    let chunked = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks.map(Ok::<_, std::io::Error>)));
+    let reply = client
+        .post("/v1/completions", chunked, &[("x-envoy-original-dst-host", trap.to_string().as_str())])
+        .await?;
+    let backend = reply.backend.as_deref().unwrap_or_default();
+    assert!(
+        index_of(addrs, backend).is_some(),
+        "chunked oversized body went to {backend:?}: {}",
+        reply.status
+    );
+    assert_eq!(reply.reason(), Some("no_prompt"), "chunked oversized body: {:?}", reply.decision);
 
     // A client aiming the upstream header elsewhere: overwritten.
     let trap = trap.to_string();
