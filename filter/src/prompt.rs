@@ -44,9 +44,10 @@
 //! body that a `Value` would refuse for what lies in a field routing never
 //! reads (a string with a lone UTF-16 surrogate escape or invalid UTF-8, a
 //! number outside `f64`, nesting deeper than 128 levels) still yields its
-//! prompt, and the replica judges the body for itself. The prompt text, and
-//! the keys of the objects routing reads, must be valid text; characters
-//! after the object mean no prompt.
+//! prompt, and the replica judges the body for itself. Keys are skipped the
+//! same way once they cannot be a name routing reads (so a key that is not
+//! valid text is no such name). The prompt text must be valid text;
+//! characters after the object mean no prompt.
 //!
 //! When the budget is reached, reading stops there, so nothing after that
 //! point is seen: the prompt is the first `max_chars` characters of the text

@@ -41,14 +41,12 @@ pub(super) enum Piece<'b> {
 pub(super) struct Scanner<'b> {
     bytes: &'b [u8],
     pos: usize,
-    /// Open brackets of the value being skipped, one bit each (1: object).
-    brackets: Vec<u64>,
 }
 
 impl<'b> Scanner<'b> {
     /// A scanner at the start of `bytes`.
     pub(super) fn new(bytes: &'b [u8]) -> Self {
-        Self { bytes, pos: 0, brackets: Vec::new() }
+        Self { bytes, pos: 0 }
     }
 
     /// The offset of the next byte.
@@ -130,26 +128,45 @@ impl<'b> Scanner<'b> {
     }
 
     /// Reads an object key whose opening quote is consumed, and the colon
-    /// after it: the index of the key in `names`, if it is one of them.
-    /// The key is compared unescaped and must be valid text.
+    /// after it: the index of the key in `names`, if it is one of them
+    /// (compared unescaped, see [`Scanner::string_is_one_of`]).
     pub(super) fn key_in(&mut self, names: &[&str]) -> Step<Option<usize>> {
         let found = self.string_is_one_of(names)?;
         self.eat(b':')?;
         Ok(found)
     }
 
-    /// Reads a string whose opening quote is consumed, whole, as text: the
-    /// index in `names` of the name it equals, if any.
+    /// Reads a string whose opening quote is consumed, compared unescaped
+    /// with `names` (ASCII): the index of the name it equals, if any. Once
+    /// no name can match, the rest is skipped for syntax only, so a string
+    /// that is not valid text (a lone surrogate escape, invalid UTF-8)
+    /// equals no name, and a huge one costs a syntax scan.
     pub(super) fn string_is_one_of(&mut self, names: &[&str]) -> Step<Option<usize>> {
+        let start = self.pos;
+        // Most keys have no escapes: compare their bytes where they stand.
+        let rest = self.bytes.get(start..).unwrap_or_default();
+        if let Some(end) = special(rest).filter(|&end| rest[end] == b'"') {
+            self.pos += end + 1;
+            return Ok(names.iter().position(|name| name.as_bytes() == &rest[..end]));
+        }
         // Bit i: the string read so far is a prefix of names[i].
         let mut alive: u32 = (1u32 << names.len().min(31)) - 1;
         let mut at = 0;
         let mut utf8 = [0; 4];
-        loop {
-            let bytes = match self.string_piece(usize::MAX)? {
-                Piece::End => break,
-                Piece::Run(run, _) => run.as_bytes(),
-                Piece::Char(c) => c.encode_utf8(&mut utf8).as_bytes(),
+        while alive != 0 {
+            // Pieces of at most 16 characters: names are shorter.
+            let bytes = match self.string_piece(16) {
+                Ok(Piece::End) => {
+                    let mut found = names.iter().enumerate().take(31);
+                    return Ok(found.position(|(i, name)| alive & (1 << i) != 0 && name.len() == at));
+                }
+                Ok(Piece::Run(run, _)) => run.as_bytes(),
+                Ok(Piece::Char(c)) => c.encode_utf8(&mut utf8).as_bytes(),
+                // Not text, so no name: check the syntax from the start.
+                Err(_) => {
+                    self.pos = start;
+                    break;
+                }
             };
             for (i, name) in names.iter().enumerate().take(31) {
                 if name.as_bytes().get(at..at + bytes.len()) != Some(bytes) {
@@ -158,7 +175,8 @@ impl<'b> Scanner<'b> {
             }
             at += bytes.len();
         }
-        Ok(names.iter().enumerate().take(31).position(|(i, name)| alive & (1 << i) != 0 && name.len() == at))
+        self.pos = skip_string(self.bytes, self.pos)?;
+        Ok(None)
     }
 
     /// The next piece of a string whose opening quote is consumed, at most
@@ -178,21 +196,23 @@ impl<'b> Scanner<'b> {
             }
             Some(&b) if b < 0x20 => Err(Halt::Invalid),
             Some(_) => {
-                let mut chars = 0;
-                let mut end = start;
-                for &b in &self.bytes[start..] {
-                    if b == b'"' || b == b'\\' || b < 0x20 {
+                // `room` bytes hold at most `room` characters, so windows of
+                // the room left never overshoot `max_chars`; counting the
+                // bytes that start a character is exact across windows.
+                let (mut end, mut chars) = (start, 0);
+                loop {
+                    let room = max_chars - chars;
+                    let window = &self.bytes[end..self.bytes.len().min(end.saturating_add(room))];
+                    let stop = special(window);
+                    let plain = &window[..stop.unwrap_or(window.len())];
+                    chars += plain.iter().filter(|&&b| b & 0xc0 != 0x80).count();
+                    end += plain.len();
+                    if stop.is_some() || end == self.bytes.len() || chars == max_chars {
                         break;
                     }
-                    // A byte that is not a UTF-8 continuation starts a character.
-                    if b & 0xc0 != 0x80 {
-                        if chars == max_chars {
-                            break;
-                        }
-                        chars += 1;
-                    }
-                    end += 1;
                 }
+                // The rest of the last character.
+                end += self.bytes[end..].iter().take(3).take_while(|&&b| b & 0xc0 == 0x80).count();
                 self.pos = end;
                 let run = std::str::from_utf8(&self.bytes[start..end]).map_err(|_| Halt::Invalid)?;
                 Ok(Piece::Run(run, chars))
@@ -249,150 +269,210 @@ impl<'b> Scanner<'b> {
         Ok(unit)
     }
 
-    /// Skips the rest of a string whose opening quote is consumed, checking
-    /// its syntax only.
-    fn skip_string(&mut self) -> Step {
-        loop {
-            let rest = self.bytes.get(self.pos..).unwrap_or_default();
-            let stop = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).ok_or(Halt::Invalid)?;
-            self.pos += stop + 1;
-            match rest[stop] {
-                b'"' => return Ok(()),
-                b'\\' => {
-                    let b = self.bytes.get(self.pos).copied().ok_or(Halt::Invalid)?;
-                    self.pos += 1;
-                    match b {
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-                        b'u' => {
-                            self.hex4()?;
-                        }
-                        _ => return Err(Halt::Invalid),
-                    }
-                }
-                _ => return Err(Halt::Invalid),
-            }
-        }
-    }
-
-    /// Skips a number (JSON grammar, any magnitude) starting at its first byte.
-    fn skip_number(&mut self) -> Step {
-        let digits = |s: &mut Self| {
-            let n = s.bytes[s.pos..].iter().take_while(|b| b.is_ascii_digit()).count();
-            s.pos += n;
-            n
-        };
-        if self.bytes.get(self.pos) == Some(&b'-') {
-            self.pos += 1;
-        }
-        match self.bytes.get(self.pos) {
-            Some(b'0') => self.pos += 1,
-            Some(b'1'..=b'9') => {
-                digits(self);
-            }
-            _ => return Err(Halt::Invalid),
-        }
-        if self.bytes.get(self.pos) == Some(&b'.') {
-            self.pos += 1;
-            if digits(self) == 0 {
-                return Err(Halt::Invalid);
-            }
-        }
-        if matches!(self.bytes.get(self.pos), Some(b'e' | b'E')) {
-            self.pos += 1;
-            if matches!(self.bytes.get(self.pos), Some(b'+' | b'-')) {
-                self.pos += 1;
-            }
-            if digits(self) == 0 {
-                return Err(Halt::Invalid);
-            }
-        }
-        Ok(())
-    }
-
-    /// Skips `true`, `false` or `null` starting at its first byte.
-    fn skip_literal(&mut self) -> Step {
-        for word in [&b"true"[..], b"false", b"null"] {
-            if self.bytes[self.pos..].starts_with(word) {
-                self.pos += word.len();
-                return Ok(());
-            }
-        }
-        Err(Halt::Invalid)
-    }
-
-    /// Skips the next value, checking its syntax only. Iterative: the depth
-    /// of nesting costs one bit per level, never stack.
+    /// Skips the next value, checking its syntax only. Iterative, on a local
+    /// index: the depth of nesting costs one bit per level, never stack.
     pub(super) fn skip_value(&mut self) -> Step {
-        let mut depth = 0usize;
+        let bytes = self.bytes;
+        let mut i = self.pos;
+        let mut nest = Brackets::default();
         loop {
-            // A value is expected here.
-            match self.peek()? {
-                open @ (b'{' | b'[') => {
-                    self.pos += 1;
+            // A value is expected at `i`.
+            i = non_space(bytes, i);
+            match bytes.get(i).copied() {
+                Some(open @ (b'{' | b'[')) => {
                     let object = open == b'{';
-                    let close = if object { b'}' } else { b']' };
-                    if self.peek()? == close {
-                        self.pos += 1;
+                    i = non_space(bytes, i + 1);
+                    if bytes.get(i) == Some(if object { &b'}' } else { &b']' }) {
+                        i += 1;
                     } else {
-                        self.push_bracket(depth, object);
-                        depth += 1;
+                        nest.push(object);
                         if object {
-                            self.eat(b'"')?;
-                            self.skip_string()?;
-                            self.eat(b':')?;
+                            i = member_key(bytes, i)?;
                         }
                         continue;
                     }
                 }
-                b'"' => {
-                    self.pos += 1;
-                    self.skip_string()?;
-                }
-                b'-' | b'0'..=b'9' => self.skip_number()?,
-                b't' | b'f' | b'n' => self.skip_literal()?,
+                Some(b'"') => i = skip_string(bytes, i + 1)?,
+                Some(b'-' | b'0'..=b'9') => i = skip_number(bytes, i)?,
+                Some(b't') => i = skip_word(bytes, i, b"true")?,
+                Some(b'f') => i = skip_word(bytes, i, b"false")?,
+                Some(b'n') => i = skip_word(bytes, i, b"null")?,
                 _ => return Err(Halt::Invalid),
             }
             // A value ended: close brackets until another value is expected.
             loop {
-                if depth == 0 {
+                let Some(object) = nest.top() else {
+                    self.pos = i;
                     return Ok(());
-                }
-                let object = self.bracket(depth - 1);
-                match (self.peek()?, object) {
-                    (b',', _) => {
-                        self.pos += 1;
-                        if object {
-                            self.eat(b'"')?;
-                            self.skip_string()?;
-                            self.eat(b':')?;
-                        }
+                };
+                i = non_space(bytes, i);
+                match (bytes.get(i).copied(), object) {
+                    (Some(b','), true) => {
+                        i = member_key(bytes, non_space(bytes, i + 1))?;
                         break;
                     }
-                    (b'}', true) | (b']', false) => {
-                        self.pos += 1;
-                        depth -= 1;
+                    (Some(b','), false) => {
+                        i += 1;
+                        break;
+                    }
+                    (Some(b'}'), true) | (Some(b']'), false) => {
+                        i += 1;
+                        nest.pop();
                     }
                     _ => return Err(Halt::Invalid),
                 }
             }
         }
     }
+}
 
-    /// Records the kind of the bracket opened at `depth`.
-    fn push_bracket(&mut self, depth: usize, object: bool) {
-        let (word, bit) = (depth / 64, depth % 64);
-        if word == self.brackets.len() {
-            self.brackets.push(0);
+/// The open brackets of a value being skipped, one bit each (1: an object's):
+/// the word holding the innermost 64 levels stays in a register, the outer
+/// ones spill to a vector (which allocates only past 64 levels).
+#[derive(Default)]
+struct Brackets {
+    depth: usize,
+    top_word: u64,
+    outer: Vec<u64>,
+}
+
+impl Brackets {
+    fn push(&mut self, object: bool) {
+        let bit = self.depth % 64;
+        if bit == 0 && self.depth > 0 {
+            let word = self.depth / 64 - 1;
+            if word == self.outer.len() {
+                self.outer.push(self.top_word);
+            } else if let Some(w) = self.outer.get_mut(word) {
+                *w = self.top_word;
+            }
+            self.top_word = 0;
         }
-        if let Some(w) = self.brackets.get_mut(word) {
-            *w = (*w & !(1 << bit)) | (u64::from(object) << bit);
-        }
+        self.top_word = (self.top_word & !(1 << bit)) | (u64::from(object) << bit);
+        self.depth += 1;
     }
 
-    /// True when the bracket open at `depth` is an object's.
-    fn bracket(&self, depth: usize) -> bool {
-        self.brackets.get(depth / 64).is_some_and(|w| w >> (depth % 64) & 1 == 1)
+    /// Whether the innermost open bracket is an object's; `None` if none is open.
+    fn top(&self) -> Option<bool> {
+        let depth = self.depth.checked_sub(1)?;
+        Some(self.top_word >> (depth % 64) & 1 == 1)
     }
+
+    fn pop(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+        if self.depth.is_multiple_of(64) && self.depth > 0 {
+            self.top_word = self.outer.get(self.depth / 64 - 1).copied().unwrap_or_default();
+        }
+    }
+}
+
+/// The index of the first byte at or after `i` that is not whitespace.
+fn non_space(bytes: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\r' | b'\t') = bytes.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// Skips an object key starting at its opening quote at `i`, and the colon
+/// after it: the index after the colon.
+fn member_key(bytes: &[u8], i: usize) -> Step<usize> {
+    if bytes.get(i) != Some(&b'"') {
+        return Err(Halt::Invalid);
+    }
+    let i = non_space(bytes, skip_string(bytes, i + 1)?);
+    if bytes.get(i) != Some(&b':') {
+        return Err(Halt::Invalid);
+    }
+    Ok(i + 1)
+}
+
+/// Skips the rest of a string from `i`, after its opening quote, checking
+/// its syntax only: the index after its closing quote.
+fn skip_string(bytes: &[u8], mut i: usize) -> Step<usize> {
+    loop {
+        let rest = bytes.get(i..).unwrap_or_default();
+        let stop = special(rest).ok_or(Halt::Invalid)?;
+        i += stop + 1;
+        match rest[stop] {
+            b'"' => return Ok(i),
+            b'\\' => match bytes.get(i) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 1,
+                Some(b'u')
+                    if bytes.get(i + 1..i + 5).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
+                {
+                    i += 5;
+                }
+                _ => return Err(Halt::Invalid),
+            },
+            _ => return Err(Halt::Invalid),
+        }
+    }
+}
+
+/// Skips a number (JSON grammar, any magnitude) starting at `i`: the index
+/// after it.
+fn skip_number(bytes: &[u8], mut i: usize) -> Step<usize> {
+    let digits =
+        |i: usize| bytes.get(i..).unwrap_or_default().iter().take_while(|b| b.is_ascii_digit()).count();
+    if bytes.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    match bytes.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => i += digits(i),
+        _ => return Err(Halt::Invalid),
+    }
+    if bytes.get(i) == Some(&b'.') {
+        match digits(i + 1) {
+            0 => return Err(Halt::Invalid),
+            n => i += 1 + n,
+        }
+    }
+    if let Some(b'e' | b'E') = bytes.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = bytes.get(i) {
+            i += 1;
+        }
+        match digits(i) {
+            0 => return Err(Halt::Invalid),
+            n => i += n,
+        }
+    }
+    Ok(i)
+}
+
+/// Skips `word` (`true`, `false` or `null`) at `i`: the index after it.
+fn skip_word(bytes: &[u8], i: usize, word: &[u8]) -> Step<usize> {
+    match bytes.get(i..i + word.len()) {
+        Some(w) if w == word => Ok(i + word.len()),
+        _ => Err(Halt::Invalid),
+    }
+}
+
+/// The index of the first byte of `bytes` that ends a run of plain string
+/// content: a quote, a backslash or a control character. Eight bytes at a
+/// time (SWAR, as `serde_json` does it): the lowest flagged byte of a word
+/// is exact, whatever borrows flag above it.
+fn special(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut words {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let found = has_zero(w ^ (ONES * u64::from(b'"')))
+            | has_zero(w ^ (ONES * u64::from(b'\\')))
+            | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words.remainder().iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).map(|i| at + i)
 }
 
 #[cfg(test)]
@@ -476,6 +556,53 @@ mod tests {
     }
 
     #[test]
+    fn brackets_remember_every_level() {
+        let kinds: Vec<bool> = (0..1000).map(|i| (i * 7 + i / 3) % 5 < 2).collect();
+        let mut open = Brackets::default();
+        assert_eq!(open.top(), None);
+        for (i, &object) in kinds.iter().enumerate() {
+            open.push(object);
+            assert_eq!(open.top(), Some(object), "pushed {i}");
+        }
+        for (i, &object) in kinds.iter().enumerate().rev() {
+            assert_eq!(open.top(), Some(object), "popping {i}");
+            open.pop();
+        }
+        assert_eq!(open.top(), None);
+    }
+
+    #[test]
+    fn special_bytes_are_found_in_any_position() {
+        for len in 0..20 {
+            for at in 0..len {
+                for b in [b'"', b'\\', 0, 0x1f, b'\n'] {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b;
+                    // Bytes that flag their neighbours in a careless SWAR.
+                    for (i, x) in bytes.iter_mut().enumerate().skip(at + 1) {
+                        *x = [0x21, 0xff, 0x80, b'"'][i % 4];
+                    }
+                    assert_eq!(special(&bytes), Some(at), "{bytes:?}");
+                }
+            }
+            let near = [b'a', 0x20, 0x7f, 0xc3, 0xa9, 0xff, 0x21, 0x23, 0x5b, 0x5d, 0xa2, 0xdc];
+            let plain: Vec<u8> = (0..len).map(|i| near[i % near.len()]).collect();
+            assert_eq!(special(&plain), None, "{plain:?}");
+        }
+    }
+
+    #[test]
+    fn a_run_never_ends_inside_a_character() {
+        let mut s = Scanner::new("ab😀😀é\"".as_bytes());
+        assert_eq!(s.string_piece(1), Ok(Piece::Run("a", 1)));
+        assert_eq!(s.string_piece(2), Ok(Piece::Run("b😀", 2)));
+        assert_eq!(s.string_piece(9), Ok(Piece::Run("😀é", 2)));
+        assert_eq!(s.string_piece(9), Ok(Piece::End));
+        let mut s = Scanner::new(b"\xf0\x9f\x98");
+        assert_eq!(s.string_piece(9), Err(Halt::Invalid), "a body that ends inside a character");
+    }
+
+    #[test]
     fn keys_are_compared_unescaped() {
         let mut s = Scanner::new(br#"t\u0065xt" : 1"#);
         assert_eq!(s.key_in(&["type", "text"]), Ok(Some(1)));
@@ -485,5 +612,14 @@ mod tests {
         assert_eq!(s.key_in(&["type", "text"]), Ok(None));
         let mut s = Scanner::new(br#"":1"#);
         assert_eq!(s.key_in(&["type"]), Ok(None));
+        for not_text in [&br#"t\ud800":1"#[..], b"t\xff\":1", b"\xff\":1", br#"\ud800":1"#] {
+            let mut s = Scanner::new(not_text);
+            assert_eq!(s.key_in(&["type"]), Ok(None), "{:?}", String::from_utf8_lossy(not_text));
+            assert!(s.at_end() || s.peek() == Ok(b'1'));
+        }
+        for broken in [&br#"t\q":1"#[..], br#"typ\u00"#, b"type"] {
+            let mut s = Scanner::new(broken);
+            assert_eq!(s.key_in(&["type"]), Err(Halt::Invalid), "{:?}", String::from_utf8_lossy(broken));
+        }
     }
 }
