@@ -18,8 +18,8 @@
 //! `read` follows the few paths routing reads (top-level object →
 //! `prompt`, or `messages[].content` → a string, or a list of strings and
 //! `{type, text}` parts), `text` gathers the characters up to the budget,
-//! and `scan` holds the cursor, the string decoder and the syntax-only skip
-//! of every other value. Nothing recurses, so deep nesting costs no stack.
+//! `scan` holds the cursor and the string decoder, and `skip` the
+//! syntax-only skip of every other value. Nothing recurses, so deep nesting costs no stack.
 //!
 //! Why not a library. `serde_json` (the reader before this one, kept as the
 //! baseline of `benches/prompt.rs`) unescapes a whole string before a
@@ -62,6 +62,7 @@
 
 mod read;
 mod scan;
+mod skip;
 mod text;
 
 use scan::{Halt, Scanner};
