@@ -2,7 +2,7 @@
 //! string decoder (pieces of text, keys compared unescaped). Values routing
 //! does not read are skipped by `skip`.
 
-use super::skip::{skip_string, skip_value, special};
+use super::skip::{ascii_run, skip_string, skip_value, special};
 
 /// Why reading stopped before the end of the body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +22,9 @@ pub(super) enum Piece<'b> {
     /// A run of characters without escapes, borrowed from the body, and its
     /// length in characters.
     Run(&'b str, usize),
+    /// A short run of printable ASCII (so valid text, one character a byte),
+    /// borrowed from the body, not yet seen as a `str`.
+    Ascii(&'b [u8]),
     /// The character one escape (or a surrogate pair of them) stands for.
     Char(char),
     /// The closing quote: the string is over.
@@ -136,9 +139,11 @@ impl<'b> Scanner<'b> {
         let start = self.pos;
         // Most keys have no escapes: compare their bytes where they stand.
         let rest = self.bytes.get(start..).unwrap_or_default();
-        if let Some(end) = special(rest).filter(|&end| rest[end] == b'"') {
+        let end = ascii_run(rest).or_else(|| special(rest));
+        if let Some(end) = end.filter(|&end| rest[end] == b'"') {
             self.pos += end + 1;
-            return Ok(names.iter().position(|name| name.as_bytes() == &rest[..end]));
+            let raw = &rest[..end];
+            return Ok(names.iter().position(|name| name.len() == end && name.as_bytes() == raw));
         }
         // Bit i: the string read so far is a prefix of names[i].
         let mut alive: u32 = (1u32 << names.len().min(31)) - 1;
@@ -152,6 +157,7 @@ impl<'b> Scanner<'b> {
                     return Ok(found.position(|(i, name)| alive & (1 << i) != 0 && name.len() == at));
                 }
                 Ok(Piece::Run(run, _)) => run.as_bytes(),
+                Ok(Piece::Ascii(run)) => run,
                 Ok(Piece::Char(c)) => c.encode_utf8(&mut utf8).as_bytes(),
                 // Not text, so no name: check the syntax from the start.
                 Err(_) => {
@@ -187,6 +193,11 @@ impl<'b> Scanner<'b> {
             }
             Some(&b) if b < 0x20 => Err(Halt::Invalid),
             Some(_) => {
+                // Short ASCII strings, the most common, in one step.
+                if let Some(end) = ascii_run(&self.bytes[start..]).filter(|&end| end <= max_chars) {
+                    self.pos = start + end;
+                    return Ok(Piece::Ascii(&self.bytes[start..start + end]));
+                }
                 // `room` bytes hold at most `room` characters, so windows of
                 // the room left never overshoot `max_chars`; counting the
                 // bytes that start a character is exact across windows.
@@ -275,11 +286,11 @@ mod tests {
     fn string_pieces_split_at_escapes_and_at_the_limit() {
         let mut s = Scanner::new(r#"héllo\nwo\ud83d\ude00rld""#.as_bytes());
         assert_eq!(s.string_piece(3), Ok(Piece::Run("hél", 3)));
-        assert_eq!(s.string_piece(9), Ok(Piece::Run("lo", 2)));
+        assert_eq!(s.string_piece(9), Ok(Piece::Ascii(b"lo")), "ended by an escape");
         assert_eq!(s.string_piece(9), Ok(Piece::Char('\n')));
-        assert_eq!(s.string_piece(9), Ok(Piece::Run("wo", 2)));
+        assert_eq!(s.string_piece(9), Ok(Piece::Ascii(b"wo")));
         assert_eq!(s.string_piece(9), Ok(Piece::Char('😀')));
-        assert_eq!(s.string_piece(9), Ok(Piece::Run("rld", 3)));
+        assert_eq!(s.string_piece(9), Ok(Piece::Ascii(b"rld")));
         assert_eq!(s.string_piece(9), Ok(Piece::End));
     }
 

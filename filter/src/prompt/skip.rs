@@ -187,6 +187,9 @@ fn member_key(bytes: &[u8], i: usize) -> Step<usize> {
 /// Skips the rest of a string from `i`, after its opening quote, checking
 /// its syntax only: the index after its closing quote.
 pub(super) fn skip_string(bytes: &[u8], mut i: usize) -> Step<usize> {
+    if let Some(end) = ascii_run(bytes.get(i..).unwrap_or_default()).filter(|&end| bytes[i + end] == b'"') {
+        return Ok(i + end + 1);
+    }
     loop {
         let rest = bytes.get(i..).unwrap_or_default();
         let stop = special(rest).ok_or(Halt::Invalid)?;
@@ -245,6 +248,21 @@ fn skip_word(bytes: &[u8], i: usize, word: &[u8]) -> Step<usize> {
         Some(w) if w == word => Ok(i + word.len()),
         _ => Err(Halt::Invalid),
     }
+}
+
+/// The length of a short run of printable ASCII at the start of `bytes`,
+/// ended within 16 bytes by a quote or a backslash (which the caller tells
+/// apart): the most common kind of key, value and text between escapes.
+/// `None` for anything else.
+pub(super) fn ascii_run(bytes: &[u8]) -> Option<usize> {
+    for (i, &b) in bytes.iter().take(16).enumerate() {
+        match b {
+            b'"' | b'\\' => return Some(i),
+            0..0x20 | 0x80.. => return None,
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The index of the first byte of `bytes` that ends a run of plain string
@@ -380,6 +398,18 @@ mod tests {
             assert_eq!(end.is_ok(), ok, "{json}");
         }
         assert_eq!(skip_value(b"[[1]]]]", 0), Ok(5), "the rest closes what encloses it");
+    }
+
+    #[test]
+    fn ascii_runs_are_printable_and_end_at_a_quote_or_backslash() {
+        assert_eq!(ascii_run(b"\"rest"), Some(0));
+        assert_eq!(ascii_run(b"type\":1"), Some(4));
+        assert_eq!(ascii_run(b"the \\n"), Some(4));
+        assert_eq!(ascii_run(b"0123456789abcde\""), Some(15));
+        assert_eq!(ascii_run(b"0123456789abcdef\""), None, "longer than 16 bytes");
+        for other in [&b"\xc3\xa9\""[..], b"a\tb\"", b"open"] {
+            assert_eq!(ascii_run(other), None, "{other:?}");
+        }
     }
 
     #[test]

@@ -70,6 +70,15 @@ impl<'b> Text<'b> {
                     }
                     self.chars += chars;
                 }
+                Piece::Ascii(run) if self.text.is_empty() => {
+                    self.text = Cow::Borrowed(std::str::from_utf8(run).map_err(|_| Halt::Invalid)?);
+                    self.chars += run.len();
+                }
+                Piece::Ascii(run) => {
+                    let text = self.text.to_mut();
+                    text.extend(run.iter().map(|&b| char::from(b)));
+                    self.chars += run.len();
+                }
                 Piece::Char(c) => {
                     self.text.to_mut().push(c);
                     self.chars += 1;
