@@ -9,10 +9,10 @@
 //! [`extract_prompt`] takes a budget of characters (`max_prompt_chars`, the
 //! most the prefix index uses) and stops reading the moment the prompt text
 //! reaches it, whatever the body's shape. A body costs at most one linear
-//! scan of its bytes (plus, for a content part, a second read of its `text`
-//! that stops at the budget), and the only memory it takes is the prompt
-//! text (at most the budget) and one bit per level of nesting inside a
-//! skipped value.
+//! scan of its bytes (plus a second scan of a content part's `text` that
+//! reaches the budget, see `read::part`), and the only memory it takes is
+//! the prompt text (at most the budget) and one bit per level of nesting
+//! beyond 64 inside a skipped value.
 //!
 //! The reader is a small purpose-built scanner over the body's bytes:
 //! `read` follows the few paths routing reads (top-level object →
@@ -56,9 +56,9 @@
 //! or message `content`), or is not valid JSON further on (the rest of the
 //! prompt string included: it is not checked for valid text either). The
 //! replica still receives and judges the whole body; routing only uses the
-//! head of the prompt. A content part needs no such caveat: its `text` is
-//! read once its `type` is known, whatever their order. Under the budget,
-//! the result is the unbounded one.
+//! head of the prompt. A content part needs no such caveat: whatever the
+//! order of its keys, its `type` decides whether its `text` counts. Under
+//! the budget, the result is the unbounded one.
 
 mod read;
 mod scan;

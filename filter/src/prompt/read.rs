@@ -4,11 +4,11 @@
 //! value is skipped with [`Scanner::skip_value`].
 //!
 //! Later keys win: a repeated key goes back to the [`Mark`] taken before the
-//! value it replaces (a part reads its `text` once it has seen all its keys,
-//! see [`part`]). These paths have a fixed depth, so nothing here recurses
+//! value it replaces, and a part's `type` can drop its `text` whatever
+//! their order (see [`part`]). These paths have a fixed depth, so nothing here recurses
 //! either.
 
-use super::scan::{Scanner, Step};
+use super::scan::{Halt, Scanner, Step};
 use super::text::{Mark, Text};
 use super::Endpoint;
 
@@ -88,13 +88,15 @@ fn content<'b>(s: &mut Scanner<'b>, text: &mut Text<'b>) -> Step {
 /// A content part (an object): the string `text`, unless its `type` is a
 /// string other than `"text"` (images, audio and other typed parts).
 ///
-/// Clients send `type` first, but either order counts: the last `text`
-/// string is skipped where it stands and read when the part ends, once its
-/// `type` is known. (Read in place, a `text` that reaches the budget would
-/// count even if a later `type` discards it.) That skip is the only place a
-/// string is scanned twice, and the second read stops at the budget.
+/// `text` is read where it stands and dropped at the end of the part if its
+/// `type` says so. Either order of the keys counts: if the budget is
+/// reached inside a part's `text`, the part is read on without it and its
+/// last `text` read again once the part ends, when its `type` is known. So
+/// only a part's text that reaches the budget is scanned twice, and no text
+/// is decoded past the budget.
 fn part<'b>(s: &mut Scanner<'b>, text: &mut Text<'b>) -> Step {
-    let (mut other_type, mut text_at) = (false, None);
+    let start = text.mark();
+    let (mut other_type, mut text_at, mut full) = (false, None, false);
     each_member(s, &["type", "text"], |s, key| {
         match (key, s.peek()?) {
             (Some(0), b'"') => {
@@ -103,22 +105,39 @@ fn part<'b>(s: &mut Scanner<'b>, text: &mut Text<'b>) -> Step {
                 return Ok(());
             }
             (Some(0), _) => other_type = false,
-            (Some(_), b'"') => text_at = Some(s.position()),
-            (Some(_), _) => text_at = None,
+            (Some(_), b'"') => {
+                text.back_to(start);
+                let at = s.position();
+                text_at = Some(at);
+                if !full {
+                    match string(s, text) {
+                        Err(Halt::Full) => {
+                            // Skip it for now: a later `type` may drop it.
+                            text.back_to(start);
+                            (full, text_at) = (true, Some(at));
+                            s.seek(at);
+                        }
+                        done => return done,
+                    }
+                }
+            }
+            (Some(_), _) => {
+                text.back_to(start);
+                text_at = None;
+            }
             (None, _) => {}
         }
         s.skip_value()
     })?;
-    match text_at {
-        Some(at) if !other_type => {
-            let end = s.position();
-            s.seek(at);
-            string(s, text)?;
-            s.seek(end);
-            Ok(())
-        }
-        _ => Ok(()),
+    if other_type {
+        text.back_to(start);
+    } else if let (true, Some(at)) = (full, text_at) {
+        let end = s.position();
+        s.seek(at);
+        string(s, text)?;
+        s.seek(end);
     }
+    Ok(())
 }
 
 /// A string value, as text.
