@@ -158,12 +158,14 @@ fn ones(n: usize) -> u64 {
 }
 
 /// How many times the byte at `i` repeats from `i` on.
+#[inline]
 fn same_run(bytes: &[u8], i: usize) -> usize {
     let rest = bytes.get(i..).unwrap_or_default();
     rest.first().map_or(0, |&b| rest.iter().take_while(|&&x| x == b).count())
 }
 
 /// The index of the first byte at or after `i` that is not whitespace.
+#[inline]
 fn non_space(bytes: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\n' | b'\r' | b'\t') = bytes.get(i) {
         i += 1;
@@ -254,6 +256,7 @@ fn skip_word(bytes: &[u8], i: usize, word: &[u8]) -> Step<usize> {
 /// ended within 16 bytes by a quote or a backslash (which the caller tells
 /// apart): the most common kind of key, value and text between escapes.
 /// `None` for anything else.
+#[inline]
 pub(super) fn ascii_run(bytes: &[u8]) -> Option<usize> {
     for (i, &b) in bytes.iter().take(16).enumerate() {
         match b {
@@ -269,6 +272,7 @@ pub(super) fn ascii_run(bytes: &[u8]) -> Option<usize> {
 /// content: a quote, a backslash or a control character. Eight bytes at a
 /// time (SWAR, as `serde_json` does it): the lowest flagged byte of a word
 /// is exact, whatever borrows flag above it.
+#[inline]
 pub(super) fn special(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
