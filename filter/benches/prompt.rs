@@ -1,16 +1,34 @@
-//! Prompt extraction: the typed reader (`prefixgate_filter::prompt`) against
-//! the earlier one through a whole `serde_json::Value`, in the same process,
-//! on 8 KiB and 2 MiB bodies of three shapes: a completion whose prompt is
-//! one string of plain text, the same with newlines and quotes (JSON escapes)
-//! in it, and a multi-turn chat with escapes (many messages, list content,
-//! tool definitions and sampling fields around them).
+//! Prompt extraction: the bounded scanner (`prefixgate_filter::prompt`)
+//! against the readers before it, in the same process: typed `serde_json`
+//! visitors (`serde`, `tests/support/serde_prompt.rs`) and a whole
+//! `serde_json::Value` (`value`).
+//!
+//! `extract_prompt/*`: 8 KiB and 2 MiB bodies of three shapes: a completion
+//! whose prompt is one string of plain text, the same with newlines and
+//! quotes (JSON escapes) in it, and a multi-turn chat with escapes (many
+//! messages, list content, tool definitions and sampling fields around
+//! them). The scanner runs with the default budget (`scanner`, 131,072
+//! characters) and with none (`scanner_unbounded`, the same work as the
+//! others).
+//!
+//! `adversarial_4MiB/*`: every shape of the adversarial corpus
+//! (`tests/support/adversarial.rs`) at 4 MiB, the scanner with the default
+//! budget against the `serde` reader.
 
+#[path = "../tests/support/adversarial.rs"]
+mod adversarial;
+#[path = "../tests/support/serde_prompt.rs"]
+mod serde_prompt;
 #[path = "../tests/support/value_prompt.rs"]
 mod value_prompt;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use prefixgate_filter::prompt::extract_prompt;
 use std::hint::black_box;
+use std::time::Duration;
+
+/// The default `max_prompt_chars`.
+const BUDGET: usize = 131_072;
 
 const SIZES: [(&str, usize); 2] = [("8KiB", 8 << 10), ("2MiB", 2 << 20)];
 
@@ -79,16 +97,29 @@ fn extraction(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("extract_prompt/{shape}"));
         for (label, size) in SIZES {
             let body = make(size);
-            let (typed, valued) =
-                (extract_prompt(path, body.as_bytes()), value_prompt::extract_prompt(path, body.as_bytes()));
-            assert!(typed.is_some(), "{shape} {label}: no prompt");
-            assert_eq!(typed.as_deref(), valued.as_deref(), "{shape} {label}: the two extractions differ");
+            let bytes = body.as_bytes();
+            let whole = extract_prompt(path, bytes, usize::MAX);
+            assert!(whole.is_some(), "{shape} {label}: no prompt");
+            assert_eq!(
+                whole.as_deref(),
+                value_prompt::extract_prompt(path, bytes).as_deref(),
+                "{shape} {label}"
+            );
+            assert_eq!(whole, serde_prompt::extract_prompt(path, bytes), "{shape} {label}");
+            let head: Option<String> = whole.map(|w| w.chars().take(BUDGET).collect());
+            assert_eq!(extract_prompt(path, bytes, BUDGET).as_deref(), head.as_deref(), "{shape} {label}");
             group.throughput(Throughput::Bytes(body.len() as u64));
             if size > 1 << 20 {
                 group.sample_size(30);
             }
-            group.bench_with_input(BenchmarkId::new("typed", label), &body, |b, body| {
-                b.iter(|| extract_prompt(path, black_box(body.as_bytes())).map(|p| p.len()))
+            group.bench_with_input(BenchmarkId::new("scanner", label), &body, |b, body| {
+                b.iter(|| extract_prompt(path, black_box(body.as_bytes()), BUDGET).map(|p| p.len()))
+            });
+            group.bench_with_input(BenchmarkId::new("scanner_unbounded", label), &body, |b, body| {
+                b.iter(|| extract_prompt(path, black_box(body.as_bytes()), usize::MAX).map(|p| p.len()))
+            });
+            group.bench_with_input(BenchmarkId::new("serde", label), &body, |b, body| {
+                b.iter(|| serde_prompt::extract_prompt(path, black_box(body.as_bytes())).map(|p| p.len()))
             });
             group.bench_with_input(BenchmarkId::new("value", label), &body, |b, body| {
                 b.iter(|| value_prompt::extract_prompt(path, black_box(body.as_bytes())).map(|p| p.len()))
@@ -98,5 +129,27 @@ fn extraction(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, extraction);
+fn adversarial(c: &mut Criterion) {
+    let mut group = c.benchmark_group("adversarial_4MiB");
+    group.sample_size(10).warm_up_time(Duration::from_millis(500));
+    for shape in adversarial::corpus(4 << 20) {
+        let head: String = shape.prompt.chars().take(BUDGET).collect();
+        assert_eq!(
+            extract_prompt(shape.path, &shape.body, BUDGET).as_deref(),
+            Some(head.as_str()),
+            "{}",
+            shape.name
+        );
+        group.throughput(Throughput::Bytes(shape.body.len() as u64));
+        group.bench_with_input(BenchmarkId::new("scanner", shape.name), &shape, |b, shape| {
+            b.iter(|| extract_prompt(shape.path, black_box(&shape.body), BUDGET).map(|p| p.len()))
+        });
+        group.bench_with_input(BenchmarkId::new("serde", shape.name), &shape, |b, shape| {
+            b.iter(|| serde_prompt::extract_prompt(shape.path, black_box(&shape.body)).map(|p| p.len()))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, extraction, adversarial);
 criterion_main!(benches);

@@ -1,17 +1,23 @@
-//! The typed prompt extraction (`prefixgate_filter::prompt`) against the
+//! The bounded prompt extraction (`prefixgate_filter::prompt`) against the
 //! earlier one through a whole `serde_json::Value` (`support/value_prompt.rs`),
 //! on generated request bodies: OpenAI-shaped objects with the fields routing
 //! reads and many it does not, repeated and escaped keys, every JSON type in
-//! every position, and the same bodies truncated, corrupted or padded.
+//! every position, and the same bodies truncated, corrupted or padded. With
+//! a budget above any generated prompt the two agree; with a small one the
+//! bounded extraction reads the head of the unbounded prompt.
 
 #[path = "support/value_prompt.rs"]
 mod value_prompt;
 
 use prefixgate_filter::prompt::extract_prompt;
 use proptest::prelude::*;
-use serde::de::IgnoredAny;
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::fmt;
 
 const PATHS: &[&str] = &["/v1/completions", "/v1/chat/completions", "/v1/embeddings"];
+
+/// A budget above any generated prompt (and `max_prompt_chars`' default).
+const BUDGET: usize = 131_072;
 
 /// A JSON document as written, not as modelled: objects keep repeated keys,
 /// and a string may be written with every character `\u`-escaped.
@@ -70,6 +76,83 @@ fn write_str(s: &str, escaped: bool, out: &mut String) {
     } else {
         out.push_str(&serde_json::to_string(s).unwrap_or_default());
     }
+}
+
+/// Reads a document as written: repeated keys are kept, in order.
+impl<'de> Deserialize<'de> for Json {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct Written;
+        impl<'de> Visitor<'de> for Written {
+            type Value = Json;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_unit<E>(self) -> Result<Json, E> {
+                Ok(Json::Null)
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Json, E> {
+                Ok(Json::Bool(b))
+            }
+            fn visit_i64<E>(self, i: i64) -> Result<Json, E> {
+                Ok(Json::Int(i))
+            }
+            fn visit_u64<E>(self, u: u64) -> Result<Json, E> {
+                Ok(i64::try_from(u).map_or(Json::Float(u as f64), Json::Int))
+            }
+            fn visit_f64<E>(self, f: f64) -> Result<Json, E> {
+                Ok(Json::Float(f))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Json, E> {
+                Ok(Json::Str(s.to_string(), false))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Json::Array(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+                let mut fields = Vec::new();
+                while let Some((key, value)) = map.next_entry::<String, Json>()? {
+                    fields.push(((key, false), value));
+                }
+                Ok(Json::Object(fields))
+            }
+        }
+        de.deserialize_any(Written)
+    }
+}
+
+/// True when the order of keys may matter once reading stops at a budget:
+/// an object routing reads in place repeats the key it reads (the budget
+/// may be reached before the later key that replaces the text). `None` when
+/// the body is not a document `Json` can hold.
+fn order_sensitive(path: &str, body: &[u8]) -> Option<bool> {
+    fn repeats(json: &Json, key: &str) -> bool {
+        values(json, key).len() > 1
+    }
+    fn values<'j>(json: &'j Json, key: &str) -> Vec<&'j Json> {
+        match json {
+            Json::Object(fields) => fields.iter().filter(|((k, _), _)| k == key).map(|(_, v)| v).collect(),
+            _ => Vec::new(),
+        }
+    }
+    fn items(json: &Json) -> &[Json] {
+        match json {
+            Json::Array(items) => items,
+            _ => &[],
+        }
+    }
+    let doc: Json = serde_json::from_slice(body).ok()?;
+    Some(match path {
+        "/v1/completions" => repeats(&doc, "prompt"),
+        "/v1/chat/completions" => {
+            repeats(&doc, "messages")
+                || values(&doc, "messages").into_iter().flat_map(items).any(|m| repeats(m, "content"))
+        }
+        _ => false,
+    })
 }
 
 fn text() -> impl Strategy<Value = String> {
@@ -200,11 +283,11 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
 
     /// Wherever a `Value` reads the body, both extractions agree; where it
-    /// refuses the body, the typed one finds a prompt only in a syntactically
+    /// refuses the body, the bounded one finds a prompt only in a syntactically
     /// valid JSON document (its skipped fields are checked for syntax only).
     #[test]
-    fn typed_extraction_matches_the_value_one(body in body(), path in prop::sample::select(PATHS)) {
-        let typed = extract_prompt(path, &body).map(|p| p.into_owned());
+    fn bounded_extraction_matches_the_value_one(body in body(), path in prop::sample::select(PATHS)) {
+        let typed = extract_prompt(path, &body, BUDGET).map(|p| p.into_owned());
         let valued = value_prompt::extract_prompt(path, &body);
         if serde_json::from_slice::<serde_json::Value>(&body).is_ok() {
             prop_assert_eq!(typed, valued);
@@ -212,6 +295,29 @@ proptest! {
             prop_assert_eq!(&valued, &None);
             if typed.is_some() {
                 prop_assert!(serde_json::from_slice::<IgnoredAny>(&body).is_ok(), "{:?}", String::from_utf8_lossy(&body));
+            }
+        }
+    }
+
+    /// With a small budget, the prompt is at most that many characters, and
+    /// it is the head of the unbounded prompt whenever there is one, unless
+    /// the body's key order lets a later key replace text read before the
+    /// budget was reached (then the budget was reached: the prompt is full).
+    #[test]
+    fn a_small_budget_reads_the_head_of_the_prompt(
+        body in body(),
+        path in prop::sample::select(PATHS),
+        budget in 1usize..16,
+    ) {
+        let bounded = extract_prompt(path, &body, budget).map(|p| p.into_owned());
+        let chars = bounded.as_deref().map_or(0, |b| b.chars().count());
+        prop_assert!(chars <= budget);
+        if let Some(whole) = extract_prompt(path, &body, BUDGET) {
+            let head: String = whole.chars().take(budget).collect();
+            if order_sensitive(path, &body) == Some(false) {
+                prop_assert_eq!(bounded, Some(head));
+            } else if bounded.as_ref() != Some(&head) {
+                prop_assert_eq!(chars, budget, "{:?}", String::from_utf8_lossy(&body));
             }
         }
     }
@@ -245,7 +351,7 @@ fn hand_written_corners_match_the_value_extraction() {
     ];
     for (path, body) in cases {
         assert_eq!(
-            extract_prompt(path, body.as_bytes()).map(|p| p.into_owned()),
+            extract_prompt(path, body.as_bytes(), BUDGET).map(|p| p.into_owned()),
             value_prompt::extract_prompt(path, body.as_bytes()),
             "{path} {body}"
         );

@@ -149,7 +149,7 @@ impl HttpContext for HttpFilter {
             return Action::Pause;
         }
         let body = self.get_http_request_body(0, body_size).unwrap_or_default();
-        let prompt = extract_prompt(&self.path, &body);
+        let prompt = extract_prompt(&self.path, &body, self.router.config().max_prompt_chars);
         self.route(prompt.as_deref())
     }
 
