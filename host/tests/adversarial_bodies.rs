@@ -4,10 +4,13 @@
 //! embedded release filter with the default 20 ms callback deadline: the
 //! filter never traps, and routes every request itself.
 //!
-//! The deadline is wall-clock time (wasmtime epochs), so on a machine far
-//! more loaded than its cores this test measures the scheduler too; the
-//! bodies themselves cost the filter a few milliseconds at most
-//! (`cargo bench -p prefixgate-filter --bench prompt`, `adversarial_4MiB`).
+//! The deadline is wall-clock time (wasmtime epochs), so this test measures
+//! the machine too. The heaviest shapes at 4 MiB (`many_parts`,
+//! `deep_messages`: a full scan of small routed objects, the budget never
+//! reached) cost the native filter 7-17 ms on a loaded 2-core machine
+//! (`cargo bench -p prefixgate-filter --bench prompt`, `adversarial_4MiB`),
+//! close to the deadline once compiled to wasm: there this test still fails
+//! now and then, and that is the remaining defect it reports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::field_reassign_with_default)]
 
 #[path = "../../filter/tests/support/adversarial.rs"]
