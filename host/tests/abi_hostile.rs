@@ -13,7 +13,6 @@
 mod common;
 use common::*;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -21,27 +20,8 @@ use std::time::Duration;
 /// Path of the hostile module, built once per test binary.
 fn hostile_filter() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-filters-hostile/Cargo.toml");
-        let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("test-filters-hostile");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .args(["build", "--release", "--target", "wasm32-wasip1", "--manifest-path"])
-            .arg(&manifest)
-            .env("CARGO_TARGET_DIR", &target)
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("RUSTC_WORKSPACE_WRAPPER")
-            .output()
-            .expect("running cargo to build the hostile filter");
-        assert!(
-            out.status.success(),
-            "building the hostile filter failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        target.join("wasm32-wasip1/release/prefixgate_test_filters_hostile.wasm")
-    })
-    .clone()
+    PATH.get_or_init(|| build_test_module("test-filters-hostile", "prefixgate_test_filters_hostile.wasm"))
+        .clone()
 }
 
 /// Panics seen anywhere in this test binary (host tasks included).

@@ -24,3 +24,14 @@ pub fn served(fleet: &Fleet, index: usize) -> u64 {
 pub fn index_of(addrs: &[SocketAddr], backend: &str) -> Option<usize> {
     addrs.iter().position(|a| a.to_string() == backend)
 }
+
+/// Requests running or waiting on the replica at `addr`, from its own
+/// `/metrics` (0 when it does not answer).
+pub async fn sim_queued(addr: SocketAddr) -> u64 {
+    let Ok(reply) = reqwest::get(format!("http://{addr}/metrics")).await else { return 0 };
+    let text = reply.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("vllm:num_requests_running") || l.starts_with("vllm:num_requests_waiting"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}

@@ -5,7 +5,7 @@
 use prefixgate_tests::client::Client;
 use prefixgate_tests::envoy::plugin_config;
 use prefixgate_tests::failing_replica::FailingReplica;
-use prefixgate_tests::fleet::{served, start_fleet};
+use prefixgate_tests::fleet::{served, sim_queued, start_fleet};
 use prefixgate_tests::scenarios::{self, eventually, prompt, routed_to, SwapLoad, WhileDetecting};
 use prefixgate_tests::{Envoy, EnvoyMode};
 use std::net::SocketAddr;
@@ -72,15 +72,6 @@ fn load_directly(target: SocketAddr, n: usize) -> (Arc<AtomicBool>, tokio::task:
     (stop, tasks)
 }
 
-async fn sim_running(addr: SocketAddr) -> u64 {
-    let Ok(reply) = reqwest::get(format!("http://{addr}/metrics")).await else { return 0 };
-    let text = reply.text().await.unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with("vllm:num_requests_running") || l.starts_with("vllm:num_requests_waiting"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scraped_load_steers_pow2_and_prefix_aware_away_from_a_busy_replica() {
     let _serial = SERIAL.lock().await;
@@ -90,7 +81,7 @@ async fn scraped_load_steers_pow2_and_prefix_aware_away_from_a_busy_replica() {
     let busy = addrs[0];
     let (stop, mut tasks) = load_directly(busy, 16);
     eventually(Duration::from_secs(10), "the direct load to reach the busy replica", || async {
-        sim_running(busy).await >= 16
+        sim_queued(busy).await >= 16
     })
     .await;
 

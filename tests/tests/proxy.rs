@@ -13,7 +13,7 @@ use prefixgate::config::Config;
 use prefixgate_tests::client::Client;
 use prefixgate_tests::envoy::plugin_config;
 use prefixgate_tests::failing_replica::FailingReplica;
-use prefixgate_tests::fleet::{served, start_fleet};
+use prefixgate_tests::fleet::{served, sim_queued, start_fleet};
 use prefixgate_tests::scenarios::{self, prompt, routed_to, SwapLoad, WhileDetecting};
 use prefixgate_tests::Proxy;
 use std::net::SocketAddr;
@@ -48,6 +48,15 @@ const CALLBACK_DEADLINE_MS: u64 = 500;
 
 impl Prefixgate {
     async fn start(addrs: &[SocketAddr], plugin_config: String) -> Self {
+        Self::start_with(addrs, plugin_config, |_| {}).await
+    }
+
+    /// [`Prefixgate::start`] with `adjust` applied to the configuration.
+    async fn start_with(
+        addrs: &[SocketAddr],
+        plugin_config: String,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = Config::default();
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.admin = "127.0.0.1:0".parse().unwrap();
@@ -55,6 +64,7 @@ impl Prefixgate {
         config.filter.plugin_config = Some(plugin_config);
         config.filter.vms = 2;
         config.filter.callback_deadline_ms = CALLBACK_DEADLINE_MS;
+        adjust(&mut config);
         let running = app::start(config).await.unwrap();
         let base = format!("http://{}", running.listen);
         Self { running, base }
@@ -139,33 +149,18 @@ async fn a_replica_failing_fast_is_ejected() {
     fleet.shutdown().await;
 }
 
-/// Requests waiting or running on a replica, from its own `/metrics`.
-async fn sim_queued(addr: SocketAddr) -> u64 {
-    let Ok(reply) = reqwest::get(format!("http://{addr}/metrics")).await else { return 0 };
-    let text = reply.text().await.unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with("vllm:num_requests_running") || l.starts_with("vllm:num_requests_waiting"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_flight_counts_of_a_trapped_vm_heal() {
     let _serial = SERIAL.lock().await;
     let fleet = start_fleet(2, FAST).await.unwrap();
     let addrs = fleet.addrs();
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.admin = "127.0.0.1:0".parse().unwrap();
-    config.backends = addrs.iter().map(SocketAddr::to_string).collect();
-    config.filter.plugin_config = Some(plugin_config("round_robin", &addrs, 100, &[]));
     // One VM, and too little memory for it to buffer a 3 MiB body: such a
     // body traps it (out of memory) while other requests are in flight on it.
-    config.filter.vms = 1;
-    config.filter.memory_limit_mib = 3;
-    config.filter.callback_deadline_ms = CALLBACK_DEADLINE_MS;
-    let running = app::start(config).await.unwrap();
-    let proxy = Prefixgate { base: format!("http://{}", running.listen), running };
+    let proxy = Prefixgate::start_with(&addrs, plugin_config("round_robin", &addrs, 100, &[]), |config| {
+        config.filter.vms = 1;
+        config.filter.memory_limit_mib = 3;
+    })
+    .await;
     let client = Client::new(proxy.base_url()).unwrap();
     let load = |reply: &prefixgate_tests::Reply| {
         reply.decision.as_deref().and_then(|d| d.rsplit("load=").next()?.parse::<u64>().ok())

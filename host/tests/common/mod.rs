@@ -22,27 +22,30 @@ use tokio::net::TcpListener;
 /// Path of the test filter module, built once per test binary.
 pub fn test_filter() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-filters/Cargo.toml");
-        let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("test-filters");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .args(["build", "--release", "--target", "wasm32-wasip1", "--manifest-path"])
-            .arg(&manifest)
-            .env("CARGO_TARGET_DIR", &target)
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("RUSTC_WORKSPACE_WRAPPER")
-            .output()
-            .expect("running cargo to build the test filter");
-        assert!(
-            out.status.success(),
-            "building the test filter failed (is the wasm32-wasip1 target installed? run `cargo xtask setup`):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        target.join("wasm32-wasip1/release/prefixgate_test_filters.wasm")
-    })
-    .clone()
+    PATH.get_or_init(|| build_test_module("test-filters", "prefixgate_test_filters.wasm")).clone()
+}
+
+/// Builds the test module crate in `host/<dir>` for wasm32-wasip1 (release,
+/// in its own target directory) and returns the path of `artifact`.
+pub fn build_test_module(dir: &str, artifact: &str) -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir).join("Cargo.toml");
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(dir);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["build", "--release", "--target", "wasm32-wasip1", "--manifest-path"])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .output()
+        .unwrap_or_else(|e| panic!("running cargo to build {dir}: {e}"));
+    assert!(
+        out.status.success(),
+        "building {dir} failed (is the wasm32-wasip1 target installed? run `cargo xtask setup`):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target.join("wasm32-wasip1/release").join(artifact)
 }
 
 /// An echo backend: answers every request with a JSON description of it;
