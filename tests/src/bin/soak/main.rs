@@ -586,7 +586,7 @@ fn check(options: &Options, row: &Row, broken: &mut Vec<String>, notes: &mut Vec
 }
 
 fn print_table(rows: &[Row]) {
-    println!("| fault | host | requests | failed | failed before any byte | failed after ejection | longest stall (s) | idle in-flight after | RSS peak (MiB) |");
+    println!("| fault | host | requests | failed | failed before any byte | failed after ejection | longest stall (ms) | idle in-flight after | RSS peak (MiB) |");
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let after = match r.after_skip {
@@ -596,13 +596,13 @@ fn print_table(rows: &[Row]) {
         let idle = r.idle_load.map_or("-".to_owned(), |l| l.to_string());
         let rss = r.rss_peak_kib.map_or("-".to_owned(), |k| format!("{:.0}", k as f64 / 1024.0));
         println!(
-            "| {} | {} | {} | {} | {} | {after} | {:.1} | {idle} | {rss} |",
+            "| {} | {} | {} | {} | {} | {after} | {:.0} | {idle} | {rss} |",
             r.fault.label(),
             r.host.label(),
             r.requests,
             r.failed,
             r.failed_unanswered,
-            r.longest_stall.as_secs_f64()
+            r.longest_stall.as_secs_f64() * 1_000.0
         );
     }
 }
