@@ -10,6 +10,7 @@ mod envoy_config;
 mod paths;
 mod proxy_bench;
 mod run;
+mod soak;
 
 use anyhow::{bail, Result};
 use std::process::ExitCode;
@@ -50,6 +51,7 @@ enum Task<'a> {
     Demo,
     Envoy(&'a [String]),
     EnvoySwap(&'a [String]),
+    Soak(&'a [String]),
     Help,
 }
 
@@ -67,9 +69,15 @@ impl<'a> Task<'a> {
             Some("demo") => Task::Demo,
             Some("envoy") => Task::Envoy(rest),
             Some("envoy-swap") => Task::EnvoySwap(rest),
+            Some("soak") => Task::Soak(rest),
             Some("-h" | "--help" | "help") | None => Task::Help,
             Some(other) => {
-                bail!("unknown task `{other}`\n\n{USAGE}{}{}", proxy_bench::USAGE, envoy_cmd::USAGE)
+                bail!(
+                    "unknown task `{other}`\n\n{USAGE}{}{}{}",
+                    proxy_bench::USAGE,
+                    soak::USAGE,
+                    envoy_cmd::USAGE
+                )
             }
         })
     }
@@ -86,7 +94,8 @@ impl<'a> Task<'a> {
             | Task::BenchProxy(_)
             | Task::Demo
             | Task::Envoy(_)
-            | Task::EnvoySwap(_) => true,
+            | Task::EnvoySwap(_)
+            | Task::Soak(_) => true,
         }
     }
 }
@@ -109,8 +118,9 @@ fn dispatch(args: &[String]) -> Result<()> {
         Task::Demo => demo::demo(),
         Task::Envoy(args) => envoy_cmd::envoy(args, &build_filter()?),
         Task::EnvoySwap(args) => envoy_cmd::envoy_swap(args, build_filter),
+        Task::Soak(args) => soak::soak(args, &build_filter()?),
         Task::Help => {
-            print!("{USAGE}{}{}", proxy_bench::USAGE, envoy_cmd::USAGE);
+            print!("{USAGE}{}{}{}", proxy_bench::USAGE, soak::USAGE, envoy_cmd::USAGE);
             Ok(())
         }
     }
