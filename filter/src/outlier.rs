@@ -80,8 +80,7 @@ impl Health {
         self.record.ejected_until_ms != 0 && self.now_ms >= self.record.ejected_until_ms
     }
 
-    /// Whether the record is the default (no failures, never ejected): a
-    /// success then needs no write.
+    /// Whether the record is the default: no failures, never ejected.
     pub fn is_clean(&self) -> bool {
         self.record == Record::default()
     }

@@ -43,9 +43,6 @@ pub struct Decision {
     pub match_ratio: f64,
     /// The chosen backend's load when chosen.
     pub load: u64,
-    /// Whether the backend had no failure on record when chosen, so that a
-    /// success needs no shared-data write.
-    pub clean_record: bool,
 }
 
 impl Decision {
@@ -175,7 +172,6 @@ impl Router {
             reason: pick.reason,
             match_ratio: pick.match_ratio,
             load: chosen.load(),
-            clean_record: chosen.passive.is_clean(),
         })
     }
 
@@ -185,20 +181,16 @@ impl Router {
     }
 
     /// Records the HTTP status a request to `backend` ended with, for passive
-    /// health; `clean_record` is [`Decision::clean_record`] when the request
-    /// was routed to that backend (a success on a clean record writes nothing).
+    /// health. Every success resets the backend's failure count, so only
+    /// failures in a row eject; the record is written only when it changes.
     pub fn record_outcome(
         &self,
         store: &dyn SharedStore,
         backend: &str,
         status: u16,
-        clean_record: bool,
         now_ms: u64,
     ) -> Transition {
         let success = !outlier::is_failure_status(status);
-        if success && clean_record {
-            return Transition::None;
-        }
         outlier::record_outcome(store, backend, success, now_ms, &self.config.outlier())
     }
 }

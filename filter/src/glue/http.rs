@@ -62,12 +62,12 @@ impl HttpFilter {
             self.get_property(vec!["upstream", "address"]).and_then(|a| String::from_utf8(a).ok()).filter(
                 |a| *a != decision.backend && self.router.config().backends.iter().any(|b| b.address() == a),
             );
-        let mut outcomes = vec![(decision.backend.as_str(), status, decision.clean_record)];
+        let mut outcomes = vec![(decision.backend.as_str(), status)];
         if let Some(served) = &served {
-            outcomes = vec![(decision.backend.as_str(), 502, false), (served.as_str(), status, false)];
+            outcomes = vec![(decision.backend.as_str(), 502), (served.as_str(), status)];
         }
-        for (backend, status, clean) in outcomes {
-            let transition = self.router.record_outcome(&HostStore, backend, status, clean, now);
+        for (backend, status) in outcomes {
+            let transition = self.router.record_outcome(&HostStore, backend, status, now);
             self.metrics.outcome(backend, transition);
         }
     }

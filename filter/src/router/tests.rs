@@ -251,7 +251,7 @@ fn requests_in_flight_on_a_vm_that_died_stop_counting_within_one_scrape_interval
 fn a_failing_backend_is_ejected_then_probed_then_readmitted() {
     let (r, store, mut rng) = (router(r#","policy":"round_robin""#), MemoryStore::new(), rng());
     for _ in 0..5 {
-        r.record_outcome(&store, B, 500, false, 0);
+        r.record_outcome(&store, B, 500, 0);
     }
     let picks = |now, rng: &mut fastrand::Rng| {
         (0..6).map(|_| r.route(&store, None, now, rng).unwrap().backend).collect::<Vec<_>>()
@@ -261,7 +261,7 @@ fn a_failing_backend_is_ejected_then_probed_then_readmitted() {
     let probing = picks(5_000, &mut rng);
     assert_eq!(probing.iter().filter(|b| *b == B).count(), 1, "{probing:?}");
     // The probe succeeds: B is back in the rotation.
-    r.record_outcome(&store, B, 200, false, 5_001);
+    r.record_outcome(&store, B, 200, 5_001);
     assert_eq!(picks(5_002, &mut rng).iter().filter(|b| *b == B).count(), 2);
 }
 
@@ -269,9 +269,9 @@ fn a_failing_backend_is_ejected_then_probed_then_readmitted() {
 fn a_failed_probe_ejects_for_longer() {
     let (r, store, mut rng) = (router(r#","policy":"round_robin""#), MemoryStore::new(), rng());
     for _ in 0..5 {
-        r.record_outcome(&store, B, 503, false, 0);
+        r.record_outcome(&store, B, 503, 0);
     }
-    r.record_outcome(&store, B, 502, false, 5_000);
+    r.record_outcome(&store, B, 502, 5_000);
     let picks = |now, rng: &mut fastrand::Rng| {
         (0..6).map(|_| r.route(&store, None, now, rng).unwrap().backend).collect::<Vec<_>>()
     };
@@ -283,10 +283,22 @@ fn a_failed_probe_ejects_for_longer() {
 fn successes_on_a_clean_backend_write_nothing_and_4xx_is_no_failure() {
     let (r, store) = (router(""), crate::store::CountingStore::default());
     for _ in 0..10 {
-        r.record_outcome(&store, A, 200, true, 0);
-        r.record_outcome(&store, A, 429, true, 0);
+        r.record_outcome(&store, A, 200, 0);
+        r.record_outcome(&store, A, 429, 0);
     }
-    assert_eq!((store.gets.get(), store.sets.get()), (0, 0));
+    assert_eq!(store.sets.get(), 0);
+}
+
+#[test]
+fn a_success_between_failures_resets_the_count() {
+    let (r, store, mut rng) = (router(r#","policy":"round_robin""#), MemoryStore::new(), rng());
+    // Four failures, a success (of a request routed before the first failure),
+    // four more failures: never five in a row, so never ejected.
+    for status in [500, 500, 500, 500, 200, 500, 500, 500, 500] {
+        r.record_outcome(&store, B, status, 0);
+    }
+    let picks: Vec<String> = (0..6).map(|_| r.route(&store, None, 1, &mut rng).unwrap().backend).collect();
+    assert_eq!(picks.iter().filter(|b| *b == B).count(), 2, "{picks:?}");
 }
 
 #[test]
@@ -294,7 +306,7 @@ fn when_every_backend_is_ejected_requests_still_flow() {
     let (r, store, mut rng) = (router(""), MemoryStore::new(), rng());
     for backend in [A, B, C] {
         for _ in 0..5 {
-            r.record_outcome(&store, backend, 500, false, 0);
+            r.record_outcome(&store, backend, 500, 0);
         }
     }
     assert!(r.route(&store, Some(&prompt("p", 3)), 10, &mut rng).is_ok());
@@ -308,7 +320,6 @@ fn decision_header_names_policy_reason_and_ratio() {
         reason: Reason::PrefixMatch,
         match_ratio: 0.8333,
         load: 2,
-        clean_record: true,
     };
     assert_eq!(d.header_value(), "policy=prefix_aware; reason=prefix_match; match=0.83; load=2");
 }
