@@ -440,6 +440,19 @@ impl Proxy {
                     self.metrics.timeouts.with_label_values(&["upstream_first_byte"]).inc();
                     self.metrics.requests.with_label_values(&[label.as_str(), "timeout"]).inc();
                     tracing::warn!(backend = %label, "upstream sent no response headers in time");
+                    // Nothing reached the client yet: a replayable request
+                    // gets one more chance on another backend.
+                    if !retried && full_body.is_some() {
+                        if let Some(next) =
+                            rt.backends.fallback(Some(backend.addr)).filter(|b| b.addr != backend.addr)
+                        {
+                            retried = true;
+                            self.metrics.retries.inc();
+                            backend = next;
+                            routed_by_host = Some("retry");
+                            continue;
+                        }
+                    }
                     return simple(
                         StatusCode::GATEWAY_TIMEOUT,
                         &format!("upstream sent no response headers within {} ms", first_byte.as_millis()),

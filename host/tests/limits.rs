@@ -149,6 +149,22 @@ async fn a_backend_that_never_answers_gives_504_and_counts_as_failed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_held_by_a_hung_backend_is_retried_on_another() {
+    let (hole, echo) = (black_hole().await, Echo::start().await);
+    let mut cfg = config(&[hole, echo.addr], "mode=route");
+    cfg.timeouts.upstream_first_byte_ms = 500;
+    let p = proxy(cfg).await;
+    let url = format!("http://{}/v1/completions", p.listen);
+    let r = tokio::time::timeout(BOUND, send("POST", &url, &[], &format!("route-to={hole}")))
+        .await
+        .expect("a hung backend held the request");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["port"], echo.addr.port(), "served by the other backend");
+    assert_eq!(r.header("x-prefixgate-decision").as_deref(), Some("retry"));
+    assert_eq!(counter(&p, "upstream_first_byte"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_max_connections_new_connections_wait() {
     let a = Echo::start().await;
     let mut cfg = config(&[a.addr], "mode=route");
