@@ -487,10 +487,12 @@ async fn run_phase(options: &Options, fault: Fault, host: Host, toml: &Path) -> 
     let skipped_at = watcher.await.ok().flatten();
 
     // Idle in-flight: one request per prefix group, sent one after another
-    // once the load has stopped and a scrape interval passed.
-    tokio::time::sleep(Duration::from_millis(2 * SCRAPE_MS)).await;
+    // once the load has stopped, each two scrape intervals after the one
+    // before it, so that the replicas' last scrape saw none of them running
+    // and the `load=` a probe reads is the router's in-flight count alone.
     let mut idle_load: Option<u64> = None;
     for (g, p) in prefixes.iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(2 * SCRAPE_MS)).await;
         let body = serde_json::json!({"prompt": format!("{p} idle probe {g}"), "max_tokens": 1});
         let reply = http
             .post(format!("{}/v1/completions", proxy.base_url()))
