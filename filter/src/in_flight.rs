@@ -15,7 +15,7 @@
 //! - `pg/vms`: `(vm u64, heartbeat_ms u64)` per live VM;
 //! - `pg/inflight/<address>`: `(vm u64, count u32)` per VM with requests there.
 
-use crate::store::{update, update_from, SharedStore};
+use crate::store::{update, SharedStore};
 use crate::wire::{u32_at, u64_at};
 
 /// Shared-data key of the VM heartbeat list.
@@ -106,8 +106,7 @@ pub fn count<S: SharedStore + ?Sized>(store: &S, address: &str, live: &LiveVms) 
 /// Counts a request `vm` routed to `address`; drops the counts of VMs that
 /// are no longer alive from the record on the way.
 pub fn begin<S: SharedStore + ?Sized>(store: &S, address: &str, vm: u64, live: &LiveVms) {
-    let key = key(address);
-    update_from(store, &key, store.get(&key), |bytes| {
+    update(store, &key(address), |bytes| {
         let mut counts: Vec<(u64, u32)> = bytes
             .map(decode_counts)
             .unwrap_or_default()

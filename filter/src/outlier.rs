@@ -79,11 +79,6 @@ impl Health {
     pub fn is_half_open(&self) -> bool {
         self.record.ejected_until_ms != 0 && self.now_ms >= self.record.ejected_until_ms
     }
-
-    /// Whether the record is the default: no failures, never ejected.
-    pub fn is_clean(&self) -> bool {
-        self.record == Record::default()
-    }
 }
 
 /// Marks a half-open backend as probed until `now_ms + window_ms`, so that
@@ -245,7 +240,7 @@ mod tests {
         assert!(!Health::read(&store, "a", 15_099).admits_requests());
         assert!(Health::read(&store, "a", 15_100).admits_requests());
         assert_eq!(record_outcome(&store, "a", true, 15_200, &S), Transition::Readmitted);
-        assert!(Health::read(&store, "a", 15_200).is_clean());
+        assert!(store.get("pg/health/a").is_none(), "a success leaves no record behind");
         // The next ejection starts from the first length again.
         for _ in 0..3 {
             fail(&store, 20_000);

@@ -62,10 +62,10 @@ impl HttpFilter {
             self.get_property(vec!["upstream", "address"]).and_then(|a| String::from_utf8(a).ok()).filter(
                 |a| *a != decision.backend && self.router.config().backends.iter().any(|b| b.address() == a),
             );
-        let mut outcomes = vec![(decision.backend.as_str(), status)];
-        if let Some(served) = &served {
-            outcomes = vec![(decision.backend.as_str(), 502), (served.as_str(), status)];
-        }
+        let outcomes = match &served {
+            Some(served) => vec![(decision.backend.as_str(), 502), (served.as_str(), status)],
+            None => vec![(decision.backend.as_str(), status)],
+        };
         for (backend, status) in outcomes {
             let transition = self.router.record_outcome(&HostStore, backend, status, now);
             self.metrics.outcome(backend, transition);
