@@ -98,6 +98,12 @@ impl RootContext for Root {
             "trap_configure" => panic!("configured to trap"),
             _ => {}
         }
+        // The request counter exists before any request: the first write of
+        // an absent key carries no CAS stamp, so two VMs racing to create it
+        // would lose an increment.
+        if matches!(hostcalls::get_shared_data("tf_counter"), Ok((None, _))) {
+            let _ = hostcalls::set_shared_data("tf_counter", Some(b"0"), None);
+        }
         let _ = hostcalls::get_log_level().unwrap();
         self.metrics = Metrics {
             requests: hostcalls::define_metric(MetricType::Counter, "tf_requests").unwrap(),
