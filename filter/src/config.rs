@@ -98,6 +98,21 @@ pub struct FilterConfig {
     /// overwritten. Default `x-envoy-original-dst-host` (Envoy ORIGINAL_DST).
     #[serde(default = "defaults::upstream_header")]
     pub upstream_header: String,
+    /// Further backends named after the chosen one in `upstream_header`,
+    /// comma-separated, least loaded first: where a retry goes when the chosen
+    /// one fails before its first response byte (Envoy's `override_host` load
+    /// balancer retries on the next address). 0 (default) names only the
+    /// chosen backend, as Envoy's ORIGINAL_DST cluster requires; at most 7.
+    #[serde(default)]
+    pub upstream_fallbacks: u32,
+    /// Request header in which a gateway lists the endpoints (`ip:port`,
+    /// comma-separated) this request may go to, as the Gateway API inference
+    /// extension's endpoint-picker protocol does with
+    /// `x-gateway-destination-endpoint-subset`: the pick is confined to the
+    /// configured, healthy members, and none answers 503. Default none
+    /// (ignored): only a gateway that sets it should have it honoured.
+    #[serde(default)]
+    pub subset_header: Option<String>,
     /// Only the first this many characters of a prompt are matched and
     /// indexed (a huge prompt would otherwise cost a shared-data access per
     /// chunk for text no replica context holds). Default 131072 (~32k tokens).
@@ -217,7 +232,44 @@ impl ConfigError {
     }
 }
 
+/// Most fallback backends [`FilterConfig::upstream_fallbacks`] may name.
+pub const MAX_UPSTREAM_FALLBACKS: u32 = 7;
+
 impl FilterConfig {
+    /// The configuration a JSON object holding only `backends` gives: every
+    /// other field at its documented default.
+    pub fn new(backends: Vec<BackendConfig>) -> Self {
+        Self {
+            policy: PolicyKind::default(),
+            backends,
+            cluster: defaults::cluster(),
+            imbalanced_threshold: defaults::imbalanced_threshold(),
+            match_rate_threshold: defaults::match_rate_threshold(),
+            miss_policy: MissPolicy::default(),
+            chunk_chars: defaults::chunk_chars(),
+            chunk_growth: defaults::chunk_growth(),
+            index_slots: defaults::index_slots(),
+            capacity_chunks: None,
+            chars_per_token: defaults::chars_per_token(),
+            ttl_s: 0,
+            scrape_interval_ms: defaults::scrape_interval_ms(),
+            scrape_timeout_ms: defaults::scrape_timeout_ms(),
+            unhealthy_after: defaults::unhealthy_after(),
+            eject_after_failures: defaults::eject_after_failures(),
+            ejection_ms: defaults::ejection_ms(),
+            max_ejection_ms: defaults::max_ejection_ms(),
+            metrics_path: defaults::metrics_path(),
+            upstream_header: defaults::upstream_header(),
+            upstream_fallbacks: 0,
+            subset_header: None,
+            max_prompt_chars: defaults::max_prompt_chars(),
+            max_body_bytes: defaults::max_body_bytes(),
+            decision_headers: defaults::decision_headers(),
+            seed: None,
+            version: None,
+        }
+    }
+
     /// Parses and validates plugin configuration bytes.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -307,13 +359,17 @@ impl FilterConfig {
         if !self.metrics_path.starts_with('/') {
             return Err(ConfigError::new("metrics_path", "must start with `/`"));
         }
-        let header_ok = !self.upstream_header.is_empty()
-            && self
-                .upstream_header
-                .bytes()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
-        if !header_ok {
+        if !is_header_name(&self.upstream_header) {
             return Err(ConfigError::new("upstream_header", "must be a lowercase header name"));
+        }
+        if self.subset_header.as_deref().is_some_and(|h| !is_header_name(h)) {
+            return Err(ConfigError::new("subset_header", "must be a lowercase header name"));
+        }
+        if self.upstream_fallbacks > MAX_UPSTREAM_FALLBACKS {
+            return Err(ConfigError::new(
+                "upstream_fallbacks",
+                format!("must be at most {MAX_UPSTREAM_FALLBACKS}"),
+            ));
         }
         if self.cluster.is_empty() {
             return Err(ConfigError::new("cluster", "must not be empty"));
@@ -356,6 +412,11 @@ impl FilterConfig {
     pub fn ttl_ms(&self) -> u64 {
         self.ttl_s.saturating_mul(1000)
     }
+}
+
+/// A lowercase header name: letters, digits and dashes.
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
 }
 
 mod defaults {
@@ -442,6 +503,23 @@ mod tests {
         assert_eq!(c.upstream_header, "x-envoy-original-dst-host");
         assert_eq!(c.max_body_bytes, 4 << 20);
         assert_eq!(c.backends[0].name(), "127.0.0.1:8001");
+    }
+
+    #[test]
+    fn new_equals_the_parsed_minimal_config_and_round_trips() {
+        let parsed = FilterConfig::from_json(br#"{"backends":["127.0.0.1:8001"]}"#).unwrap();
+        let built = FilterConfig::new(vec![BackendConfig::Address("127.0.0.1:8001".into())]);
+        assert_eq!(built, parsed);
+        let json = serde_json::to_vec(&built).unwrap();
+        assert_eq!(FilterConfig::from_json(&json).unwrap(), built);
+    }
+
+    #[test]
+    fn upstream_fallbacks_are_bounded() {
+        let c = FilterConfig::from_json(br#"{"backends":["127.0.0.1:1"],"upstream_fallbacks":7}"#).unwrap();
+        assert_eq!(c.upstream_fallbacks, 7);
+        assert_eq!(err(r#"{"backends":["127.0.0.1:1"],"upstream_fallbacks":8}"#).field, "upstream_fallbacks");
+        assert_eq!(err(r#"{"backends":["127.0.0.1:1"],"subset_header":"Bad Name"}"#).field, "subset_header");
     }
 
     #[test]

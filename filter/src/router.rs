@@ -7,7 +7,7 @@ use crate::fleet::{self, BackendView};
 use crate::in_flight::{self, LiveVms};
 use crate::outlier::{self, Transition};
 use crate::policy::{Candidates, Policy, PolicyKind, Pow2, PrefixAware, Reason, RoundRobin};
-use crate::prefix_index::{IndexShape, PrefixIndex};
+use crate::prefix_index::{IndexShape, PrefixIndex, PromptKeys};
 use crate::store::{ReadCache, SharedStore};
 use std::fmt;
 
@@ -43,9 +43,26 @@ pub struct Decision {
     pub match_ratio: f64,
     /// The chosen backend's load when chosen.
     pub load: u64,
+    /// Where a retry goes, in order: up to `upstream_fallbacks` other
+    /// available backends, least loaded first.
+    pub fallbacks: Vec<String>,
+    /// The prompt's chunk keys, kept to credit the index to the backend that
+    /// actually served when a retry went elsewhere ([`Router::credit`]).
+    pub keys: Option<PromptKeys>,
 }
 
 impl Decision {
+    /// The `upstream_header` value: the chosen backend, then the fallbacks,
+    /// comma-separated.
+    pub fn upstream_value(&self) -> String {
+        let mut value = self.backend.clone();
+        for fallback in &self.fallbacks {
+            value.push(',');
+            value.push_str(fallback);
+        }
+        value
+    }
+
     /// The `x-prefixgate-decision` header value.
     pub fn header_value(&self) -> String {
         format!(
@@ -58,12 +75,15 @@ impl Decision {
     }
 }
 
-/// No backend is healthy: the request gets a local 503.
+/// No eligible backend is healthy: the request gets a local 503.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("no healthy backend among {configured} configured")]
+#[error("no healthy backend among {eligible} eligible of {configured} configured")]
 pub struct NoHealthyBackend {
     /// Backends in the configuration.
     pub configured: usize,
+    /// Configured backends the request may go to: all of them, or those of
+    /// its subset hint.
+    pub eligible: usize,
 }
 
 impl Router {
@@ -139,11 +159,31 @@ impl Router {
         now_ms: u64,
         rng: &mut fastrand::Rng,
     ) -> Result<Decision, NoHealthyBackend> {
+        self.route_within(store, prompt, None, now_ms, rng)
+    }
+
+    /// As [`Router::route`], choosing only among the backends of `subset`
+    /// (`ip:port` strings, as a gateway's endpoint-subset hint lists them)
+    /// when it is given: addresses not configured are ignored, and a subset
+    /// with no healthy configured member is a [`NoHealthyBackend`], never a
+    /// pick outside it.
+    pub fn route_within(
+        &self,
+        store: &dyn SharedStore,
+        prompt: Option<&str>,
+        subset: Option<&[&str]>,
+        now_ms: u64,
+        rng: &mut fastrand::Rng,
+    ) -> Result<Decision, NoHealthyBackend> {
         let cache = ReadCache::new(store);
         let store: &dyn SharedStore = &cache;
         let live = self.live_vms(store, now_ms);
         in_flight::heartbeat_if_due(store, &live, self.vm, now_ms, self.config.vm_expiry_ms());
-        let snapshot = fleet::snapshot(store, &self.config, &live, now_ms);
+        let mut snapshot = fleet::snapshot(store, &self.config, &live, now_ms);
+        if let Some(subset) = subset {
+            snapshot.retain(|b| subset.contains(&b.address.as_str()));
+        }
+        let eligible = snapshot.len();
         let mut healthy: Vec<BackendView> = snapshot.iter().filter(|b| b.available()).cloned().collect();
         if healthy.is_empty() {
             // Every backend that answers its scrapes is ejected: ejection
@@ -152,7 +192,7 @@ impl Router {
             healthy = snapshot.into_iter().filter(|b| b.healthy).collect();
         }
         if healthy.is_empty() {
-            return Err(NoHealthyBackend { configured: self.config.backends.len() });
+            return Err(NoHealthyBackend { configured: self.config.backends.len(), eligible });
         }
         let keys = prompt.map(|p| self.index.prompt_keys(head(p, self.config.max_prompt_chars)));
         let candidates =
@@ -166,13 +206,30 @@ impl Router {
             outlier::claim_probe(store, &chosen.address, now_ms, PROBE_WINDOW_MS);
         }
         in_flight::begin(store, &chosen.address, self.vm, &live);
+        let fallbacks = fallbacks(&healthy, &chosen.address, self.config.upstream_fallbacks, rng);
         Ok(Decision {
             backend: chosen.address.clone(),
             policy: self.policy.kind(),
             reason: pick.reason,
             match_ratio: pick.match_ratio,
             load: chosen.load(),
+            fallbacks,
+            keys,
         })
+    }
+
+    /// Records `decision`'s prompt in the index for `served`, the backend
+    /// that served the request after a retry moved it from the chosen one:
+    /// that replica's cache now holds the prefix.
+    pub fn credit(&self, store: &dyn SharedStore, decision: &Decision, served: &str, now_ms: u64) {
+        let Some(keys) = &decision.keys else {
+            return;
+        };
+        let live = self.live_vms(store, now_ms);
+        let snapshot = fleet::snapshot(store, &self.config, &live, now_ms);
+        if let Some(backend) = snapshot.iter().find(|b| b.address == served) {
+            self.index.insert(store, keys, backend.indexed(), now_ms);
+        }
     }
 
     /// Marks a request routed to `backend` as finished.
@@ -193,6 +250,19 @@ impl Router {
         let success = !outlier::is_failure_status(status);
         outlier::record_outcome(store, backend, success, now_ms, &self.config.outlier())
     }
+}
+
+/// Up to `count` backends of `candidates` other than `chosen`, least
+/// (weighted) loaded first; ties in random order, so that retries after one
+/// replica fails spread over the rest instead of piling onto one.
+fn fallbacks(candidates: &[BackendView], chosen: &str, count: u32, rng: &mut fastrand::Rng) -> Vec<String> {
+    if count == 0 {
+        return Vec::new();
+    }
+    let mut others: Vec<&BackendView> = candidates.iter().filter(|b| b.address != chosen).collect();
+    rng.shuffle(&mut others);
+    others.sort_by(|a, b| a.weighted_load().total_cmp(&b.weighted_load()));
+    others.into_iter().take(count as usize).map(|b| b.address.clone()).collect()
 }
 
 /// The first `chars` characters of `text`.

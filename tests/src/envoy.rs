@@ -2,9 +2,9 @@
 //! system-picked ports read back from the admin interface, killed on drop.
 
 use crate::envoy_config::{
-    plugin_config_json, render_bootstrap, render_ecds_resource, EnvoySpec, FilterMode, FilterSpec,
-    DEFAULT_VM_ID,
+    render_bootstrap, render_ecds_resource, EnvoySpec, FilterMode, FilterSpec, UpstreamTimeouts,
 };
+use prefixgate_filter::{FilterConfig, PolicyKind};
 use crate::error::HarnessError;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -56,31 +56,49 @@ fn fresh_dir(tag: &str) -> Result<PathBuf, HarnessError> {
     Ok(dir)
 }
 
-/// Renders the default plugin configuration for `backends`: `policy`, scrapes
-/// every `scrape_ms`, plus raw JSON `extra` fields.
+/// The default plugin configuration for `backends` as JSON: `policy`,
+/// scrapes every `scrape_ms`, plus `extra` fields as `(name, raw JSON value)`
+/// pairs, validated as the filter would validate them.
+///
+/// # Panics
+/// On an unknown policy or an `extra` field the filter refuses: a test bug.
 pub fn plugin_config(
     policy: &str,
     backends: &[SocketAddr],
     scrape_ms: u64,
     extra: &[(&str, &str)],
 ) -> String {
-    let scrape = scrape_ms.to_string();
-    let mut fields = vec![("scrape_interval_ms", scrape.as_str())];
-    fields.extend_from_slice(extra);
-    plugin_config_json(policy, backends, Some("v0"), &fields)
+    let policy: PolicyKind = serde_json::from_value(policy.into())
+        .unwrap_or_else(|e| panic!("unknown policy `{policy}`: {e}"));
+    let mut config = crate::envoy_config::plugin_config(policy, backends);
+    config.scrape_interval_ms = scrape_ms;
+    config.version = Some("v0".to_owned());
+    let mut json = serde_json::to_value(&config).unwrap_or_default();
+    for (name, value) in extra {
+        let value: serde_json::Value =
+            serde_json::from_str(value).unwrap_or_else(|e| panic!("`{name}`: `{value}` is not JSON: {e}"));
+        json[*name] = value;
+    }
+    let text = json.to_string();
+    if let Err(e) = FilterConfig::from_json(text.as_bytes()) {
+        panic!("test plugin config refused: {e}");
+    }
+    text
 }
 
 impl Envoy {
     /// Starts Envoy (`--concurrency 2`) in front of `backends`.
     pub async fn start(backends: &[SocketAddr], mode: EnvoyMode) -> Result<Self, HarnessError> {
-        Self::start_with(backends, mode, 2).await
+        Self::start_with(backends, mode, 2, None).await
     }
 
-    /// Starts Envoy with `concurrency` worker threads.
+    /// Starts Envoy with `concurrency` worker threads and the route's
+    /// `timeouts` (default: [`UpstreamTimeouts::default`]).
     pub async fn start_with(
         backends: &[SocketAddr],
         mode: EnvoyMode,
         concurrency: u32,
+        timeouts: Option<UpstreamTimeouts>,
     ) -> Result<Self, HarnessError> {
         let bin = crate::wasm::envoy_bin()?;
         let dir = fresh_dir("envoy")?;
@@ -88,21 +106,23 @@ impl Envoy {
             EnvoyMode::RoundRobin => PathBuf::new(),
             _ => crate::wasm::filter_wasm()?,
         };
-        let filter = |plugin_config: String| FilterSpec {
-            wasm_path: wasm.to_string_lossy().into_owned(),
-            plugin_config,
-            vm_id: DEFAULT_VM_ID.to_owned(),
-        };
+        let filter = |plugin_config: String| FilterSpec::from_json(wasm.to_string_lossy(), plugin_config.as_bytes());
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let mode = match mode {
-            EnvoyMode::Filter(config) => FilterMode::Inline(filter(config)),
+            EnvoyMode::Filter(config) => FilterMode::Inline(filter(config)?),
             EnvoyMode::Ecds(config) => {
-                write_atomically(&dir, ECDS_FILE, &render_ecds_resource(&filter(config), "v0"))?;
+                write_atomically(&dir, ECDS_FILE, &render_ecds_resource(&filter(config)?, "v0"))?;
                 FilterMode::Ecds { path: dir.join(ECDS_FILE).to_string_lossy().into_owned() }
             }
             EnvoyMode::RoundRobin => FilterMode::RoundRobin,
         };
-        let spec = EnvoySpec { listen: loopback, admin: loopback, backends: backends.to_vec(), mode };
+        let spec = EnvoySpec {
+            listen: loopback,
+            admin: loopback,
+            backends: backends.to_vec(),
+            mode,
+            timeouts: timeouts.unwrap_or_default(),
+        };
         let bootstrap = dir.join("envoy.yaml");
         std::fs::write(&bootstrap, render_bootstrap(&spec))
             .map_err(|e| HarnessError::io("write bootstrap", &bootstrap, e))?;
@@ -238,16 +258,8 @@ impl Envoy {
     pub fn ecds_swap(&mut self, plugin_config: &str) -> Result<String, HarnessError> {
         self.rollouts += 1;
         let version = format!("v{}", self.rollouts);
-        let mut value: serde_json::Value = serde_json::from_str(plugin_config)
-            .map_err(|e| HarnessError::Protocol(format!("plugin config: {e}")))?;
-        if let Some(object) = value.as_object_mut() {
-            object.insert("version".to_owned(), serde_json::Value::String(version.clone()));
-        }
-        let spec = FilterSpec {
-            wasm_path: self.wasm.to_string_lossy().into_owned(),
-            plugin_config: value.to_string(),
-            vm_id: DEFAULT_VM_ID.to_owned(),
-        };
+        let mut spec = FilterSpec::from_json(self.wasm.to_string_lossy(), plugin_config.as_bytes())?;
+        spec.config.version = Some(version.clone());
         write_atomically(&self.dir, ECDS_FILE, &render_ecds_resource(&spec, &version))?;
         Ok(version)
     }

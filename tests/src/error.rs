@@ -33,6 +33,9 @@ pub enum HarnessError {
     /// An HTTP exchange failed.
     #[error("http: {0}")]
     Http(#[from] reqwest::Error),
+    /// A plugin configuration the filter would refuse.
+    #[error(transparent)]
+    Config(#[from] prefixgate_filter::ConfigError),
     /// A reply could not be understood.
     #[error("unexpected reply: {0}")]
     Protocol(String),

@@ -1,7 +1,8 @@
 //! A replica whose engine is dead behind a live HTTP server: `/metrics` and
-//! `/health` look healthy and idle, every other request gets an immediate
-//! 500. It looks least loaded to every policy, so it is what passive health
-//! must eject.
+//! `/health` look healthy and idle, and every other request gets an
+//! immediate 500 ([`Failure::Error`]) or is accepted and never answered
+//! ([`Failure::NeverAnswers`]). It looks least loaded to every policy, so it
+//! is what passive health must eject.
 
 use crate::error::HarnessError;
 use bytes::Bytes;
@@ -22,6 +23,15 @@ vllm:num_requests_waiting{model_name=\"m\"} 0\n";
 const ERROR: &str =
     r#"{"error":{"message":"engine is dead","type":"InternalServerError","param":null,"code":500}}"#;
 
+/// How a failing replica fails its inference requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// An immediate 500 with an OpenAI-shaped error.
+    Error,
+    /// The request is read and never answered; the connection stays open.
+    NeverAnswers,
+}
+
 /// A running failing replica; stops when dropped.
 #[derive(Debug)]
 pub struct FailingReplica {
@@ -32,8 +42,13 @@ pub struct FailingReplica {
 }
 
 impl FailingReplica {
-    /// Starts one on a system-picked loopback port.
+    /// Starts one answering 500 on a system-picked loopback port.
     pub async fn start() -> Result<Self, HarnessError> {
+        Self::start_failing(Failure::Error).await
+    }
+
+    /// Starts one failing as `failure` says on a system-picked loopback port.
+    pub async fn start_failing(failure: Failure) -> Result<Self, HarnessError> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| HarnessError::Protocol(format!("bind failing replica: {e}")))?;
@@ -48,7 +63,13 @@ impl FailingReplica {
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                         let counter = counter.clone();
-                        async move { Ok::<_, std::convert::Infallible>(answer(&req, &counter)) }
+                        async move {
+                            let response = answer(&req, &counter);
+                            if failure == Failure::NeverAnswers && response.status() != 200 {
+                                std::future::pending::<()>().await;
+                            }
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
@@ -59,7 +80,7 @@ impl FailingReplica {
         Ok(Self { addr, failed, task })
     }
 
-    /// Inference requests it has failed so far.
+    /// Inference requests it has failed (or taken and not answered) so far.
     pub fn failed(&self) -> u64 {
         self.failed.load(Ordering::Relaxed)
     }

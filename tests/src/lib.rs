@@ -6,8 +6,7 @@
 //! Every wait is a bounded poll; every port is picked by the system (port 0)
 //! and read back, never guessed.
 
-#[path = "../../xtask/src/envoy_config.rs"]
-pub mod envoy_config;
+pub use prefixgate_launch::envoy_config;
 
 pub mod client;
 pub mod envoy;

@@ -236,6 +236,31 @@ pub async fn failing_replica_is_ejected(
     Ok(())
 }
 
+/// A replica that accepts requests and never answers them, under
+/// `round_robin` beside healthy ones, with a short first-byte timeout: every
+/// request routed to it is retried on another replica after the timeout
+/// (nothing has reached the client yet), so none fails, and after
+/// `eject_after_failures` (5) such timeouts it is ejected and takes no more.
+pub async fn hung_replica_is_retried_and_ejected(
+    proxy: &dyn Proxy,
+    hung: &crate::failing_replica::FailingReplica,
+) -> Result<(), HarnessError> {
+    let client = Client::new(proxy.base_url())?;
+    let mut statuses = Vec::new();
+    let mut chosen_hung = 0;
+    for i in 0..30 {
+        let reply = client.completion(&format!("request {i} while a replica hangs"), 2).await?;
+        statuses.push(reply.status);
+        if reply.backend.as_deref() == Some(hung.addr.to_string().as_str()) {
+            chosen_hung += 1;
+        }
+    }
+    assert!(statuses.iter().all(|s| *s == 200), "a request failed: {statuses:?}");
+    assert_eq!(hung.failed(), 5, "the hung replica took {} requests", hung.failed());
+    assert_eq!(chosen_hung, 5, "decisions naming the hung replica");
+    Ok(())
+}
+
 /// While a request reaches a dead replica.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WhileDetecting {

@@ -4,7 +4,8 @@
 
 use prefixgate_tests::client::Client;
 use prefixgate_tests::envoy::plugin_config;
-use prefixgate_tests::failing_replica::FailingReplica;
+use prefixgate_tests::envoy_config::UpstreamTimeouts;
+use prefixgate_tests::failing_replica::{Failure, FailingReplica};
 use prefixgate_tests::fleet::{served, sim_queued, start_fleet};
 use prefixgate_tests::scenarios::{self, eventually, prompt, routed_to, SwapLoad, WhileDetecting};
 use prefixgate_tests::{Envoy, EnvoyMode};
@@ -134,14 +135,30 @@ async fn a_replica_failing_fast_is_ejected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_never_answers_is_retried_and_ejected() {
+    let _serial = SERIAL.lock().await;
+    let fleet = start_fleet(2, FAST).await.unwrap();
+    let hung = FailingReplica::start_failing(Failure::NeverAnswers).await.unwrap();
+    let mut addrs = fleet.addrs();
+    addrs.push(hung.addr);
+    let config = plugin_config("round_robin", &addrs, 100, &[("ejection_ms", "60000")]);
+    let timeouts = UpstreamTimeouts { first_byte: Duration::from_secs(1), ..Default::default() };
+    let envoy = Envoy::start_with(&addrs, EnvoyMode::Filter(config), 2, Some(timeouts)).await.unwrap();
+    scenarios::hung_replica_is_retried_and_ejected(&envoy, &hung).await.unwrap();
+    assert_eq!(envoy.stat("prefixgate_backend_ejections_total").await.unwrap(), 1);
+    assert!(envoy.stat("upstream_rq_retry_success").await.unwrap() >= 5);
+    drop(envoy);
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_replica_is_skipped_until_it_returns() {
     let _serial = SERIAL.lock().await;
     let mut fleet = start_fleet(3, FAST).await.unwrap();
     let addrs = fleet.addrs();
     let envoy = filter_envoy(&addrs, "round_robin", &[("unhealthy_after", "2")]).await;
-    // Envoy does not retry: requests may fail until two failed scrapes
-    // (100 ms apart) mark the replica unhealthy.
-    scenarios::killed_replica_is_skipped_until_it_returns(&envoy, &mut fleet, WhileDetecting::MayFail)
+    // A refused connection is retried on the fallback the filter named: nothing fails.
+    scenarios::killed_replica_is_skipped_until_it_returns(&envoy, &mut fleet, WhileDetecting::AllSucceed)
         .await
         .unwrap();
     assert!(envoy.stat("prefixgate_scrapes_failed_total").await.unwrap() >= 2);

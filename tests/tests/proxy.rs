@@ -12,7 +12,7 @@ use prefixgate::app::{self, Running};
 use prefixgate::config::Config;
 use prefixgate_tests::client::Client;
 use prefixgate_tests::envoy::plugin_config;
-use prefixgate_tests::failing_replica::FailingReplica;
+use prefixgate_tests::failing_replica::{Failure, FailingReplica};
 use prefixgate_tests::fleet::{served, sim_queued, start_fleet};
 use prefixgate_tests::scenarios::{self, prompt, routed_to, SwapLoad, WhileDetecting};
 use prefixgate_tests::Proxy;
@@ -145,6 +145,23 @@ async fn a_replica_failing_fast_is_ejected() {
     addrs.push(failing.addr);
     let proxy = filter_proxy(&addrs, "prefix_aware", &[("ejection_ms", "60000")]).await;
     scenarios::failing_replica_is_ejected(&proxy, &fleet.addrs(), &failing).await.unwrap();
+    drop(proxy);
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_never_answers_is_retried_and_ejected() {
+    let _serial = SERIAL.lock().await;
+    let fleet = start_fleet(2, FAST).await.unwrap();
+    let hung = FailingReplica::start_failing(Failure::NeverAnswers).await.unwrap();
+    let mut addrs = fleet.addrs();
+    addrs.push(hung.addr);
+    let config = plugin_config("round_robin", &addrs, 100, &[("ejection_ms", "60000")]);
+    let proxy = Prefixgate::start_with(&addrs, config, |config| {
+        config.timeouts.upstream_first_byte_ms = 1_000;
+    })
+    .await;
+    scenarios::hung_replica_is_retried_and_ejected(&proxy, &hung).await.unwrap();
     drop(proxy);
     fleet.shutdown().await;
 }

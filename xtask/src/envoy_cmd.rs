@@ -2,11 +2,12 @@
 //! freshly built filter in front of a list of backends, and roll a new filter
 //! configuration out through ECDS.
 
-use crate::envoy_config::{
-    plugin_config_json, render_bootstrap, render_ecds_resource, EnvoySpec, FilterMode, FilterSpec,
-    DEFAULT_VM_ID,
-};
 use anyhow::{bail, Context, Result};
+use prefixgate_launch::envoy_config::{
+    plugin_config, render_bootstrap, render_ecds_resource, EnvoySpec, FilterMode, FilterSpec,
+    UpstreamTimeouts,
+};
+use prefixgate_launch::PolicyKind;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,7 +36,7 @@ fn default_ecds_dir() -> PathBuf {
 #[derive(Debug)]
 struct EnvoyArgs {
     backends: Vec<SocketAddr>,
-    policy: String,
+    policy: PolicyKind,
     listen: SocketAddr,
     admin: SocketAddr,
     concurrency: u32,
@@ -64,7 +65,7 @@ fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr> {
 fn parse_envoy_args(args: &[String]) -> Result<EnvoyArgs> {
     let mut parsed = EnvoyArgs {
         backends: Vec::new(),
-        policy: "prefix_aware".to_owned(),
+        policy: PolicyKind::PrefixAware,
         listen: SocketAddr::from(([127, 0, 0, 1], 10000)),
         admin: SocketAddr::from(([127, 0, 0, 1], 9901)),
         concurrency: 2,
@@ -83,7 +84,11 @@ fn parse_envoy_args(args: &[String]) -> Result<EnvoyArgs> {
                     .map(|s| parse_addr("--backends", s.trim()))
                     .collect::<Result<_>>()?;
             }
-            "--policy" => parsed.policy = value.to_owned(),
+            "--policy" => {
+                parsed.policy = serde_json::from_value(value.into()).with_context(|| {
+                    format!("--policy: `{value}` is not one of prefix_aware, pow2, round_robin")
+                })?;
+            }
             "--listen" => parsed.listen = parse_addr(flag, value)?,
             "--admin" => parsed.admin = parse_addr(flag, value)?,
             "--concurrency" => {
@@ -132,13 +137,9 @@ fn stage_module(wasm: &Path, dir: &Path, version: &str) -> Result<PathBuf> {
 }
 
 /// Writes one ECDS rollout into `dir` and returns the resource file's path.
-fn write_rollout(dir: &Path, wasm: &Path, plugin_config: &str, version: &str) -> Result<PathBuf> {
+fn write_rollout(dir: &Path, wasm: &Path, mut spec: FilterSpec, version: &str) -> Result<PathBuf> {
     let staged = stage_module(wasm, dir, version)?;
-    let spec = FilterSpec {
-        wasm_path: staged.to_string_lossy().into_owned(),
-        plugin_config: plugin_config.to_owned(),
-        vm_id: DEFAULT_VM_ID.to_owned(),
-    };
+    spec.wasm_path = staged.to_string_lossy().into_owned();
     write_atomically(dir, ECDS_FILE, &render_ecds_resource(&spec, version))
 }
 
@@ -147,18 +148,17 @@ pub fn envoy(args: &[String], wasm: &Path) -> Result<()> {
     let args = parse_envoy_args(args)?;
     let envoy = crate::envoy::ensure_envoy()?;
     let version = new_version();
-    let plugin_config = plugin_config_json(&args.policy, &args.backends, Some(&version), &[]);
+    let mut config = plugin_config(args.policy, &args.backends);
+    config.version = Some(version.clone());
+    let spec = FilterSpec::new(String::new(), config).context("the rendered plugin configuration")?;
     let out_dir = crate::paths::target_dir().join("envoy");
     let mode = if args.inline {
-        FilterMode::Inline(FilterSpec {
-            wasm_path: stage_module(wasm, &out_dir, &version)?.to_string_lossy().into_owned(),
-            plugin_config,
-            vm_id: DEFAULT_VM_ID.to_owned(),
-        })
+        let wasm_path = stage_module(wasm, &out_dir, &version)?.to_string_lossy().into_owned();
+        FilterMode::Inline(FilterSpec { wasm_path, ..spec })
     } else {
         // Through ECDS by default, so that `envoy-swap` can roll out the next config.
         let dir = absolute(&args.ecds)?;
-        let resource = write_rollout(&dir, wasm, &plugin_config, &version)?;
+        let resource = write_rollout(&dir, wasm, spec, &version)?;
         eprintln!(
             "xtask: filter config {} (roll out a new one with `cargo xtask envoy-swap --config new.json --dir {}`)",
             resource.display(),
@@ -166,7 +166,13 @@ pub fn envoy(args: &[String], wasm: &Path) -> Result<()> {
         );
         FilterMode::Ecds { path: resource.to_string_lossy().into_owned() }
     };
-    let spec = EnvoySpec { listen: args.listen, admin: args.admin, backends: args.backends, mode };
+    let spec = EnvoySpec {
+        listen: args.listen,
+        admin: args.admin,
+        backends: args.backends,
+        mode,
+        timeouts: UpstreamTimeouts::default(),
+    };
     let bootstrap = write_atomically(&out_dir, "envoy.yaml", &render_bootstrap(&spec))?;
     eprintln!(
         "xtask: Envoy on http://{} (admin http://{}), config {}",
@@ -200,21 +206,20 @@ pub fn envoy_swap(args: &[String], built_wasm: impl FnOnce() -> Result<PathBuf>)
     let config = config.context("--config FILE.json is required (the new plugin configuration)")?;
     let text =
         std::fs::read_to_string(&config).with_context(|| format!("cannot read {}", config.display()))?;
-    let mut value: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", config.display()))?;
+    // Refused here, not by Envoy after the rollout: the old filter keeps serving.
+    let mut spec = FilterSpec::from_json(String::new(), text.as_bytes())
+        .with_context(|| format!("{} is refused", config.display()))?;
     let version = new_version();
-    let object =
-        value.as_object_mut().with_context(|| format!("{} is not a JSON object", config.display()))?;
     // The label makes every rollout a different config: ECDS ignores an
     // update whose hash equals the last one.
-    object.insert("version".to_owned(), serde_json::Value::String(version.clone()));
-    let plugin_config = serde_json::to_string(&value)?;
+    spec.config.version = Some(version.clone());
+    let plugin_config = spec.plugin_config_json();
     let wasm = match wasm {
         Some(w) => w,
         None => built_wasm()?,
     };
     let dir = absolute(&dir)?;
-    let resource = write_rollout(&dir, &wasm, &plugin_config, &version)?;
+    let resource = write_rollout(&dir, &wasm, spec, &version)?;
     eprintln!("xtask: rolled out {} as {version}: {plugin_config}", resource.display());
     Ok(())
 }
@@ -233,7 +238,7 @@ mod tests {
             parse_envoy_args(&strings(&["--backends", "127.0.0.1:8001,127.0.0.1:8002", "--policy", "pow2"]))
                 .unwrap();
         assert_eq!(args.backends.len(), 2);
-        assert_eq!(args.policy, "pow2");
+        assert_eq!(args.policy, PolicyKind::Pow2);
         assert_eq!(args.listen.port(), 10000);
     }
 
@@ -242,5 +247,6 @@ mod tests {
         assert!(parse_envoy_args(&strings(&["--backend", "x"])).is_err());
         assert!(parse_envoy_args(&strings(&["--backends", "localhost:80"])).is_err());
         assert!(parse_envoy_args(&strings(&[])).is_err());
+        assert!(parse_envoy_args(&strings(&["--backends", "127.0.0.1:1", "--policy", "fastest"])).is_err());
     }
 }

@@ -6,7 +6,6 @@
 mod demo;
 mod envoy;
 mod envoy_cmd;
-mod envoy_config;
 mod paths;
 mod proxy_bench;
 mod run;

@@ -5,10 +5,7 @@
 
 pub mod component;
 pub mod config;
-/// Envoy bootstraps for the filter: the renderer `cargo xtask envoy` and the
-/// end-to-end tests use, shared as one source file.
-#[path = "../../../xtask/src/envoy_config.rs"]
-pub mod envoy_config;
+pub use prefixgate_launch::envoy_config;
 pub mod results_csv;
 pub mod router;
 pub mod run;

@@ -4,7 +4,7 @@
 use super::component::{find_executable, Component, LogFiles};
 use super::config::{Router, Strategy};
 use super::envoy_config::{
-    plugin_config_json, render_bootstrap, EnvoySpec, FilterMode, FilterSpec, DEFAULT_VM_ID,
+    render_bootstrap, EnvoySpec, FilterMode, FilterSpec, UpstreamTimeouts,
 };
 use crate::load::client::http_client;
 use anyhow::{bail, Context, Result};
@@ -100,22 +100,15 @@ pub async fn start_router(
                 .collect::<Result<_>>()?;
             let listen = SocketAddr::from(([127, 0, 0, 1], if port == 0 { free_port()? } else { port }));
             let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-            let settings: Vec<(String, String)> = match strategy {
-                Strategy::Policy(_) => Vec::new(),
-                Strategy::Detailed { settings, .. } => {
-                    settings.iter().map(|(k, v)| (k.clone(), v.to_string())).collect()
-                }
-            };
-            let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let plugin_config = strategy.plugin_config(backends).to_string();
+            let filter = FilterSpec::from_json(wasm.to_string_lossy(), plugin_config.as_bytes())
+                .with_context(|| format!("plugin configuration {plugin_config}"))?;
             let spec = EnvoySpec {
                 listen,
                 admin,
-                backends: addrs.clone(),
-                mode: FilterMode::Inline(FilterSpec {
-                    wasm_path: wasm.to_string_lossy().into_owned(),
-                    plugin_config: plugin_config_json(strategy.policy(), &addrs, None, &extra),
-                    vm_id: DEFAULT_VM_ID.to_owned(),
-                }),
+                backends: addrs,
+                mode: FilterMode::Inline(filter),
+                timeouts: UpstreamTimeouts::default(),
             };
             let bootstrap = logs.stdout.with_extension("envoy.yaml");
             std::fs::write(&bootstrap, render_bootstrap(&spec))

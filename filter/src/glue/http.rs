@@ -23,6 +23,9 @@ pub struct HttpFilter {
     metrics: Rc<FilterMetrics>,
     rng: fastrand::Rng,
     path: String,
+    /// The endpoints a gateway's subset hint allows, when the configuration
+    /// names a `subset_header` and the request carries it.
+    subset: Option<Vec<String>>,
     /// Set once routed; finished in `on_log`.
     decision: Option<Decision>,
     /// The response's outcome was recorded for passive health.
@@ -39,6 +42,7 @@ impl HttpFilter {
             metrics,
             rng: fastrand::Rng::with_seed(seed),
             path: String::new(),
+            subset: None,
             decision: None,
             outcome_recorded: false,
             done: false,
@@ -70,6 +74,10 @@ impl HttpFilter {
             let transition = self.router.record_outcome(&HostStore, backend, status, now);
             self.metrics.outcome(backend, transition);
         }
+        if let Some(served) = &served {
+            // The retry's replica, not the chosen one, now caches the prompt.
+            self.router.credit(&HostStore, decision, served, now);
+        }
     }
 
     /// Routes with `prompt`: sets the upstream header, or answers 503.
@@ -77,9 +85,10 @@ impl HttpFilter {
         self.done = true;
         let upstream_header = self.router.config().upstream_header.clone();
         let now = now_ms(self.get_current_time());
-        match self.router.route(&HostStore, prompt, now, &mut self.rng) {
+        let subset: Option<Vec<&str>> = self.subset.as_ref().map(|s| s.iter().map(String::as_str).collect());
+        match self.router.route_within(&HostStore, prompt, subset.as_deref(), now, &mut self.rng) {
             Ok(decision) => {
-                self.set_http_request_header(&upstream_header, Some(&decision.backend));
+                self.set_http_request_header(&upstream_header, Some(&decision.upstream_value()));
                 self.metrics.decision(decision.reason, decision.match_ratio);
                 log(
                     LogLevel::Debug,
@@ -118,6 +127,10 @@ impl HttpContext for HttpFilter {
         // A client never chooses the upstream, whatever happens to the body.
         let upstream_header = self.router.config().upstream_header.clone();
         self.set_http_request_header(&upstream_header, None);
+        self.subset = self.router.config().subset_header.as_deref().and_then(|name| {
+            let list = self.get_http_request_header(name)?;
+            Some(list.split(',').map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect())
+        });
         self.path = self
             .get_http_request_header_bytes(":path")
             .map(|p| String::from_utf8_lossy(&p).into_owned())

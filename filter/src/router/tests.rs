@@ -147,7 +147,7 @@ fn no_healthy_backend_is_an_error() {
             record_scrape_failure(&store, b);
         }
     }
-    assert_eq!(r.route(&store, Some("x"), 0, &mut rng), Err(NoHealthyBackend { configured: 3 }));
+    assert_eq!(r.route(&store, Some("x"), 0, &mut rng), Err(NoHealthyBackend { configured: 3, eligible: 3 }));
 }
 
 #[test]
@@ -320,8 +320,11 @@ fn decision_header_names_policy_reason_and_ratio() {
         reason: Reason::PrefixMatch,
         match_ratio: 0.8333,
         load: 2,
+        fallbacks: vec![B.to_owned(), C.to_owned()],
+        keys: None,
     };
     assert_eq!(d.header_value(), "policy=prefix_aware; reason=prefix_match; match=0.83; load=2");
+    assert_eq!(d.upstream_value(), format!("{A},{B},{C}"));
 }
 
 #[test]
@@ -363,4 +366,72 @@ fn only_the_head_of_a_huge_prompt_is_matched() {
     assert_eq!(second.match_ratio, 1.0);
     assert_eq!(super::head("héllo", 2), "hé");
     assert_eq!(super::head("abc", 10), "abc");
+}
+
+#[test]
+fn no_fallbacks_unless_configured() {
+    let (r, store, mut rng) = (router(""), MemoryStore::new(), rng());
+    let d = route(&r, &store, None, &mut rng);
+    assert!(d.fallbacks.is_empty());
+    assert_eq!(d.upstream_value(), d.backend);
+}
+
+#[test]
+fn fallbacks_are_the_least_loaded_other_available_backends() {
+    let (r, store, mut rng) = (router(r#","upstream_fallbacks":2,"policy":"round_robin""#), MemoryStore::new(), rng());
+    set_load(&store, A, 9);
+    set_load(&store, B, 1);
+    set_load(&store, C, 4);
+    for _ in 0..6 {
+        let d = route(&r, &store, None, &mut rng);
+        let expected: Vec<&str> = [B, C, A].into_iter().filter(|b| *b != d.backend).collect();
+        assert_eq!(d.fallbacks, expected, "{d:?}");
+    }
+    // An ejected backend is never a fallback.
+    for _ in 0..5 {
+        r.record_outcome(&store, B, 503, 0);
+    }
+    for _ in 0..6 {
+        let d = route(&r, &store, None, &mut rng);
+        assert!(!d.fallbacks.iter().any(|f| f == B) && d.backend != B, "{d:?}");
+        assert_eq!(d.fallbacks.len(), 1, "{d:?}");
+    }
+}
+
+#[test]
+fn a_subset_hint_confines_the_pick() {
+    let (r, store, mut rng) = (router(r#","policy":"round_robin""#), MemoryStore::new(), rng());
+    for _ in 0..6 {
+        let d = r.route_within(&store, None, Some(&[C, "10.9.9.9:1"]), 0, &mut rng).unwrap();
+        r.finish(&store, &d.backend);
+        assert_eq!(d.backend, C);
+    }
+    // Nothing eligible: an error, not a pick outside the subset.
+    let none = r.route_within(&store, None, Some(&["10.9.9.9:1"]), 0, &mut rng).unwrap_err();
+    assert_eq!(none, NoHealthyBackend { configured: 3, eligible: 0 });
+    assert!(r.route_within(&store, None, Some(&[]), 0, &mut rng).is_err());
+    // An unhealthy member leaves nothing either.
+    for _ in 0..3 {
+        record_scrape_failure(&store, C);
+    }
+    let unhealthy = r.route_within(&store, None, Some(&[C]), 1, &mut rng).unwrap_err();
+    assert_eq!(unhealthy.eligible, 1);
+}
+
+#[test]
+fn credit_moves_a_prompt_to_the_backend_that_served() {
+    let (r, store, mut rng) = (router(""), MemoryStore::new(), rng());
+    let p = prompt("retried", 8);
+    let d = route(&r, &store, Some(&p), &mut rng);
+    let served = [A, B, C].into_iter().find(|b| *b != d.backend).unwrap();
+    r.credit(&store, &d, served, 1);
+    let holders: Vec<String> = (0..12)
+        .map(|_| {
+            let again = route(&r, &store, Some(&p), &mut rng);
+            assert_eq!(again.reason, Reason::PrefixMatch, "{again:?}");
+            again.backend
+        })
+        .collect();
+    assert!(holders.iter().all(|h| h == &d.backend || h == served), "{holders:?}");
+    assert!(holders.iter().any(|h| h == served), "the served backend never matched: {holders:?}");
 }
