@@ -73,7 +73,7 @@ pub fn for_envoy(mut config: FilterConfig) -> FilterConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub enum FilterMode {
     /// The filter's config is part of the bootstrap (`typed_config`).
-    Inline(FilterSpec),
+    Inline(Box<FilterSpec>),
     /// The filter's config comes through ECDS from this watched file, which
     /// [`render_ecds_resource`] writes and a rename replaces.
     Ecds {
@@ -167,7 +167,7 @@ pub fn yaml_string(s: &str) -> String {
 /// A duration as a protobuf JSON/YAML duration (`1.5s`).
 fn proto_duration(d: Duration) -> String {
     let millis = d.as_millis();
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         format!("{}s", millis / 1000)
     } else {
         format!("{}.{:03}s", millis / 1000, millis % 1000)
@@ -419,15 +419,15 @@ mod tests {
             listen: addr("127.0.0.1:10000"),
             admin: addr("127.0.0.1:9901"),
             backends: two_backends(),
-            mode: FilterMode::Inline(FilterSpec::new("/m.wasm", config).unwrap()),
+            mode: FilterMode::Inline(Box::new(FilterSpec::new("/m.wasm", config).unwrap())),
             timeouts: UpstreamTimeouts { first_byte: Duration::from_millis(2500), ..Default::default() },
         }
     }
 
     #[test]
     fn the_plugin_config_names_a_metrics_cluster_per_backend_and_a_fallback() {
-        let spec = FilterSpec::from_json("/m.wasm", br#"{"backends":["127.0.0.1:8001","127.0.0.1:8002"]}"#)
-            .unwrap();
+        let spec =
+            FilterSpec::from_json("/m.wasm", br#"{"backends":["127.0.0.1:8001","127.0.0.1:8002"]}"#).unwrap();
         let parsed = FilterConfig::from_json(spec.plugin_config_json().as_bytes()).unwrap();
         assert_eq!(parsed.backends[1].cluster(), Some("prefixgate_metrics_1"));
         assert_eq!(parsed.backends[1].address(), "127.0.0.1:8002");
@@ -469,7 +469,8 @@ mod tests {
         // Both replicas are members of the request cluster (override_host
         // only picks members).
         let request_cluster = &yaml[yaml.find("- name: prefixgate_backends").unwrap()..];
-        let request_cluster = &request_cluster[..request_cluster.find("- name: prefixgate_metrics_0").unwrap()];
+        let request_cluster =
+            &request_cluster[..request_cluster.find("- name: prefixgate_metrics_0").unwrap()];
         assert_eq!(request_cluster.matches("port_value: 800").count(), 2, "{request_cluster}");
     }
 
@@ -484,7 +485,8 @@ mod tests {
 
     #[test]
     fn ecds_resource_carries_the_version() {
-        let spec = FilterSpec::new("/m.wasm", plugin_config(PolicyKind::RoundRobin, &two_backends())).unwrap();
+        let spec =
+            FilterSpec::new("/m.wasm", plugin_config(PolicyKind::RoundRobin, &two_backends())).unwrap();
         let yaml = render_ecds_resource(&spec, "v7");
         assert!(yaml.contains("version_info: \"v7\""));
         assert!(yaml.contains("name: prefixgate\n"));

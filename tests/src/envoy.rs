@@ -4,8 +4,8 @@
 use crate::envoy_config::{
     render_bootstrap, render_ecds_resource, EnvoySpec, FilterMode, FilterSpec, UpstreamTimeouts,
 };
-use prefixgate_filter::{FilterConfig, PolicyKind};
 use crate::error::HarnessError;
+use prefixgate_filter::{FilterConfig, PolicyKind};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -68,8 +68,8 @@ pub fn plugin_config(
     scrape_ms: u64,
     extra: &[(&str, &str)],
 ) -> String {
-    let policy: PolicyKind = serde_json::from_value(policy.into())
-        .unwrap_or_else(|e| panic!("unknown policy `{policy}`: {e}"));
+    let policy: PolicyKind =
+        serde_json::from_value(policy.into()).unwrap_or_else(|e| panic!("unknown policy `{policy}`: {e}"));
     let mut config = crate::envoy_config::plugin_config(policy, backends);
     config.scrape_interval_ms = scrape_ms;
     config.version = Some("v0".to_owned());
@@ -106,10 +106,11 @@ impl Envoy {
             EnvoyMode::RoundRobin => PathBuf::new(),
             _ => crate::wasm::filter_wasm()?,
         };
-        let filter = |plugin_config: String| FilterSpec::from_json(wasm.to_string_lossy(), plugin_config.as_bytes());
+        let filter =
+            |plugin_config: String| FilterSpec::from_json(wasm.to_string_lossy(), plugin_config.as_bytes());
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let mode = match mode {
-            EnvoyMode::Filter(config) => FilterMode::Inline(filter(config)?),
+            EnvoyMode::Filter(config) => FilterMode::Inline(Box::new(filter(config)?)),
             EnvoyMode::Ecds(config) => {
                 write_atomically(&dir, ECDS_FILE, &render_ecds_resource(&filter(config)?, "v0"))?;
                 FilterMode::Ecds { path: dir.join(ECDS_FILE).to_string_lossy().into_owned() }

@@ -5,9 +5,9 @@
 use prefixgate_tests::client::Client;
 use prefixgate_tests::envoy::plugin_config;
 use prefixgate_tests::envoy_config::UpstreamTimeouts;
-use prefixgate_tests::failing_replica::{Failure, FailingReplica};
+use prefixgate_tests::failing_replica::{FailingReplica, Failure};
 use prefixgate_tests::fleet::{served, sim_queued, start_fleet};
-use prefixgate_tests::scenarios::{self, eventually, prompt, routed_to, SwapLoad, WhileDetecting};
+use prefixgate_tests::scenarios::{self, eventually, prompt, routed_to, SwapLoad};
 use prefixgate_tests::{Envoy, EnvoyMode};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -158,9 +158,7 @@ async fn killed_replica_is_skipped_until_it_returns() {
     let addrs = fleet.addrs();
     let envoy = filter_envoy(&addrs, "round_robin", &[("unhealthy_after", "2")]).await;
     // A refused connection is retried on the fallback the filter named: nothing fails.
-    scenarios::killed_replica_is_skipped_until_it_returns(&envoy, &mut fleet, WhileDetecting::AllSucceed)
-        .await
-        .unwrap();
+    scenarios::killed_replica_is_skipped_until_it_returns(&envoy, &mut fleet).await.unwrap();
     assert!(envoy.stat("prefixgate_scrapes_failed_total").await.unwrap() >= 2);
     drop(envoy);
     fleet.shutdown().await;

@@ -12,9 +12,9 @@ use prefixgate::app::{self, Running};
 use prefixgate::config::Config;
 use prefixgate_tests::client::Client;
 use prefixgate_tests::envoy::plugin_config;
-use prefixgate_tests::failing_replica::{Failure, FailingReplica};
+use prefixgate_tests::failing_replica::{FailingReplica, Failure};
 use prefixgate_tests::fleet::{served, sim_queued, start_fleet};
-use prefixgate_tests::scenarios::{self, prompt, routed_to, SwapLoad, WhileDetecting};
+use prefixgate_tests::scenarios::{self, prompt, routed_to, SwapLoad};
 use prefixgate_tests::Proxy;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -223,9 +223,7 @@ async fn killed_replica_is_skipped_until_it_returns() {
     let addrs = fleet.addrs();
     let proxy = filter_proxy(&addrs, "round_robin", &[("unhealthy_after", "2")]).await;
     // A refused connection is retried on another replica: nothing fails.
-    scenarios::killed_replica_is_skipped_until_it_returns(&proxy, &mut fleet, WhileDetecting::AllSucceed)
-        .await
-        .unwrap();
+    scenarios::killed_replica_is_skipped_until_it_returns(&proxy, &mut fleet).await.unwrap();
     drop(proxy);
     fleet.shutdown().await;
 }

@@ -154,7 +154,7 @@ pub fn envoy(args: &[String], wasm: &Path) -> Result<()> {
     let out_dir = crate::paths::target_dir().join("envoy");
     let mode = if args.inline {
         let wasm_path = stage_module(wasm, &out_dir, &version)?.to_string_lossy().into_owned();
-        FilterMode::Inline(FilterSpec { wasm_path, ..spec })
+        FilterMode::Inline(Box::new(FilterSpec { wasm_path, ..spec }))
     } else {
         // Through ECDS by default, so that `envoy-swap` can roll out the next config.
         let dir = absolute(&args.ecds)?;

@@ -3,9 +3,7 @@
 
 use super::component::{find_executable, Component, LogFiles};
 use super::config::{Router, Strategy};
-use super::envoy_config::{
-    render_bootstrap, EnvoySpec, FilterMode, FilterSpec, UpstreamTimeouts,
-};
+use super::envoy_config::{render_bootstrap, EnvoySpec, FilterMode, FilterSpec, UpstreamTimeouts};
 use crate::load::client::http_client;
 use anyhow::{bail, Context, Result};
 use http_body_util::{BodyExt, Full};
@@ -107,7 +105,7 @@ pub async fn start_router(
                 listen,
                 admin,
                 backends: addrs,
-                mode: FilterMode::Inline(filter),
+                mode: FilterMode::Inline(Box::new(filter)),
                 timeouts: UpstreamTimeouts::default(),
             };
             let bootstrap = logs.stdout.with_extension("envoy.yaml");

@@ -378,7 +378,8 @@ fn no_fallbacks_unless_configured() {
 
 #[test]
 fn fallbacks_are_the_least_loaded_other_available_backends() {
-    let (r, store, mut rng) = (router(r#","upstream_fallbacks":2,"policy":"round_robin""#), MemoryStore::new(), rng());
+    let (r, store, mut rng) =
+        (router(r#","upstream_fallbacks":2,"policy":"round_robin""#), MemoryStore::new(), rng());
     set_load(&store, A, 9);
     set_load(&store, B, 1);
     set_load(&store, C, 4);
