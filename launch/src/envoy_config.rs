@@ -300,6 +300,30 @@ fn override_host_policy() -> String {
     )
 }
 
+/// The admin interface's `/listeners?format=json` answer held no usable
+/// listener address.
+#[derive(Debug, thiserror::Error)]
+#[error("no listener address in Envoy's /listeners answer: {answer}")]
+pub struct NoListenerAddress {
+    /// The answer, cut to its first 200 characters.
+    pub answer: String,
+}
+
+/// The address the (first) listener is bound to, from the admin interface's
+/// `/listeners?format=json` answer: how a launcher that asked for port 0
+/// learns the port the system picked.
+pub fn listener_address(listeners_json: &str) -> Result<SocketAddr, NoListenerAddress> {
+    let fail = || NoListenerAddress { answer: listeners_json.chars().take(200).collect() };
+    let json: serde_json::Value = serde_json::from_str(listeners_json).map_err(|_| fail())?;
+    let socket = &json["listener_statuses"][0]["local_address"]["socket_address"];
+    let (Some(ip), Some(port)) = (socket["address"].as_str(), socket["port_value"].as_u64()) else {
+        return Err(fail());
+    };
+    let ip: std::net::IpAddr = ip.parse().map_err(|_| fail())?;
+    let port = u16::try_from(port).map_err(|_| fail())?;
+    Ok(SocketAddr::new(ip, port))
+}
+
 /// Renders a complete bootstrap for `spec`.
 pub fn render_bootstrap(spec: &EnvoySpec) -> String {
     let mut out = String::new();
@@ -490,6 +514,14 @@ mod tests {
         let yaml = render_ecds_resource(&spec, "v7");
         assert!(yaml.contains("version_info: \"v7\""));
         assert!(yaml.contains("name: prefixgate\n"));
+    }
+
+    #[test]
+    fn the_listener_address_is_read_from_the_admin_answer() {
+        let answer = r#"{"listener_statuses":[{"name":"prefixgate_listener","local_address":{"socket_address":{"address":"127.0.0.1","port_value":40123}}}]}"#;
+        assert_eq!(listener_address(answer).unwrap(), addr("127.0.0.1:40123"));
+        assert!(listener_address(r#"{"listener_statuses":[]}"#).is_err());
+        assert!(listener_address("not json").is_err());
     }
 
     #[test]

@@ -181,15 +181,7 @@ impl Envoy {
     /// The listener's bound address, read from the admin interface.
     async fn listener_address(&self) -> Result<SocketAddr, HarnessError> {
         let text = self.admin_get("/listeners?format=json").await?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| HarnessError::Protocol(format!("listeners: {e}")))?;
-        let socket = &json["listener_statuses"][0]["local_address"]["socket_address"];
-        let (Some(ip), Some(port)) = (socket["address"].as_str(), socket["port_value"].as_u64()) else {
-            return Err(HarnessError::Protocol(format!("no listener address in {text}")));
-        };
-        format!("{ip}:{port}")
-            .parse()
-            .map_err(|_| HarnessError::Protocol(format!("bad listener {ip}:{port}")))
+        crate::envoy_config::listener_address(&text).map_err(|e| HarnessError::Protocol(e.to_string()))
     }
 
     /// GET on the admin interface; the body as text.

@@ -3,7 +3,9 @@
 
 use super::component::{find_executable, Component, LogFiles};
 use super::config::{Router, Strategy};
-use super::envoy_config::{render_bootstrap, EnvoySpec, FilterMode, FilterSpec, UpstreamTimeouts};
+use super::envoy_config::{
+    listener_address, render_bootstrap, EnvoySpec, FilterMode, FilterSpec, UpstreamTimeouts,
+};
 use crate::load::client::http_client;
 use anyhow::{bail, Context, Result};
 use http_body_util::{BodyExt, Full};
@@ -96,8 +98,10 @@ pub async fn start_router(
                 .iter()
                 .map(|b| b.parse().with_context(|| format!("backend `{b}` is not ip:port")))
                 .collect::<Result<_>>()?;
-            let listen = SocketAddr::from(([127, 0, 0, 1], if port == 0 { free_port()? } else { port }));
-            let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+            // Port 0 (the listener's, unless one is asked for, and the
+            // admin's): Envoy binds, and the addresses are read back.
+            let listen = SocketAddr::from(([127, 0, 0, 1], port));
+            let admin = SocketAddr::from(([127, 0, 0, 1], 0));
             let plugin_config = strategy.plugin_config(backends).to_string();
             let filter = FilterSpec::from_json(wasm.to_string_lossy(), plugin_config.as_bytes())
                 .with_context(|| format!("plugin configuration {plugin_config}"))?;
@@ -111,43 +115,57 @@ pub async fn start_router(
             let bootstrap = logs.stdout.with_extension("envoy.yaml");
             std::fs::write(&bootstrap, render_bootstrap(&spec))
                 .with_context(|| format!("writing {}", bootstrap.display()))?;
+            let admin_path = logs.stdout.with_extension("admin-address");
+            // A stale file from an earlier run would name a dead admin.
+            let _ = std::fs::remove_file(&admin_path);
             let mut cmd = Command::new(envoy);
-            cmd.arg("-c").arg(&bootstrap).args(["--concurrency", "2", "--disable-hot-restart"]);
+            cmd.arg("-c")
+                .arg(&bootstrap)
+                .args(["--concurrency", "2", "--disable-hot-restart", "--admin-address-path"])
+                .arg(&admin_path);
             let mut router = Component::spawn("envoy", cmd, logs)?;
-            wait_ready(&mut router, admin, timeout, logs).await?;
+            let listen = wait_ready(&mut router, &admin_path, timeout, logs).await?;
             Ok((router, format!("http://{listen}")))
         }
     }
 }
 
-/// A port that was free a moment ago (Envoy needs it in its bootstrap).
-fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr().context("finding a free port")?.port())
+/// GET `uri`; the body, when the answer is a 200 within 2 s.
+async fn admin_get(client: &crate::load::client::HttpClient, uri: &str) -> Option<bytes::Bytes> {
+    let request = hyper::Request::get(uri).body(Full::default()).ok()?;
+    let response = tokio::time::timeout(Duration::from_secs(2), client.request(request)).await.ok()?.ok()?;
+    if response.status() != hyper::StatusCode::OK {
+        return None;
+    }
+    Some(response.into_body().collect().await.ok()?.to_bytes())
 }
 
-/// Waits until Envoy's admin `/ready` answers `LIVE`.
+/// Waits until Envoy has written its admin address to `admin_path`, its
+/// listener is bound and `/ready` answers `LIVE`; returns the listener's
+/// address.
 async fn wait_ready(
     router: &mut Component,
-    admin: SocketAddr,
+    admin_path: &Path,
     timeout: Duration,
     logs: &LogFiles,
-) -> Result<()> {
+) -> Result<SocketAddr> {
     let client = http_client();
     let deadline = Instant::now() + timeout;
-    let uri = format!("http://{admin}/ready");
+    let mut listen = None;
     loop {
         if !router.is_running() {
             bail!("envoy exited during startup:\n{}", logs.tail(20));
         }
-        if let Ok(request) = hyper::Request::get(&uri).body(Full::default()) {
-            if let Ok(Ok(response)) =
-                tokio::time::timeout(Duration::from_secs(2), client.request(request)).await
-            {
-                if let Ok(body) = response.into_body().collect().await {
-                    if body.to_bytes().trim_ascii() == b"LIVE" {
-                        return Ok(());
-                    }
+        let admin = std::fs::read_to_string(admin_path).ok().filter(|a| !a.trim().is_empty());
+        if let Some(admin) = admin.as_deref().map(str::trim) {
+            if listen.is_none() {
+                let answer = admin_get(&client, &format!("http://{admin}/listeners?format=json")).await;
+                listen = answer.and_then(|a| listener_address(&String::from_utf8_lossy(&a)).ok());
+            }
+            if let Some(listen) = listen {
+                let ready = admin_get(&client, &format!("http://{admin}/ready")).await;
+                if ready.is_some_and(|body| body.trim_ascii() == b"LIVE") {
+                    return Ok(listen);
                 }
             }
         }

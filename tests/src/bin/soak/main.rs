@@ -14,6 +14,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Parser, ValueEnum};
 use futures_util::StreamExt as _;
 use prefixgate_tests::envoy::plugin_config;
+use prefixgate_tests::envoy_config::UpstreamTimeouts;
 use prefixgate_tests::failing_replica::FailingReplica;
 use prefixgate_tests::scenarios::prompt;
 use prefixgate_tests::{Envoy, EnvoyMode, PrefixgateProcess};
@@ -46,7 +47,8 @@ const MAX_REQUESTS_PER_CLIENT: usize = 5_000;
 const MAX_KEPT_BYTES: usize = 1 << 20;
 
 /// The prefixgate timeouts of the soak (the defaults, 120 s to the first
-/// byte and 300 s between chunks, would hold one request for the whole run).
+/// byte and 300 s between chunks, would hold one request for the whole run);
+/// Envoy gets the same.
 const PREFIXGATE_TOML: &str = "\
 [timeouts]
 upstream_first_byte_ms = 5000
@@ -270,7 +272,14 @@ impl Proxy {
                 )
             }
             Host::Envoy => {
-                Proxy::Envoy(Envoy::start(addrs, EnvoyMode::Filter(config)).await.context("start Envoy")?)
+                // The same first-byte and stream-idle timeouts as prefixgate's.
+                let timeouts = UpstreamTimeouts {
+                    first_byte: Duration::from_secs(5),
+                    stream_idle: Duration::from_secs(5),
+                    ..Default::default()
+                };
+                let envoy = Envoy::start_with(addrs, EnvoyMode::Filter(config), 2, Some(timeouts));
+                Proxy::Envoy(envoy.await.context("start Envoy")?)
             }
         })
     }
