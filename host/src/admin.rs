@@ -2,9 +2,9 @@
 //! token): `GET /admin/status`, `PUT /admin/config` (new plugin
 //! configuration), `PUT /admin/module` (new `.wasm`), `GET /metrics`.
 
-use crate::app::App;
 use crate::body::full;
 use crate::server::simple;
+use crate::state::App;
 use crate::upstream::ProxyBody;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
@@ -101,6 +101,8 @@ pub fn status(app: &App) -> serde_json::Value {
         "uptime_seconds": app.started.elapsed().as_secs_f64(),
         "config_age_seconds": rt.since.elapsed().as_secs_f64(),
         "swaps": app.current.swaps(),
+        "rollbacks": app.current.rollbacks(),
+        "last_rollback": app.current.last_rollback(),
         "spare_vm": rt.pool.spare_ready(),
         "shared_data": { "keys": keys, "bytes": bytes },
     })
@@ -135,6 +137,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<ProxyBody
             match app.current.swap(&app.builder, module, config).await {
                 Ok(_) => json(StatusCode::OK, status(&app)),
                 Err(e) => {
+                    let e = crate::error_chain(&e);
                     tracing::warn!("swap refused: {e}");
                     simple(
                         StatusCode::BAD_REQUEST,

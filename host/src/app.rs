@@ -1,12 +1,14 @@
 //! Assembles and runs the proxy and admin listeners from a [`Config`].
 
 use crate::admin;
+use crate::canary::Canary;
 use crate::config::{Config, ConfigError};
 use crate::limits::BufferBudget;
 use crate::listener::{self, ListenerLimits};
 use crate::metrics::Metrics;
-use crate::reload::{Builder, Current, SwapError, START_DEADLINE};
+use crate::reload::{Builder, Current, RollbackPolicy, SwapError, START_DEADLINE};
 use crate::server::{Proxy, ProxySettings, ProxyTimeouts};
+pub use crate::state::App;
 use crate::upstream;
 use crate::wasm::host_state::{HostShared, PluginInfo};
 use crate::wasm::vm::VmLimits;
@@ -29,27 +31,32 @@ pub enum StartError {
     /// The filter was refused.
     #[error("filter: {0}")]
     Filter(#[from] SwapError),
-    /// Engine or listener failure.
-    #[error("{0}")]
-    Other(String),
-}
-
-/// Shared state of a running proxy.
-pub struct App {
-    /// The published filter runtime.
-    pub current: Arc<Current>,
-    /// Builds new runtimes for swaps.
-    pub builder: Builder,
-    /// Proxy metrics.
-    pub metrics: Metrics,
-    /// Admin bearer token.
-    pub admin_token: Option<String>,
-    /// Start time.
-    pub started: Instant,
-    /// Request-body bytes buffered across all requests.
-    pub buffered: Arc<BufferBudget>,
-    /// Longest gap between two chunks of an admin upload.
-    pub upload_idle: Duration,
+    /// The metrics could not be registered.
+    #[error("registering metrics")]
+    Metrics(#[source] prometheus::Error),
+    /// The wasm engine could not start.
+    #[error("starting the wasm engine")]
+    Engine(#[source] crate::wasm::engine::WasmError),
+    /// A listener could not be bound.
+    #[error("binding the {what} listener {addr}")]
+    Bind {
+        /// `listen` or `admin`.
+        what: &'static str,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A bound listener has no local address.
+    #[error("reading the {what} listener's address")]
+    LocalAddr {
+        /// `listen` or `admin`.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A running proxy.
@@ -96,8 +103,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     let module = module_bytes(&config)?;
     let plugin_config = config.plugin_config()?;
-    let metrics = Metrics::new().map_err(|e| StartError::Other(e.to_string()))?;
-    let engine = Arc::new(WasmEngine::new().map_err(|e| StartError::Other(e.to_string()))?);
+    let metrics = Metrics::new().map_err(StartError::Metrics)?;
+    let engine = Arc::new(WasmEngine::new().map_err(StartError::Engine)?);
     let builder = Builder {
         engine,
         shared: Arc::new(HostShared {
@@ -113,6 +120,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             plugin_config: Vec::new(),
         },
         backends: config.backends.clone(),
+        upstream_header: config.upstream_header.clone(),
         clusters: config.clusters.clone(),
         vms: config.vms(),
         limits: VmLimits {
@@ -122,7 +130,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         },
         metrics: metrics.clone(),
         own_addresses: Default::default(),
+        canary: Canary {
+            path: config.filter.canary.path.clone(),
+            body: config.filter.canary.body.as_bytes().to_vec(),
+            header: config.filter.canary.header.to_ascii_lowercase(),
+            wait: Duration::from_millis(config.filter.canary.wait_ms),
+        },
+        rollback: RollbackPolicy {
+            traps: config.filter.rollback.traps,
+            window: Duration::from_millis(config.filter.rollback.window_ms),
+            probation: Duration::from_millis(config.filter.rollback.probation_ms),
+        },
     };
+    let builder = Arc::new(builder);
     let version = builder.compile(module).await?;
     let runtime = builder.build(version, plugin_config)?;
     tracing::info!(sha256 = %runtime.version.sha256, vms = runtime.pool.len(), "filter started");
@@ -137,6 +157,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         buffered: buffered.clone(),
         settings: ProxySettings {
             upstream_header: config.upstream_header.to_ascii_lowercase(),
+            backend_header: header_name(&config.backend_header)?,
+            decision_header: header_name(&config.decision_header)?,
             max_body_bytes: config.max_body_bytes,
             failure_mode: config.failure_mode,
             hops_header: config.hops_header.to_ascii_lowercase(),
@@ -168,16 +190,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         max_connections: ADMIN_MAX_CONNECTIONS,
         // Not exported: the gauge counts client connections only.
         connections: prometheus::IntGauge::new("admin_connections", "admin connections")
-            .map_err(|e| StartError::Other(e.to_string()))?,
+            .map_err(StartError::Metrics)?,
         ..proxy_limits.clone()
     };
     let bind = |addr: SocketAddr, what: &'static str| async move {
-        TcpListener::bind(addr).await.map_err(|e| StartError::Other(format!("binding {what} {addr}: {e}")))
+        TcpListener::bind(addr).await.map_err(|source| StartError::Bind { what, addr, source })
     };
     let proxy_listener = bind(config.listen, "listen").await?;
     let admin_listener = bind(config.admin, "admin").await?;
-    let listen = proxy_listener.local_addr().map_err(|e| StartError::Other(e.to_string()))?;
-    let admin = admin_listener.local_addr().map_err(|e| StartError::Other(e.to_string()))?;
+    let local = |l: &TcpListener, what: &'static str| {
+        l.local_addr().map_err(|source| StartError::LocalAddr { what, source })
+    };
+    let listen = local(&proxy_listener, "listen")?;
+    let admin = local(&admin_listener, "admin")?;
     let _ = app.builder.own_addresses.set(vec![listen, admin]);
     tokio::spawn(listener::serve(proxy_listener, proxy_limits, move |req, remote| {
         let proxy = proxy.clone();
@@ -189,6 +214,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         async move { admin::handle(app, req).await }
     }));
     Ok(Running { listen, admin, app })
+}
+
+/// A header name from a validated configuration.
+fn header_name(name: &str) -> Result<http::HeaderName, StartError> {
+    http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
+        StartError::Config(ConfigError::Field {
+            field: "headers",
+            reason: format!("{name:?} is not a header name"),
+        })
+    })
 }
 
 /// Connections the admin listener serves at once.

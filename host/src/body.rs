@@ -4,8 +4,7 @@
 
 use crate::limits::Reservation;
 use crate::metrics::Metrics;
-use crate::server::InFlight;
-use crate::upstream::{BoxError, ProxyBody};
+use crate::upstream::{BoxError, InFlight, ProxyBody};
 use crate::wasm::session::SessionHandle;
 use bytes::Bytes;
 use http::StatusCode;
@@ -331,11 +330,9 @@ impl Body for FilteredResponseBody {
                 Poll::Ready(Some(Err(e))) => this.cut(Cut::Broken, Box::new(e)),
                 Poll::Ready(None) => {
                     this.ended = true;
-                    let last = this
-                        .session
-                        .as_ref()
-                        .and_then(|s| s.response_body_chunk(Vec::new(), true))
-                        .unwrap_or_default();
+                    // The last body callback and the end of the context,
+                    // in one call.
+                    let last = this.session.as_ref().and_then(|s| s.response_end()).unwrap_or_default();
                     this.session.take();
                     this.finish.take();
                     if last.is_empty() {

@@ -6,6 +6,8 @@
 //! # admin_token = "secret"         # bearer token for the admin API (none)
 //! backends = ["127.0.0.1:8001", "127.0.0.1:8002"]   # required
 //! upstream_header = "x-envoy-original-dst-host"     # header the filter routes with
+//! backend_header = "x-prefixgate-backend"    # response header naming the backend, when the host routed
+//! decision_header = "x-prefixgate-decision"  # response header saying why, when the host routed
 //! max_body_bytes = 4194304         # larger request bodies are streamed unseen
 //! max_buffered_bytes = 268435456   # request-body bytes held across all requests (256 MiB)
 //! max_connections = 4096           # client connections; past it, new ones wait in the backlog
@@ -36,6 +38,17 @@
 //! vms = 0                          # VMs in the pool; 0 = one per CPU
 //! callback_deadline_ms = 20
 //! memory_limit_mib = 256
+//!
+//! [filter.canary]                  # sent through the new filter before a swap commits
+//! path = "/v1/completions"         # a POST to this path …
+//! body = '{"model":"prefixgate-canary","prompt":"prefixgate canary request","max_tokens":1}'
+//! header = "x-prefixgate-canary"   # … marked with this header (value 1)
+//! wait_ms = 5000                   # longest the filter may hold it paused
+//!
+//! [filter.rollback]                # after a swap: back to the previous filter when
+//! traps = 5                        # its VMs trap this often (0: never roll back)
+//! window_ms = 10000                # within this window
+//! probation_ms = 60000             # during this long after the swap
 //! ```
 
 use serde::Deserialize;
@@ -104,6 +117,12 @@ pub struct Config {
     pub clusters: BTreeMap<String, Vec<String>>,
     /// Request header naming the upstream. Default `x-envoy-original-dst-host`.
     pub upstream_header: String,
+    /// Response header naming the backend that served a request whose
+    /// backend the host chose (fallback, retry). Default `x-prefixgate-backend`.
+    pub backend_header: String,
+    /// Response header saying why the host chose the backend. Default
+    /// `x-prefixgate-decision`.
+    pub decision_header: String,
     /// Largest request body buffered for the filter. Default 4 MiB.
     pub max_body_bytes: usize,
     /// Request-body bytes buffered across all requests (the proxy's copy and
@@ -202,6 +221,8 @@ impl Default for Config {
             backends: Vec::new(),
             clusters: BTreeMap::new(),
             upstream_header: "x-envoy-original-dst-host".into(),
+            backend_header: "x-prefixgate-backend".into(),
+            decision_header: "x-prefixgate-decision".into(),
             max_body_bytes: 4 << 20,
             max_buffered_bytes: 256 << 20,
             max_connections: 4096,
@@ -240,6 +261,57 @@ pub struct FilterConfig {
     pub callback_deadline_ms: u64,
     /// Memory limit per VM. Default 256 MiB.
     pub memory_limit_mib: usize,
+    /// The canary request of a swap.
+    pub canary: CanaryConfig,
+    /// Automatic rollback of a swapped-in filter.
+    pub rollback: RollbackConfig,
+}
+
+/// The request every swap sends through the new filter before it commits
+/// (the default is shaped for the embedded routing filter).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CanaryConfig {
+    /// Path of the canary `POST`. Default `/v1/completions`.
+    pub path: String,
+    /// Its body. Default: a one-token completion of a short prompt.
+    pub body: String,
+    /// Header marking it (value `1`). Default `x-prefixgate-canary`.
+    pub header: String,
+    /// Longest time the filter may keep it paused. Default 5 s.
+    pub wait_ms: u64,
+}
+
+impl Default for CanaryConfig {
+    fn default() -> Self {
+        Self {
+            path: "/v1/completions".into(),
+            body: r#"{"model":"prefixgate-canary","prompt":"prefixgate canary request","max_tokens":1}"#
+                .into(),
+            header: "x-prefixgate-canary".into(),
+            wait_ms: 5_000,
+        }
+    }
+}
+
+/// When a swapped-in filter is rolled back to the previous module and
+/// plugin configuration: `traps` traps within `window_ms`, during the
+/// first `probation_ms` after the swap.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RollbackConfig {
+    /// Traps that trigger a rollback; 0 turns rollback off. Default 5.
+    pub traps: u32,
+    /// Window the traps must fall within. Default 10 s.
+    pub window_ms: u64,
+    /// How long a swapped-in filter is watched. Default 60 s.
+    pub probation_ms: u64,
+}
+
+impl Default for RollbackConfig {
+    fn default() -> Self {
+        Self { traps: 5, window_ms: 10_000, probation_ms: 60_000 }
+    }
 }
 
 impl Default for FilterConfig {
@@ -256,6 +328,8 @@ impl Default for FilterConfig {
             vms: 0,
             callback_deadline_ms: 20,
             memory_limit_mib: 256,
+            canary: CanaryConfig::default(),
+            rollback: RollbackConfig::default(),
         }
     }
 }
@@ -279,14 +353,39 @@ impl Config {
             return Err(field("backends", "at least one backend is required"));
         }
         for b in &self.backends {
-            crate::upstream::parse_backend(b).map_err(|e| field("backends", e.0))?;
+            crate::upstream::parse_backend(b).map_err(|e| field("backends", crate::error_chain(&e)))?;
         }
-        crate::upstream::Backends::new(&self.backends, &self.clusters).map_err(|e| field("clusters", e.0))?;
+        crate::upstream::Backends::new(&self.backends, &self.clusters)
+            .map_err(|e| field("clusters", crate::error_chain(&e)))?;
         if http::HeaderName::from_bytes(self.upstream_header.as_bytes()).is_err() {
             return Err(field("upstream_header", format!("{:?} is not a header name", self.upstream_header)));
         }
-        if http::HeaderName::from_bytes(self.hops_header.as_bytes()).is_err() {
-            return Err(field("hops_header", format!("{:?} is not a header name", self.hops_header)));
+        for (name, value) in [
+            ("hops_header", &self.hops_header),
+            ("backend_header", &self.backend_header),
+            ("decision_header", &self.decision_header),
+            ("filter.canary.header", &self.filter.canary.header),
+        ] {
+            if http::HeaderName::from_bytes(value.as_bytes()).is_err() {
+                return Err(field(name, format!("{value:?} is not a header name")));
+            }
+        }
+        if !self.filter.canary.path.starts_with('/') {
+            return Err(field("filter.canary.path", "must start with /"));
+        }
+        if self.filter.canary.wait_ms == 0 || self.filter.canary.wait_ms > MAX_TIMEOUT_MS {
+            return Err(field("filter.canary.wait_ms", format!("must be in 1..={MAX_TIMEOUT_MS}")));
+        }
+        let rollback = &self.filter.rollback;
+        if rollback.traps > 0 {
+            for (name, ms) in [
+                ("filter.rollback.window_ms", rollback.window_ms),
+                ("filter.rollback.probation_ms", rollback.probation_ms),
+            ] {
+                if ms == 0 || ms > MAX_TIMEOUT_MS {
+                    return Err(field(name, format!("must be in 1..={MAX_TIMEOUT_MS}")));
+                }
+            }
         }
         if self.hops_header.eq_ignore_ascii_case(&self.upstream_header) {
             return Err(field("hops_header", "must differ from upstream_header"));
@@ -432,6 +531,9 @@ mod tests {
             ("max_connections = 0\n", "max_connections"),
             ("max_connections = 100000000\n", "max_connections"),
             ("hops_header = \"bad header\"\n", "hops_header"),
+            ("decision_header = \"bad header\"\n", "decision_header"),
+            ("[filter.canary]\npath = \"v1\"\n", "filter.canary.path"),
+            ("[filter.rollback]\nwindow_ms = 0\n", "filter.rollback.window_ms"),
         ] {
             let err = Config::parse(&format!("{ok}{text}")).unwrap().validate().unwrap_err().to_string();
             assert!(err.contains(&format!("`{name}`")), "{text}: {err}");

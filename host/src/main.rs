@@ -59,7 +59,7 @@ async fn run(args: prefixgate::cli::RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", prefixgate::error_chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -83,7 +83,10 @@ async fn wait_for_signals(running: &app::Running, path: Option<std::path::PathBu
             _ = hup.recv() => match &path {
                 Some(p) => match app::reload_from_file(&running.app, p).await {
                     Ok(()) => tracing::info!("configuration reloaded from {}", p.display()),
-                    Err(e) => tracing::warn!("reload refused, the previous filter keeps serving: {e}"),
+                    Err(e) => tracing::warn!(
+                        "reload refused, the previous filter keeps serving: {}",
+                        prefixgate::error_chain(&e)
+                    ),
                 },
                 None => tracing::warn!("SIGHUP ignored: no --config file"),
             },

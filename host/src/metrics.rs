@@ -23,6 +23,16 @@ pub struct Metrics {
     pub traps: IntCounter,
     /// `prefixgate_swaps_total`.
     pub swaps: IntCounter,
+    /// `prefixgate_swap_canary_failures_total`: swaps refused because the
+    /// new filter trapped (or hung) on the canary request or tick.
+    pub canary_failures: IntCounter,
+    /// `prefixgate_rollbacks_total`: swapped-in filters rolled back after
+    /// their trap rate spiked.
+    pub rollbacks: IntCounter,
+    /// `prefixgate_filter_labels_lost_total`: responses to requests the
+    /// filter routed whose VM was replaced before their response headers,
+    /// so the host labelled them (`filter_vm_replaced`).
+    pub labels_lost: IntCounter,
     /// `prefixgate_retries_total`.
     pub retries: IntCounter,
     /// `prefixgate_fallback_total{reason}`: requests routed by the host.
@@ -88,6 +98,21 @@ impl Metrics {
             "Filter callbacks that trapped or ran out of time or memory",
         )?;
         let swaps = IntCounter::new("prefixgate_swaps_total", "Module or configuration swaps")?;
+        let canary_failures = IntCounter::new(
+            "prefixgate_swap_canary_failures_total",
+            "Swaps refused because the new filter trapped or hung on the canary request or tick",
+        )?;
+        let rollbacks = IntCounter::new(
+            "prefixgate_rollbacks_total",
+            "Swapped-in filters rolled back to the previous one after their trap rate spiked",
+        )?;
+        let labels_lost = IntCounter::new(
+            "prefixgate_filter_labels_lost_total",
+            "Responses to requests the filter routed whose VM was replaced before their response headers",
+        )?;
+        registry.register(Box::new(canary_failures.clone()))?;
+        registry.register(Box::new(rollbacks.clone()))?;
+        registry.register(Box::new(labels_lost.clone()))?;
         let retries = IntCounter::new("prefixgate_retries_total", "Requests retried on another backend")?;
         let fallback = IntCounterVec::new(
             Opts::new("prefixgate_fallback_total", "Requests routed by the host's fallback"),
@@ -141,6 +166,9 @@ impl Metrics {
             in_flight,
             traps,
             swaps,
+            canary_failures,
+            rollbacks,
+            labels_lost,
             retries,
             fallback,
             buffered_bytes,

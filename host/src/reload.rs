@@ -1,7 +1,16 @@
 //! The running filter and its hot swap: a [`Runtime`] (module version, VM
-//! pool, plugin configuration, backends) is built off the request path and
-//! published atomically; requests in flight keep the one they started with.
+//! pool, plugin configuration, backends) is built off the request path,
+//! proven by a canary request and tick ([`crate::canary`]), and published
+//! atomically; requests in flight keep the one they started with.
+//!
+//! A swapped-in filter is then on probation for
+//! [`RollbackPolicy::probation`]: should its VMs trap
+//! [`RollbackPolicy::traps`] times within [`RollbackPolicy::window`], the
+//! previous module and plugin configuration are started again and
+//! published in its place (logged, counted in
+//! `prefixgate_rollbacks_total`, shown in `/admin/status`).
 
+use crate::canary::{Canary, CanaryError};
 use crate::config::{backends_in_plugin_config, is_same_listener};
 use crate::metrics::Metrics;
 use crate::upstream::{BackendError, Backends};
@@ -9,9 +18,9 @@ use crate::wasm::engine::WasmError;
 use crate::wasm::host_state::{HostShared, PluginInfo};
 use crate::wasm::vm::{VmEnv, VmLimits};
 use crate::wasm::{ModuleVersion, Pool, PoolSettings, WasmEngine};
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 /// Why a swap was refused.
@@ -21,11 +30,86 @@ pub enum SwapError {
     #[error(transparent)]
     Wasm(#[from] WasmError),
     /// The plugin configuration names invalid backends.
-    #[error("plugin configuration backends: {0}")]
+    #[error("plugin configuration backends")]
     Backends(#[from] BackendError),
     /// Compilation task failed.
-    #[error("compilation task failed: {0}")]
-    Join(String),
+    #[error("compilation task failed")]
+    Join(#[source] tokio::task::JoinError),
+    /// The new filter trapped (or hung) on the canary request or tick.
+    #[error("canary failed")]
+    Canary(#[from] CanaryError),
+}
+
+/// When a swapped-in filter is rolled back: `traps` traps within `window`,
+/// during the first `probation` after the swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RollbackPolicy {
+    /// Traps that trigger a rollback; 0 turns rollback off.
+    pub traps: u32,
+    /// The window they must fall within.
+    pub window: Duration,
+    /// How long after a swap the new filter is watched.
+    pub probation: Duration,
+}
+
+/// Recent traps of one runtime's VMs, against its rollback policy.
+pub struct TrapWindow {
+    policy: RollbackPolicy,
+    times: Mutex<VecDeque<Instant>>,
+    tripped: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl TrapWindow {
+    /// An empty window.
+    pub fn new(policy: RollbackPolicy) -> Self {
+        Self {
+            policy,
+            times: Mutex::new(VecDeque::new()),
+            tripped: AtomicBool::new(false),
+            notify: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Records a trap now; trips once the policy's count is reached.
+    pub fn record(&self) {
+        self.record_at(Instant::now());
+    }
+
+    fn record_at(&self, now: Instant) {
+        let limit = self.policy.traps as usize;
+        if limit == 0 {
+            return;
+        }
+        let mut times = self.times.lock().unwrap_or_else(|p| p.into_inner());
+        while times.front().is_some_and(|t| now.saturating_duration_since(*t) > self.policy.window) {
+            times.pop_front();
+        }
+        times.push_back(now);
+        // Only the last `limit` matter.
+        while times.len() > limit {
+            times.pop_front();
+        }
+        if times.len() >= limit && !self.tripped.swap(true, Ordering::AcqRel) {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Whether the threshold was reached.
+    pub fn tripped(&self) -> bool {
+        self.tripped.load(Ordering::Acquire)
+    }
+
+    /// Forgets every trap (those of the canary, before the swap commits).
+    fn reset(&self) {
+        self.times.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.tripped.store(false, Ordering::Release);
+    }
+
+    /// Traps in the window now.
+    pub fn recent(&self) -> usize {
+        self.times.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
 }
 
 /// One published filter configuration.
@@ -40,6 +124,8 @@ pub struct Runtime {
     pub backends: Arc<Backends>,
     /// When it was published.
     pub since: Instant,
+    /// Its VMs' recent traps (probation after a swap).
+    pub traps: Arc<TrapWindow>,
 }
 
 /// Static settings for building runtimes.
@@ -52,6 +138,8 @@ pub struct Builder {
     pub plugin: PluginInfo,
     /// Backends when the plugin configuration names none.
     pub backends: Vec<String>,
+    /// The configured upstream header (callouts name a backend with it).
+    pub upstream_header: String,
     /// Callout clusters.
     pub clusters: BTreeMap<String, Vec<String>>,
     /// VM count and limits.
@@ -63,6 +151,10 @@ pub struct Builder {
     /// The proxy's own bound listen and admin addresses, once bound: a
     /// plugin configuration whose backends name one is refused.
     pub own_addresses: std::sync::OnceLock<Vec<std::net::SocketAddr>>,
+    /// The request every swap sends through the new filter first.
+    pub canary: Canary,
+    /// When a swapped-in filter is rolled back.
+    pub rollback: RollbackPolicy,
 }
 
 impl Builder {
@@ -71,7 +163,7 @@ impl Builder {
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || ModuleVersion::compile(&engine, &bytes))
             .await
-            .map_err(|e| SwapError::Join(e.to_string()))?
+            .map_err(SwapError::Join)?
             .map(Arc::new)
             .map_err(SwapError::from)
     }
@@ -79,16 +171,16 @@ impl Builder {
     /// Starts VMs of `version` configured with `plugin_config`.
     pub fn build(&self, version: Arc<ModuleVersion>, plugin_config: Vec<u8>) -> Result<Runtime, SwapError> {
         let list = backends_in_plugin_config(&plugin_config).unwrap_or_else(|| self.backends.clone());
-        let backends = Arc::new(Backends::new(&list, &self.clusters)?);
+        let backends =
+            Arc::new(Backends::new(&list, &self.clusters)?.with_upstream_header(&self.upstream_header));
         let own = self.own_addresses.get().map(Vec::as_slice).unwrap_or_default();
         if let Some(b) = backends.all().iter().find(|b| own.iter().any(|o| is_same_listener(*o, b.addr))) {
-            return Err(SwapError::Backends(BackendError(format!(
-                "{} is this proxy's own listen or admin address; requests to it would loop",
-                b.name
-            ))));
+            return Err(SwapError::Backends(BackendError::OwnAddress(b.name.clone())));
         }
         let plugin = Arc::new(PluginInfo { plugin_config: plugin_config.clone(), ..self.plugin.clone() });
         let traps = self.metrics.traps.clone();
+        let window = Arc::new(TrapWindow::new(self.rollback));
+        let recent = window.clone();
         let settings = PoolSettings {
             vms: self.vms,
             env: VmEnv {
@@ -97,10 +189,20 @@ impl Builder {
                 resolver: backends.clone(),
                 limits: self.limits.clone(),
             },
-            on_trap: Arc::new(move |_| traps.inc()),
+            on_trap: Arc::new(move |_| {
+                traps.inc();
+                recent.record();
+            }),
         };
         let pool = Pool::start(version.clone(), settings)?;
-        Ok(Runtime { version, pool, plugin_config: Arc::new(plugin_config), backends, since: Instant::now() })
+        Ok(Runtime {
+            version,
+            pool,
+            plugin_config: Arc::new(plugin_config),
+            backends,
+            since: Instant::now(),
+            traps: window,
+        })
     }
 }
 
@@ -108,7 +210,15 @@ impl Builder {
 pub struct Current {
     runtime: RwLock<Arc<Runtime>>,
     swaps: AtomicU64,
+    rollbacks: AtomicU64,
+    last_rollback: Mutex<Option<String>>,
     swap_lock: tokio::sync::Mutex<()>,
+}
+
+/// What a rollback goes back to.
+struct Previous {
+    version: Arc<ModuleVersion>,
+    plugin_config: Arc<Vec<u8>>,
 }
 
 impl Current {
@@ -117,6 +227,8 @@ impl Current {
         Self {
             runtime: RwLock::new(Arc::new(runtime)),
             swaps: AtomicU64::new(0),
+            rollbacks: AtomicU64::new(0),
+            last_rollback: Mutex::new(None),
             swap_lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -126,17 +238,32 @@ impl Current {
         self.runtime.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Number of swaps so far.
+    /// Number of swaps so far (rollbacks not included).
     pub fn swaps(&self) -> u64 {
         self.swaps.load(Ordering::Relaxed)
     }
 
+    /// Number of automatic rollbacks so far.
+    pub fn rollbacks(&self) -> u64 {
+        self.rollbacks.load(Ordering::Relaxed)
+    }
+
+    /// Why the last rollback happened, if any did.
+    pub fn last_rollback(&self) -> Option<String> {
+        self.last_rollback.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn publish(&self, runtime: Arc<Runtime>) {
+        *self.runtime.write().unwrap_or_else(|p| p.into_inner()) = runtime;
+    }
+
     /// Builds a runtime from a new module and/or plugin configuration (the
-    /// current ones where `None`) and publishes it. The old one keeps
-    /// serving on any error.
+    /// current ones where `None`), runs the canary through it, and
+    /// publishes it; it is then on probation (see the module doc). The old
+    /// one keeps serving on any error.
     pub async fn swap(
-        &self,
-        builder: &Builder,
+        self: &Arc<Self>,
+        builder: &Arc<Builder>,
         module: Option<Vec<u8>>,
         plugin_config: Option<Vec<u8>>,
     ) -> Result<Arc<Runtime>, SwapError> {
@@ -148,13 +275,113 @@ impl Current {
         };
         let config = plugin_config.unwrap_or_else(|| old.plugin_config.as_ref().clone());
         let new = Arc::new(builder.build(version, config)?);
-        *self.runtime.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
+        if let Err(e) = builder.canary.run(&new.pool).await {
+            builder.metrics.canary_failures.inc();
+            return Err(e.into());
+        }
+        new.traps.reset();
+        self.publish(new.clone());
         self.swaps.fetch_add(1, Ordering::Relaxed);
         builder.metrics.swaps.inc();
         tracing::info!(sha256 = %new.version.sha256, "filter swapped");
+        if builder.rollback.traps > 0 {
+            let previous =
+                Previous { version: old.version.clone(), plugin_config: old.plugin_config.clone() };
+            tokio::spawn(probation(
+                Arc::downgrade(self),
+                builder.clone(),
+                Arc::downgrade(&new),
+                new.traps.clone(),
+                previous,
+            ));
+        }
         Ok(new)
     }
+
+    /// Goes back to `previous` if `bad` is still the current runtime.
+    async fn roll_back(&self, builder: &Builder, bad: &Weak<Runtime>, previous: Previous, why: String) {
+        let _one_at_a_time = self.swap_lock.lock().await;
+        let current = self.get();
+        if !bad.upgrade().is_some_and(|bad| Arc::ptr_eq(&bad, &current)) {
+            return;
+        }
+        match builder.build(previous.version, previous.plugin_config.as_ref().clone()) {
+            Ok(runtime) => {
+                let runtime = Arc::new(runtime);
+                tracing::error!(
+                    from = %current.version.sha256,
+                    to = %runtime.version.sha256,
+                    "{why}: rolled back to the previous module and plugin configuration"
+                );
+                self.publish(runtime);
+                self.rollbacks.fetch_add(1, Ordering::Relaxed);
+                builder.metrics.rollbacks.inc();
+                *self.last_rollback.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+            }
+            Err(e) => {
+                tracing::error!(
+                    "{why}, but the previous filter failed to start again, so it stays: {}",
+                    crate::error_chain(&e)
+                );
+            }
+        }
+    }
+}
+
+/// Watches a freshly swapped-in runtime for its probation; rolls back if
+/// its trap window trips in that time.
+async fn probation(
+    current: Weak<Current>,
+    builder: Arc<Builder>,
+    runtime: Weak<Runtime>,
+    traps: Arc<TrapWindow>,
+    previous: Previous,
+) {
+    let policy = builder.rollback;
+    let end = tokio::time::Instant::now() + policy.probation;
+    loop {
+        tokio::select! {
+            // A wake-up left over from before the swap committed (the
+            // window was reset since) is not a trip.
+            _ = traps.notify.notified() => if traps.tripped() { break },
+            _ = tokio::time::sleep_until(end) => return,
+        }
+    }
+    let Some(current) = current.upgrade() else { return };
+    let why = format!(
+        "the swapped-in filter trapped {} times within {} ms",
+        policy.traps,
+        policy.window.as_millis()
+    );
+    current.roll_back(&builder, &runtime, previous, why).await;
 }
 
 /// Default start-up deadline of a VM.
 pub const START_DEADLINE: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trap_window_trips_on_n_traps_within_the_window_only() {
+        let policy =
+            RollbackPolicy { traps: 3, window: Duration::from_secs(10), probation: Duration::from_secs(60) };
+        let w = TrapWindow::new(policy);
+        let t0 = Instant::now();
+        w.record_at(t0);
+        w.record_at(t0 + Duration::from_secs(6));
+        // The first has left the window when the third comes.
+        w.record_at(t0 + Duration::from_secs(11));
+        assert!(!w.tripped(), "three traps over 11 s");
+        w.record_at(t0 + Duration::from_secs(12));
+        assert!(w.tripped(), "three traps within 10 s");
+        w.reset();
+        assert!(!w.tripped());
+        let off = TrapWindow::new(RollbackPolicy { traps: 0, ..policy });
+        for _ in 0..10 {
+            off.record_at(t0);
+        }
+        assert!(!off.tripped(), "0 turns rollback off");
+    }
+}

@@ -9,7 +9,7 @@ use crate::config::FailureMode;
 use crate::limits::{error_json, BufferBudget, Reservation};
 use crate::metrics::Metrics;
 use crate::reload::{Current, Runtime};
-use crate::upstream::{Backend, ProxyBody, UpstreamClient};
+use crate::upstream::{InFlight, ProxyBody, UpstreamClient};
 use crate::wasm::abi::header_map::{get, remove, replace};
 use crate::wasm::session::SessionHandle;
 use crate::wasm::{CtxEvent, HeaderList, LocalResponse, Session, Step};
@@ -38,6 +38,10 @@ pub struct ProxyTimeouts {
 pub struct ProxySettings {
     /// Header the filter routes with.
     pub upstream_header: String,
+    /// Response header naming the backend, when the host chose it.
+    pub backend_header: http::HeaderName,
+    /// Response header saying why the host chose the backend.
+    pub decision_header: http::HeaderName,
     /// Largest body buffered for the filter.
     pub max_body_bytes: usize,
     /// What to do when the filter fails.
@@ -121,6 +125,25 @@ fn local_response(l: LocalResponse) -> Response<ProxyBody> {
     *r.status_mut() = StatusCode::from_u16(l.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     *r.headers_mut() = header_map(&l.headers);
     r
+}
+
+/// Applies a deferred action of the filter (`None`: the session is gone)
+/// to the request phase: the answer when the filter answered the request
+/// itself or closed the stream.
+fn verdict(ev: Option<CtxEvent>, step: &mut Step) -> Option<Response<ProxyBody>> {
+    match ev {
+        Some(CtxEvent::LocalResponse(l)) => Some(local_response(l)),
+        Some(CtxEvent::Close) => Some(simple(StatusCode::BAD_GATEWAY, "request closed by the filter")),
+        Some(CtxEvent::ContinueRequest) if *step == Step::Pause => {
+            *step = Step::Continue;
+            None
+        }
+        Some(_) => None,
+        None => {
+            *step = Step::Failed;
+            None
+        }
+    }
 }
 
 /// The request body as forwarded.
@@ -211,46 +234,32 @@ impl Proxy {
         let mut done = body.is_end_stream();
         let original = headers.clone();
         let mut raw = BytesMut::new();
-        let mut step = h.request_headers(headers, done);
+        // The request as the filter left it, once it lets it go.
+        let (mut step, mut released) = h.request_headers(headers, done);
         let mut overflow = too_big;
         let mut reservation = self.buffered.reservation();
         let idle = self.settings.timeouts.request_body_idle;
         let mut deadline = tokio::time::Instant::now() + idle;
         loop {
             while let Some(ev) = session.try_event() {
-                match ev {
-                    CtxEvent::LocalResponse(l) => return Decision::Respond(local_response(l)),
-                    CtxEvent::Close => {
-                        return Decision::Respond(simple(
-                            StatusCode::BAD_GATEWAY,
-                            "request closed by the filter",
-                        ))
-                    }
-                    CtxEvent::ContinueRequest if step == Step::Pause => step = Step::Continue,
-                    _ => {}
+                if let Some(answer) = verdict(Some(ev), &mut step) {
+                    return Decision::Respond(answer);
                 }
             }
             match step {
                 Step::Continue | Step::Failed => break,
                 Step::Pause if overflow => break,
-                Step::Pause if done => match session.next_event().await {
-                    Some(CtxEvent::LocalResponse(l)) => return Decision::Respond(local_response(l)),
-                    Some(CtxEvent::Close) => {
-                        return Decision::Respond(simple(
-                            StatusCode::BAD_GATEWAY,
-                            "request closed by the filter",
-                        ))
+                Step::Pause if done => {
+                    if let Some(answer) = verdict(session.next_event().await, &mut step) {
+                        return Decision::Respond(answer);
                     }
-                    Some(CtxEvent::ContinueRequest) => step = Step::Continue,
-                    Some(_) => {}
-                    None => step = Step::Failed,
-                },
+                }
                 Step::Pause => {
                     tokio::select! {
                         frame = body.frame() => match frame {
                             None => {
                                 done = true;
-                                step = h.request_body_buffered(&[], true);
+                                (step, released) = h.request_body_buffered(&[], true);
                             }
                             Some(Err(e)) => return Decision::Respond(simple(StatusCode::BAD_REQUEST, &format!("reading request body: {e}"))),
                             Some(Ok(frame)) => {
@@ -263,7 +272,7 @@ impl Proxy {
                                 if under_limit && reservation.grow(2 * n) {
                                     raw.extend_from_slice(&data);
                                     done = body.is_end_stream();
-                                    step = h.request_body_buffered(&data, done);
+                                    (step, released) = h.request_body_buffered(&data, done);
                                 } else {
                                     // Stop buffering: the filter's copy is not
                                     // forwarded, only this one.
@@ -287,7 +296,7 @@ impl Proxy {
                                         // too big and routes by load (with its in-flight
                                         // accounting) rather than leaving the request to
                                         // the host's fallback.
-                                        step = h.request_body_buffered(&data, done);
+                                        (step, released) = h.request_body_buffered(&data, done);
                                     }
                                 }
                             }
@@ -299,23 +308,23 @@ impl Proxy {
                                 &format!("request body idle for more than {} ms", idle.as_millis()),
                             ));
                         }
-                        ev = session.next_event() => match ev {
-                            Some(CtxEvent::LocalResponse(l)) => return Decision::Respond(local_response(l)),
-                            Some(CtxEvent::Close) => return Decision::Respond(simple(StatusCode::BAD_GATEWAY, "request closed by the filter")),
-                            Some(CtxEvent::ContinueRequest) => step = Step::Continue,
-                            Some(_) => {}
-                            None => step = Step::Failed,
+                        ev = session.next_event() => if let Some(answer) = verdict(ev, &mut step) {
+                            return Decision::Respond(answer);
                         },
                     }
                 }
             }
         }
+        // A filter that let the request go through `proxy_continue_stream`
+        // (or paused past the body limit) has not handed it over yet.
+        if released.is_none() && step != Step::Failed {
+            released = h.take_request();
+        }
         let failed = step == Step::Failed || h.failed();
-        let (headers, filtered) = match (failed, h.take_request()) {
+        let (headers, filtered) = match (failed, released) {
             (false, Some(taken)) => taken,
             _ => (original, Vec::new()),
         };
-        let failed = failed || h.failed();
         // Before overflow the filter's buffer is the body (possibly edited);
         // after it, or on failure, the raw bytes are.
         let prefix = if failed || overflow { raw.freeze() } else { Bytes::from(filtered) };
@@ -490,9 +499,20 @@ impl Proxy {
                             continue;
                         }
                     }
-                    let mut response = self.response_phase(resp, session, guard, sent).await;
-                    if let Some(reason) = routed_by_host {
-                        label_host_route(response.headers_mut(), &backend.name, reason);
+                    let (mut response, labels) = self.response_phase(resp, session, guard, sent).await;
+                    let reason = match (routed_by_host, labels) {
+                        (Some(reason), _) => Some(reason),
+                        // The filter routed it, but its VM went (a trap of
+                        // this request's or another's) before it could
+                        // label the response: the host says so instead.
+                        (None, FilterLabels::Lost) => {
+                            self.metrics.labels_lost.inc();
+                            Some("filter_vm_replaced")
+                        }
+                        (None, FilterLabels::Ran) => None,
+                    };
+                    if let Some(reason) = reason {
+                        self.label_host_route(response.headers_mut(), &backend.name, reason);
                     }
                     return response;
                 }
@@ -524,14 +544,15 @@ impl Proxy {
     }
 
     /// Runs response-header callbacks (buffering the body only while the
-    /// filter pauses) and streams the rest.
+    /// filter pauses) and streams the rest. Says whether the filter's
+    /// response-header callback ran, when there was a session.
     async fn response_phase(
         &self,
         resp: Response<Incoming>,
         session: Option<Arc<SessionHandle>>,
         guard: InFlight,
         sent: Instant,
-    ) -> Response<ProxyBody> {
+    ) -> (Response<ProxyBody>, FilterLabels) {
         let (parts, mut body) = resp.into_parts();
         let mut list: HeaderList = vec![(b":status".to_vec(), parts.status.as_str().as_bytes().to_vec())];
         list.extend(
@@ -540,8 +561,14 @@ impl Proxy {
         let mut prefix = Bytes::new();
         let mut session = session;
         let mut reservation = self.buffered.reservation();
+        let mut labels = FilterLabels::Ran;
         if let Some(h) = session.clone() {
-            let mut step = h.response_headers(list.clone(), body.is_end_stream());
+            let (mut step, headers_left) = h.response_headers(list.clone(), body.is_end_stream());
+            // The response as the filter left it, once it lets it go.
+            let mut released = headers_left.map(|l| (l, Vec::new()));
+            if step == Step::Failed {
+                labels = FilterLabels::Lost;
+            }
             // While the filter pauses, the body is buffered twice, as a
             // request body is: the filter's copy and this one, forwarded
             // should the filter fail.
@@ -564,27 +591,32 @@ impl Proxy {
                             break;
                         }
                         raw.extend_from_slice(&data);
-                        step = h.response_body_buffered(&data, body.is_end_stream());
+                        (step, released) = h.response_body_buffered(&data, body.is_end_stream());
                     }
                     _ => break,
                 }
             }
+            // Still paused (the body ended, went idle or passed the limit):
+            // take what the filter holds.
+            if released.is_none() && !h.failed() {
+                released = h.take_response();
+            }
             if h.failed() {
+                // What the filter set on the headers went with its VM.
+                labels = FilterLabels::Lost;
                 session = None;
                 let mut all = raw;
                 if let Some(chunk) = overflow {
                     all.extend_from_slice(&chunk);
                 }
                 prefix = all.freeze();
-            } else {
-                let mut held = BytesMut::from(&h.take_response_body().unwrap_or_default()[..]);
+            } else if let Some((left, held)) = released {
+                let mut held = BytesMut::from(&held[..]);
                 if let Some(chunk) = overflow {
                     held.extend_from_slice(&chunk);
                 }
                 prefix = held.freeze();
-                if let Some(l) = h.response_headers_now() {
-                    list = l;
-                }
+                list = left;
             }
             reservation.shrink_to(prefix.len());
         }
@@ -602,18 +634,30 @@ impl Proxy {
         let mut r = Response::new(BodyExt::boxed_unsync(body));
         *r.status_mut() = status;
         *r.headers_mut() = header_map(&list);
-        r
+        (r, labels)
+    }
+
+    /// Names on the response the backend the host chose when the filter
+    /// did not (fallback) or its choice failed (retry), or the backend the
+    /// filter chose when the filter could not say so itself (its VM was
+    /// replaced), so clients and benchmarks that account per backend see
+    /// where every request went.
+    fn label_host_route(&self, headers: &mut HeaderMap, backend: &str, reason: &'static str) {
+        if let Ok(v) = HeaderValue::from_str(backend) {
+            headers.insert(self.settings.backend_header.clone(), v);
+        }
+        headers.insert(self.settings.decision_header.clone(), HeaderValue::from_static(reason));
     }
 }
 
-/// Names on the response the backend the host chose when the filter did
-/// not (fallback) or its choice failed (retry), so clients and benchmarks
-/// that account per backend see where the request really went.
-fn label_host_route(headers: &mut HeaderMap, backend: &str, reason: &'static str) {
-    if let Ok(v) = HeaderValue::from_str(backend) {
-        headers.insert(http::HeaderName::from_static("x-prefixgate-backend"), v);
-    }
-    headers.insert(http::HeaderName::from_static("x-prefixgate-decision"), HeaderValue::from_static(reason));
+/// Whether the filter's response-header callback ran (so the filter could
+/// label the response itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FilterLabels {
+    /// It ran, or there was no session to run it (the host routed).
+    Ran,
+    /// It did not: the session failed (trap, or its VM was replaced).
+    Lost,
 }
 
 fn build_request(
@@ -638,26 +682,4 @@ fn build_request(
     }
     *req.headers_mut() = map;
     Ok(req)
-}
-
-/// Counts a request in flight on a backend until dropped.
-pub struct InFlight {
-    metrics: Metrics,
-    /// The backend.
-    pub backend: Arc<Backend>,
-}
-
-impl InFlight {
-    fn new(metrics: &Metrics, backend: Arc<Backend>) -> Self {
-        backend.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        metrics.in_flight.with_label_values(&[backend.name.as_str()]).inc();
-        Self { metrics: metrics.clone(), backend }
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.backend.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        self.metrics.in_flight.with_label_values(&[self.backend.name.as_str()]).dec();
-    }
 }

@@ -2,6 +2,7 @@
 //! in-flight counts, the fail-open round robin, callout cluster resolution,
 //! and the pooled upstream client.
 
+use crate::metrics::Metrics;
 use crate::wasm::abi::header_map::get;
 use crate::wasm::host_state::CalloutResolver;
 use crate::wasm::HeaderList;
@@ -67,17 +68,40 @@ impl Backend {
 
 /// An invalid backend or cluster.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BackendError(pub String);
+pub enum BackendError {
+    /// Not `host:port`.
+    #[error("{input:?} is not host:port")]
+    NotHostPort {
+        /// The value as given.
+        input: String,
+        /// Why it does not parse or resolve.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It resolves to no address.
+    #[error("{0:?} does not resolve")]
+    NoAddress(String),
+    /// A cluster names an address that is not a backend.
+    #[error("cluster {cluster}: {member} is not one of the backends")]
+    NotABackend {
+        /// The cluster.
+        cluster: String,
+        /// The member as given.
+        member: String,
+    },
+    /// A backend is this proxy's own listen or admin address.
+    #[error("{0} is this proxy's own listen or admin address; requests to it would loop")]
+    OwnAddress(String),
+}
 
 /// Normalizes `http://host:port/` to `host:port` and resolves it.
 pub fn parse_backend(s: &str) -> Result<(String, SocketAddr), BackendError> {
     let name = s.trim().trim_start_matches("http://").trim_end_matches('/').to_string();
     let addr = name
         .to_socket_addrs()
-        .map_err(|e| BackendError(format!("{s:?} is not host:port ({e})")))?
+        .map_err(|source| BackendError::NotHostPort { input: s.to_string(), source })?
         .next()
-        .ok_or_else(|| BackendError(format!("{s:?} does not resolve")))?;
+        .ok_or_else(|| BackendError::NoAddress(s.to_string()))?;
     Ok((name, addr))
 }
 
@@ -87,7 +111,12 @@ pub struct Backends {
     list: Vec<Arc<Backend>>,
     clusters: HashMap<String, Vec<usize>>,
     rr: AtomicUsize,
+    /// The upstream header (lowercase) a callout may name its backend with.
+    upstream_header: Vec<u8>,
 }
+
+/// The upstream header's default name.
+pub const DEFAULT_UPSTREAM_HEADER: &str = "x-envoy-original-dst-host";
 
 impl Backends {
     /// Builds the table; clusters name backends from `list` (the cluster
@@ -114,13 +143,25 @@ impl Backends {
             for m in members {
                 let (_, addr) = parse_backend(m)?;
                 let i = backends.iter().position(|b| b.addr == addr).ok_or_else(|| {
-                    BackendError(format!("cluster {cluster}: {m} is not one of the backends"))
+                    BackendError::NotABackend { cluster: cluster.clone(), member: m.clone() }
                 })?;
                 idx.push(i);
             }
             table.insert(cluster.clone(), idx);
         }
-        Ok(Self { list: backends, clusters: table, rr: AtomicUsize::new(0) })
+        Ok(Self {
+            list: backends,
+            clusters: table,
+            rr: AtomicUsize::new(0),
+            upstream_header: DEFAULT_UPSTREAM_HEADER.as_bytes().to_vec(),
+        })
+    }
+
+    /// Callouts name their backend with `header` (the configured
+    /// `upstream_header`) rather than the default.
+    pub fn with_upstream_header(mut self, header: &str) -> Self {
+        self.upstream_header = header.to_ascii_lowercase().into_bytes();
+        self
     }
 
     /// All backends.
@@ -150,12 +191,12 @@ impl Backends {
 }
 
 impl CalloutResolver for Backends {
-    /// The original-dst header or `:authority` when it names a member of
-    /// the cluster (or any backend, for a cluster named after a backend);
-    /// otherwise the cluster's members in turn. Never an address outside
-    /// the backends.
+    /// The upstream header (`upstream_header`) or `:authority` when it
+    /// names a member of the cluster (or any backend, for a cluster named
+    /// after a backend); otherwise the cluster's members in turn. Never an
+    /// address outside the backends.
     fn resolve(&self, cluster: &str, headers: &HeaderList) -> Option<SocketAddr> {
-        let named: Vec<Arc<Backend>> = [&b"x-envoy-original-dst-host"[..], b":authority"]
+        let named: Vec<Arc<Backend>> = [self.upstream_header.as_slice(), b":authority"]
             .iter()
             .filter_map(|k| get(headers, k))
             .filter_map(|v| self.find(v))
@@ -183,6 +224,29 @@ pub fn client(connect_timeout: Duration) -> UpstreamClient {
         .build(connector)
 }
 
+/// Counts a request in flight on a backend until dropped.
+pub struct InFlight {
+    metrics: Metrics,
+    /// The backend.
+    pub backend: Arc<Backend>,
+}
+
+impl InFlight {
+    /// Counts one more request in flight on `backend`.
+    pub fn new(metrics: &Metrics, backend: Arc<Backend>) -> Self {
+        backend.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics.in_flight.with_label_values(&[backend.name.as_str()]).inc();
+        Self { metrics: metrics.clone(), backend }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.backend.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.in_flight.with_label_values(&[self.backend.name.as_str()]).dec();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +266,26 @@ mod tests {
         assert_eq!(b.resolve("anything", &h(&[(":authority", "10.0.0.1:80")])), None);
         assert!(b.find(b"10.0.0.1:80").is_none());
         assert!(b.find(b"127.0.0.1:2").is_some());
+    }
+
+    #[test]
+    fn callouts_name_their_backend_with_the_configured_upstream_header() {
+        let list = ["127.0.0.1:1".to_string(), "127.0.0.1:2".to_string()];
+        let clusters = BTreeMap::new();
+        let custom = Backends::new(&list, &clusters).unwrap().with_upstream_header("X-Route-To");
+        let call = h(&[("x-route-to", "127.0.0.1:2")]);
+        for _ in 0..3 {
+            assert_eq!(custom.resolve(DEFAULT_CLUSTER, &call), "127.0.0.1:2".parse().ok());
+        }
+        let default = Backends::new(&list, &clusters).unwrap();
+        let named = h(&[(DEFAULT_UPSTREAM_HEADER, "127.0.0.1:2")]);
+        for _ in 0..3 {
+            assert_eq!(default.resolve(DEFAULT_CLUSTER, &named), "127.0.0.1:2".parse().ok());
+        }
+        // A header the configuration does not name is not a choice.
+        let ports: Vec<_> =
+            (0..4).filter_map(|_| default.resolve(DEFAULT_CLUSTER, &call)).map(|a| a.port()).collect();
+        assert!(ports.contains(&1) && ports.contains(&2), "round robin: {ports:?}");
     }
 
     #[test]

@@ -4,14 +4,17 @@
 //! embedded release filter with the default 20 ms callback deadline: the
 //! filter never traps on them, and routes every request itself.
 //!
-//! Known exception, still open: the heaviest shapes at 3 and 4 MiB
-//! (`many_parts`, `deep_messages`: a full scan of tens of thousands of small
-//! routed objects, the budget never reached) cost the native filter 7-17 ms
-//! on a loaded 2-core machine (`cargo bench -p prefixgate-filter --bench
-//! prompt`, `adversarial_4MiB`), close to the deadline once compiled to wasm,
-//! so they trap now and then. For those this test asserts only what the
-//! failure handling promises (the request is still served, fail-open) and
-//! counts the traps they are allowed; every other shape must not trap.
+//! The heaviest shapes (`many_parts`, `deep_messages`: a full scan of
+//! hundreds of thousands of small objects or levels, the budget never
+//! reached) used to trap now and then at 3 and 4 MiB on a loaded 2-core
+//! machine: the deadline was wall-clock time, so a callback whose thread
+//! was descheduled by other work overran it. The deadline now counts the
+//! callback's CPU time (`host/src/wasm/deadline.rs`), and they must not
+//! trap either, with one exception still open: `many_parts` at 4 MiB
+//! (about 116,000 parts) costs close to the 20 ms of CPU in wasm and still
+//! overruns it now and then (2 runs out of 4 on a loaded 2-core machine, a
+//! request phase of 33-44 ms on the wall clock); for it this test asserts
+//! only what the failure handling promises (served, fail-open).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::field_reassign_with_default)]
 
 #[path = "../../filter/tests/support/adversarial.rs"]
@@ -51,17 +54,17 @@ async fn adversarial_bodies_never_trap_the_filter() {
         eprintln!("{what}: request phase {ms:.1} ms");
         assert_eq!(r.status, 200, "{what}: {}", r.body);
         sent += 1;
-        if KNOWN_SLOW.contains(&shape.name) && size >= 3 << 20 {
-            allowed_traps += 1;
+        if (shape.name, size) == KNOWN_SLOW {
+            allowed_traps = p.app.metrics.traps.get();
             continue;
         }
         let decision = r.header("x-prefixgate-decision").unwrap_or_default();
         assert!(decision.starts_with("policy=prefix_aware"), "{what}: routed by the host: {decision}");
-        assert!(p.app.metrics.traps.get() <= allowed_traps, "{what}: the filter trapped");
+        assert_eq!(p.app.metrics.traps.get(), allowed_traps, "{what}: the filter trapped");
     }
     assert_eq!(sent, 4 * adversarial::corpus(64 << 10).len());
-    assert!(p.app.metrics.traps.get() <= allowed_traps);
+    assert!(p.app.metrics.traps.get() <= 1, "only the known slow shape may trap");
 }
 
-/// Shapes that may still overrun the deadline at 3 MiB and more (see the module doc).
-const KNOWN_SLOW: &[&str] = &["many_parts", "deep_messages"];
+/// The one shape that may still overrun the deadline (see the module doc).
+const KNOWN_SLOW: (&str, usize) = ("many_parts", 4 << 20);

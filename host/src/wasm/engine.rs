@@ -3,6 +3,7 @@
 
 use super::abi::table;
 use super::host_state::HostState;
+use super::vm::Trap;
 use std::time::Duration;
 use wasmtime::{Config, Engine, Linker};
 
@@ -11,24 +12,40 @@ use wasmtime::{Config, Engine, Linker};
 /// process, so a finer tick costs CPU on every idle core.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// Errors from the wasm layer.
+/// Errors from the wasm layer. `Display` says what failed; the cause is
+/// the `source`.
 #[derive(Debug, thiserror::Error)]
 pub enum WasmError {
     /// The engine could not be created.
-    #[error("wasm engine: {0}")]
-    Engine(String),
-    /// The module did not compile or is not a proxy-wasm module.
-    #[error("module refused: {0}")]
-    Compile(String),
-    /// Instantiation or `_initialize` failed.
-    #[error("module instantiation failed: {0}")]
-    Instantiate(String),
-    /// `proxy_on_vm_start` returned false or trapped.
-    #[error("proxy_on_vm_start refused the VM configuration{0}")]
-    VmStart(String),
-    /// `proxy_on_configure` returned false or trapped.
-    #[error("proxy_on_configure refused the plugin configuration{0}")]
-    Configure(String),
+    #[error("wasm engine")]
+    Engine(#[source] wasmtime::Error),
+    /// The epoch ticker thread could not be started.
+    #[error("wasm engine: starting the epoch ticker")]
+    Ticker(#[source] std::io::Error),
+    /// The module is empty.
+    #[error("module refused: empty module")]
+    Empty,
+    /// The module exports no proxy-wasm ABI version marker.
+    #[error("module refused: not a proxy-wasm filter: no proxy_abi_version_0_2_1 or proxy_abi_version_0_2_0 export")]
+    NotProxyWasm,
+    /// The module did not compile or link.
+    #[error("module refused")]
+    Compile(#[source] wasmtime::Error),
+    /// Instantiation failed.
+    #[error("module instantiation failed")]
+    Instantiate(#[source] wasmtime::Error),
+    /// A start-up function (`_initialize`, `_start`, `main`) trapped.
+    #[error("module instantiation failed in {0}")]
+    Init(&'static str, #[source] wasmtime::Error),
+    /// The root context's `proxy_on_context_create` trapped.
+    #[error("module instantiation failed in proxy_on_context_create")]
+    RootContext(#[source] Trap),
+    /// `proxy_on_vm_start` returned false (no source) or trapped.
+    #[error("proxy_on_vm_start refused the VM configuration")]
+    VmStart(#[source] Option<Trap>),
+    /// `proxy_on_configure` returned false (no source) or trapped.
+    #[error("proxy_on_configure refused the plugin configuration")]
+    Configure(#[source] Option<Trap>),
 }
 
 /// Engine + linker, shared by every module version.
@@ -42,9 +59,9 @@ impl WasmEngine {
     pub fn new() -> Result<Self, WasmError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(|e| WasmError::Engine(format!("{e:#}")))?;
+        let engine = Engine::new(&config).map_err(WasmError::Engine)?;
         let mut linker = Linker::new(&engine);
-        table::register(&mut linker).map_err(|e| WasmError::Engine(format!("{e:#}")))?;
+        table::register(&mut linker).map_err(WasmError::Engine)?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("wasm-epoch".into())
@@ -55,7 +72,7 @@ impl WasmEngine {
                     None => break,
                 }
             })
-            .map_err(|e| WasmError::Engine(format!("epoch ticker: {e}")))?;
+            .map_err(WasmError::Ticker)?;
         Ok(Self { engine, linker })
     }
 

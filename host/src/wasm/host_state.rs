@@ -1,6 +1,7 @@
 //! The data of one VM's store: its context table, the per-request maps and
 //! buffers, and the actions deferred until the running callback returns.
 
+use super::deadline::Deadline;
 use super::metrics::FilterMetrics;
 use super::shared_data::{Namespace, SharedData};
 use super::shared_queue::SharedQueues;
@@ -169,6 +170,8 @@ pub struct HostState {
     /// Names of the shared queues this VM registered (registered again
     /// when a spare VM moves to a slot).
     pub queues_registered: Vec<String>,
+    /// The clocks of the running callback.
+    pub deadline: Deadline,
 }
 
 impl HostState {

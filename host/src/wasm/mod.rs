@@ -3,6 +3,7 @@
 
 pub mod abi;
 pub mod callout;
+pub mod deadline;
 pub mod engine;
 pub mod host_state;
 pub mod metrics;

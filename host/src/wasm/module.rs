@@ -24,24 +24,19 @@ impl ModuleVersion {
     /// filters of ABI 0.2.x.
     pub fn compile(engine: &WasmEngine, bytes: &[u8]) -> Result<Self, WasmError> {
         if bytes.is_empty() {
-            return Err(WasmError::Compile("empty module".into()));
+            return Err(WasmError::Empty);
         }
-        let module = Module::new(engine.engine(), bytes).map_err(|e| WasmError::Compile(format!("{e:#}")))?;
+        let module = Module::new(engine.engine(), bytes).map_err(WasmError::Compile)?;
         let abi = if module.get_export("proxy_abi_version_0_2_1").is_some() {
             "0_2_1"
         } else if module.get_export("proxy_abi_version_0_2_0").is_some() {
             "0_2_0"
         } else {
-            return Err(WasmError::Compile(
-                "not a proxy-wasm filter: no proxy_abi_version_0_2_1 or proxy_abi_version_0_2_0 export"
-                    .into(),
-            ));
+            return Err(WasmError::NotProxyWasm);
         };
         let mut linker = engine.linker();
-        table::stub_unknown_imports(&mut linker, &module)
-            .map_err(|e| WasmError::Compile(format!("{e:#}")))?;
-        let instance_pre =
-            linker.instantiate_pre(&module).map_err(|e| WasmError::Compile(format!("{e:#}")))?;
+        table::stub_unknown_imports(&mut linker, &module).map_err(WasmError::Compile)?;
+        let instance_pre = linker.instantiate_pre(&module).map_err(WasmError::Compile)?;
         let sha256 = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
         Ok(Self { sha256, size: bytes.len(), abi, instance_pre })
     }

@@ -57,7 +57,21 @@ pub struct Pool {
     spare: Mutex<Option<Vm>>,
     /// A spare is being started.
     building: AtomicBool,
+    /// The last trap of any VM of the pool.
+    last_trap: Mutex<Option<Trap>>,
     me: Weak<Pool>,
+}
+
+/// Why a call into a slot's VM returned nothing.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// The slot has no live VM, or not the generation asked for (it was
+    /// replaced after a trap).
+    #[error("the VM is gone (replaced after a trap)")]
+    Gone,
+    /// The callback trapped; the VM was replaced.
+    #[error(transparent)]
+    Trapped(#[from] Trap),
 }
 
 const RESTART_INTERVAL: Duration = Duration::from_secs(1);
@@ -87,6 +101,7 @@ impl Pool {
             client: callout::client(),
             spare: Mutex::new(Some(spare)),
             building: AtomicBool::new(false),
+            last_trap: Mutex::new(None),
             me: me.clone(),
         });
         for (i, rx) in receivers.into_iter().enumerate() {
@@ -119,30 +134,47 @@ impl Pool {
         generation: Option<u64>,
         f: impl FnOnce(&mut Vm) -> Result<R, Trap>,
     ) -> Option<(R, u64)> {
-        let slot_ref = self.slots.get(slot)?;
+        self.try_with(slot, generation, f).ok()
+    }
+
+    /// As [`Pool::with`], saying why nothing came back: the VM is gone (or
+    /// of another generation), or `f` trapped (then the VM is replaced).
+    pub fn try_with<R>(
+        &self,
+        slot: usize,
+        generation: Option<u64>,
+        f: impl FnOnce(&mut Vm) -> Result<R, Trap>,
+    ) -> Result<(R, u64), CallError> {
+        let slot_ref = self.slots.get(slot).ok_or(CallError::Gone)?;
         let mut inner = slot_ref.inner.lock().unwrap_or_else(|p| p.into_inner());
         if inner.vm.is_none() && inner.last_start.elapsed() >= RESTART_INTERVAL {
             self.restart(slot_ref, &mut inner);
         }
         if generation.is_some_and(|g| g != inner.generation) {
-            return None;
+            return Err(CallError::Gone);
         }
         let generation = inner.generation;
-        let vm = inner.vm.as_mut()?;
+        let vm = inner.vm.as_mut().ok_or(CallError::Gone)?;
         match f(vm) {
-            Ok(r) => Some((r, generation)),
+            Ok(r) => Ok((r, generation)),
             Err(trap) => {
                 tracing::warn!(sha256 = %self.version.sha256, slot, "{trap}; replacing the VM");
                 (self.settings.on_trap)(&trap.0);
+                *self.last_trap.lock().unwrap_or_else(|p| p.into_inner()) = Some(trap.clone());
                 inner.vm = None;
                 inner.generation += 1;
                 if let Some(vm) = self.take_spare() {
                     Self::install(slot_ref, &mut inner, vm);
                 }
                 self.build_spare();
-                None
+                Err(CallError::Trapped(trap))
             }
         }
+    }
+
+    /// The last trap of any of this pool's VMs.
+    pub fn last_trap(&self) -> Option<Trap> {
+        self.last_trap.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Whether a spare VM is ready to replace one that traps.
@@ -184,7 +216,7 @@ impl Pool {
                 Err(e) => {
                     // Not retried here: an empty slot restarts its own VM
                     // at most once a second.
-                    tracing::error!(sha256 = %pool.version.sha256, "spare VM failed to start: {e}");
+                    tracing::error!(sha256 = %pool.version.sha256, "spare VM failed to start: {}", crate::error_chain(&e));
                     pool.building.store(false, Ordering::Release);
                     return;
                 }
@@ -223,7 +255,7 @@ impl Pool {
         inner.generation += 1;
         match Vm::start(&self.version, &self.settings.env, slot.tx.clone(), inner.generation) {
             Ok(vm) => inner.vm = Some(vm),
-            Err(e) => tracing::error!("VM restart failed: {e}"),
+            Err(e) => tracing::error!("VM restart failed: {}", crate::error_chain(&e)),
         }
         let _ = slot.tx.send(SlotEvent::TickChanged);
     }

@@ -3,6 +3,7 @@
 //! holds the VM exclusively) under an epoch deadline and a memory limit;
 //! actions the filter requests are delivered after the callback returns.
 
+use super::deadline::Deadline;
 use super::engine::{WasmEngine, WasmError};
 use super::host_state::CalloutResolver;
 use super::host_state::{CallResponse, HostShared, HostState, HttpCtx, Phase, PluginInfo, SlotEvent};
@@ -12,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use wasmtime::{Instance, Store, StoreLimitsBuilder, TypedFunc, WasmParams, WasmResults};
+use wasmtime::{Instance, Store, StoreLimitsBuilder, TypedFunc, UpdateDeadline, WasmParams, WasmResults};
 
 /// What a callback asks of the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +119,8 @@ pub struct Vm {
     f: Exports,
     next_id: u32,
     ticks: u64,
+    /// The callback deadline `ticks` stands for.
+    budget: Duration,
 }
 
 const ROOT_ID: u32 = 1;
@@ -166,17 +169,22 @@ impl Vm {
             memory: None,
             generation,
             queues_registered: Vec::new(),
+            deadline: Deadline::start(env.limits.start_deadline),
         };
         let engine = version.instance_pre.module().engine();
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limits);
-        store.epoch_deadline_trap();
+        // Past the wall-clock deadline, a callback goes on while it has
+        // not used its deadline of CPU time (see `deadline`).
+        store.epoch_deadline_callback(|store| {
+            Ok(match store.data().deadline.extension() {
+                Some(ticks) => UpdateDeadline::Continue(ticks),
+                None => UpdateDeadline::Interrupt,
+            })
+        });
         let start_ticks = WasmEngine::ticks(env.limits.start_deadline);
         store.set_epoch_deadline(start_ticks);
-        let instance = version
-            .instance_pre
-            .instantiate(&mut store)
-            .map_err(|e| WasmError::Instantiate(format!("{e:#}")))?;
+        let instance = version.instance_pre.instantiate(&mut store).map_err(WasmError::Instantiate)?;
         let memory = instance.get_memory(&mut store, "memory");
         let alloc = instance
             .get_typed_func::<i32, i32>(&mut store, "proxy_on_memory_allocate")
@@ -185,43 +193,41 @@ impl Vm {
             .map(Arc::new);
         store.data_mut().memory = memory;
         store.data_mut().alloc = alloc;
-        let init = |name: &str, store: &mut Store<HostState>| -> Result<bool, WasmError> {
+        let init = |name: &'static str, store: &mut Store<HostState>| -> Result<bool, WasmError> {
             match instance.get_typed_func::<(), ()>(&mut *store, name) {
-                Ok(f) => f
-                    .call(&mut *store, ())
-                    .map(|_| true)
-                    .map_err(|e| WasmError::Instantiate(format!("{name}: {e:#}"))),
+                Ok(f) => f.call(&mut *store, ()).map(|_| true).map_err(|e| WasmError::Init(name, e)),
                 Err(_) => Ok(false),
             }
         };
         if init("_initialize", &mut store)? {
             if let Ok(main) = instance.get_typed_func::<(i32, i32), i32>(&mut store, "main") {
-                main.call(&mut store, (0, 0)).map_err(|e| WasmError::Instantiate(format!("main: {e:#}")))?;
+                main.call(&mut store, (0, 0)).map_err(|e| WasmError::Init("main", e))?;
             }
         } else {
             init("_start", &mut store)?;
         }
         let f = Exports::find(&mut store, &instance);
-        let mut vm =
-            Vm { store, f, next_id: ROOT_ID + 1, ticks: WasmEngine::ticks(env.limits.callback_deadline) };
+        let budget = env.limits.callback_deadline;
+        let mut vm = Vm { store, f, next_id: ROOT_ID + 1, ticks: WasmEngine::ticks(budget), budget };
+        let start = (start_ticks, env.limits.start_deadline);
         let root = ROOT_ID as i32;
         let (vm_cfg, plugin_cfg) = (env.plugin.vm_config.len() as i32, env.plugin.plugin_config.len() as i32);
         if let Some(f) = vm.f.on_context_create.clone() {
-            vm.call_with(start_ticks, &f, ROOT_ID, (root, 0)).map_err(|e| WasmError::Instantiate(e.0))?;
+            vm.call_with(start, &f, ROOT_ID, (root, 0)).map_err(WasmError::RootContext)?;
         }
         vm.store.data_mut().phase = Phase::VmStart;
         if let Some(f) = vm.f.on_vm_start.clone() {
-            match vm.call_with(start_ticks, &f, ROOT_ID, (root, vm_cfg)) {
-                Ok(0) => return Err(WasmError::VmStart(String::new())),
-                Err(e) => return Err(WasmError::VmStart(format!(": {}", e.0))),
+            match vm.call_with(start, &f, ROOT_ID, (root, vm_cfg)) {
+                Ok(0) => return Err(WasmError::VmStart(None)),
+                Err(e) => return Err(WasmError::VmStart(Some(e))),
                 Ok(_) => {}
             }
         }
         vm.store.data_mut().phase = Phase::Configure;
         if let Some(f) = vm.f.on_configure.clone() {
-            match vm.call_with(start_ticks, &f, ROOT_ID, (root, plugin_cfg)) {
-                Ok(0) => return Err(WasmError::Configure(String::new())),
-                Err(e) => return Err(WasmError::Configure(format!(": {}", e.0))),
+            match vm.call_with(start, &f, ROOT_ID, (root, plugin_cfg)) {
+                Ok(0) => return Err(WasmError::Configure(None)),
+                Err(e) => return Err(WasmError::Configure(Some(e))),
                 Ok(_) => {}
             }
         }
@@ -229,14 +235,17 @@ impl Vm {
         Ok(vm)
     }
 
+    /// Calls `f` for context `ctx` under a deadline of `budget` (`ticks`
+    /// epoch ticks on the wall clock, then CPU time: see `deadline`).
     fn call_with<P: WasmParams, R: WasmResults>(
         &mut self,
-        ticks: u64,
+        (ticks, budget): (u64, Duration),
         f: &TypedFunc<P, R>,
         ctx: u32,
         params: P,
     ) -> Result<R, Trap> {
         self.store.set_epoch_deadline(ticks);
+        self.store.data_mut().deadline = Deadline::start(budget);
         self.store.data_mut().effective = ctx;
         let result = f.call(&mut self.store, params);
         let state = self.store.data_mut();
@@ -261,7 +270,7 @@ impl Vm {
         ctx: u32,
         params: P,
     ) -> Result<R, Trap> {
-        self.call_with(self.ticks, f, ctx, params)
+        self.call_with((self.ticks, self.budget), f, ctx, params)
     }
 
     /// The tick period the root context asked for (0: none).

@@ -8,12 +8,15 @@
 //! (on_configure returns false), `trap_configure` (panics in on_configure).
 //! In every mode, a request with an `x-tf-trap` header traps in request
 //! headers, `pause_response=1` pauses the response until its body ends
-//! (so the host buffers it) and `trap_response_body=1` traps in
-//! `on_http_response_body`.
+//! (so the host buffers it), `trap_response_body=1` traps in
+//! `on_http_response_body`, `trap_tick=1` traps and `loop_tick=1` spins in
+//! `on_tick`, and `trap_after=K` traps in request headers on every request
+//! after the first K this VM has seen.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
@@ -21,7 +24,12 @@ use std::time::Duration;
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root { cfg: Rc::new(HashMap::new()), queue: 0, metrics: Metrics::default() })
+        Box::new(Root {
+            cfg: Rc::new(HashMap::new()),
+            queue: 0,
+            metrics: Metrics::default(),
+            seen: Rc::new(Cell::new(0)),
+        })
     });
 }}
 
@@ -36,6 +44,8 @@ struct Root {
     cfg: Rc<HashMap<String, String>>,
     queue: u32,
     metrics: Metrics,
+    /// Requests this VM has seen (for `trap_after`).
+    seen: Rc<Cell<u32>>,
 }
 
 fn get(cfg: &HashMap<String, String>, key: &str) -> String {
@@ -119,6 +129,15 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        if get(&self.cfg, "trap_tick") == "1" {
+            panic!("configured to trap in on_tick");
+        }
+        if get(&self.cfg, "loop_tick") == "1" {
+            let mut x: u64 = 0;
+            loop {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        }
         cas_increment("tf_ticks");
         self.enqueue_shared_queue(self.queue, Some(b"tick")).unwrap();
         let cluster = get(&self.cfg, "tick_cluster");
@@ -142,7 +161,14 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Http { id, cfg: self.cfg.clone(), metrics: self.metrics, chunks: 0, waiting: false }))
+        Some(Box::new(Http {
+            id,
+            cfg: self.cfg.clone(),
+            metrics: self.metrics,
+            chunks: 0,
+            waiting: false,
+            seen: self.seen.clone(),
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -157,6 +183,8 @@ struct Http {
     chunks: u32,
     /// A callout is pending: hold the request until it answers.
     waiting: bool,
+    /// Requests this VM has seen.
+    seen: Rc<Cell<u32>>,
 }
 
 impl Http {
@@ -229,6 +257,12 @@ impl HttpContext for Http {
     fn on_http_request_headers(&mut self, n: usize, eos: bool) -> Action {
         if self.get_http_request_header("x-tf-trap").is_some() {
             panic!("trap asked for by the request");
+        }
+        self.seen.set(self.seen.get() + 1);
+        if let Ok(k) = get(&self.cfg, "trap_after").parse::<u32>() {
+            if self.seen.get() > k {
+                panic!("configured to trap after {k} requests");
+            }
         }
         match get(&self.cfg, "mode").as_str() {
             "loop" => {

@@ -1,7 +1,7 @@
 //! Buffers: request/response bodies, the callout response body and the VM and
 //! plugin configurations.
 
-use super::mem::{read, return_bytes, u, write_u32};
+use super::mem::{guest_alloc, memory, read, return_bytes, u, write_u32};
 use super::status::{NOT_FOUND, OK};
 use super::HostResult;
 use crate::wasm::host_state::HostState;
@@ -43,8 +43,25 @@ pub fn proxy_get_buffer_bytes(
     };
     let begin = u(start).min(buf.len());
     let end = begin.saturating_add(u(max_size)).min(buf.len());
-    let slice = buf[begin..end].to_vec();
-    return_bytes(&mut caller, &slice, ret_ptr, ret_len)?;
+    if end == begin {
+        return_bytes(&mut caller, &[], ret_ptr, ret_len)?;
+        return Ok(OK);
+    }
+    // A request body can be megabytes, read inside the callback's
+    // deadline: copied once, from the host's buffer straight into the
+    // guest's allocation.
+    let len = i32::try_from(end - begin).map_err(|_| wasmtime::Error::msg("value too large for guest"))?;
+    let ptr = guest_alloc(&mut caller, len)?;
+    let mem = memory(&mut caller)?;
+    let (data, state) = mem.data_and_store_mut(&mut caller);
+    let src = buffer(state, buf_type).and_then(|b| b.get(begin..end));
+    let dst = u(ptr).checked_add(end - begin).and_then(|stop| data.get_mut(u(ptr)..stop));
+    match (src, dst) {
+        (Some(src), Some(dst)) => dst.copy_from_slice(src),
+        _ => return Err(wasmtime::Error::msg("guest pointer out of bounds")),
+    }
+    write_u32(&mut caller, ret_ptr, ptr as u32)?;
+    write_u32(&mut caller, ret_len, len as u32)?;
     Ok(OK)
 }
 

@@ -1,0 +1,325 @@
+//! Hot swap under faults: a filter that traps or loops on the canary
+//! request or tick is refused while the old one keeps serving; one that
+//! starts trapping once it serves is rolled back; and a response whose VM
+//! was replaced while it was in flight still says where it went.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+fn status(p: &prefixgate::app::Running) -> serde_json::Value {
+    prefixgate::admin::status(&p.app)
+}
+
+async fn put(p: &prefixgate::app::Running, route: &str, body: Vec<u8>) -> (u16, String) {
+    let client: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let req = http::Request::put(format!("http://{}{route}", p.admin))
+        .body(Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    let code = resp.status().as_u16();
+    let text = String::from_utf8_lossy(&resp.into_body().collect().await.unwrap().to_bytes()).into_owned();
+    (code, text)
+}
+
+/// The old filter (`mode=route route=a`) still routes to `a` itself.
+async fn old_filter_serves(p: &prefixgate::app::Running, a: SocketAddr, what: &str) {
+    let r = send("POST", &format!("http://{}/", p.listen), &[], "x").await;
+    assert_eq!(r.status, 200, "{what}: {}", r.body);
+    assert_eq!(r.json()["port"], a.port(), "{what}: the old filter routes");
+    assert_eq!(r.upstream_header("x-tf-cas").as_deref(), Some("ok"), "{what}: its callbacks ran");
+    assert!(r.header("x-prefixgate-decision").is_none(), "{what}: not a fallback");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_that_traps_or_loops_on_the_canary_request_or_tick_is_refused() {
+    let (a, b) = (Echo::start().await, Echo::start().await);
+    let p = proxy(config(&[a.addr, b.addr], &format!("mode=route route={}", a.addr))).await;
+    let cases = [
+        ("mode=trap", "on_request_headers"),
+        ("mode=loop", "on_request_headers"),
+        ("mode=route trap_tick=1", "on_tick"),
+        ("mode=route loop_tick=1", "on_tick"),
+    ];
+    for (i, (cfg, callback)) in cases.into_iter().enumerate() {
+        let cfg = format!("{cfg} route={}", b.addr);
+        let (code, body) = put(&p, "/admin/config", cfg.clone().into_bytes()).await;
+        assert_eq!(code, 400, "{cfg}: {body}");
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let message = doc["error"]["message"].as_str().unwrap();
+        assert!(message.contains("canary") && message.contains(callback), "{cfg}: {message}");
+        assert!(message.contains("previous filter keeps serving"), "{message}");
+        assert_eq!(doc["error"]["code"], 400);
+        assert_eq!(p.app.metrics.canary_failures.get(), i as u64 + 1, "{cfg}: counted");
+        assert_eq!(status(&p)["swaps"], 0, "{cfg}: nothing swapped");
+        old_filter_serves(&p, a.addr, &cfg).await;
+    }
+    assert_eq!(b.hits(), 0, "the refused filters never routed a request");
+    // A good configuration still swaps in, through the same canary.
+    let (code, body) = put(&p, "/admin/config", format!("mode=route route={}", b.addr).into_bytes()).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(send("POST", &format!("http://{}/", p.listen), &[], "x").await.json()["port"], b.addr.port());
+}
+
+/// A minimal proxy-wasm module (ABI 0.2.1, no imports) whose
+/// `on_request_headers` and `on_tick` do what they are told.
+fn raw_module(request_headers: Callback, tick: Callback) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    fn section(id: u8, items: &[Vec<u8>], out: &mut Vec<u8>) {
+        let mut payload = Vec::new();
+        leb(items.len(), &mut payload);
+        for item in items {
+            payload.extend_from_slice(item);
+        }
+        out.push(id);
+        leb(payload.len(), out);
+        out.extend_from_slice(&payload);
+    }
+    fn body(code: &[u8]) -> Vec<u8> {
+        // No locals, then the code and `end`.
+        let mut b = vec![0x00];
+        b.extend_from_slice(code);
+        b.push(0x0b);
+        let mut out = Vec::new();
+        leb(b.len(), &mut out);
+        out.extend_from_slice(&b);
+        out
+    }
+    fn export(name: &str, kind: u8, index: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        leb(name.len(), &mut out);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&[kind, index]);
+        out
+    }
+    const I32: u8 = 0x7f;
+    let types = [
+        vec![0x60, 2, I32, I32, 0],           // 0: (i32, i32)
+        vec![0x60, 2, I32, I32, 1, I32],      // 1: (i32, i32) -> i32
+        vec![0x60, 3, I32, I32, I32, 1, I32], // 2: (i32, i32, i32) -> i32
+        vec![0x60, 0, 0],                     // 3: ()
+        vec![0x60, 1, I32, 1, I32],           // 4: (i32) -> i32
+        vec![0x60, 1, I32, 0],                // 5: (i32)
+    ];
+    let funcs: Vec<Vec<u8>> = [3u8, 0, 1, 1, 2, 4, 5].iter().map(|t| vec![*t]).collect();
+    let trap = [0x00]; // unreachable
+    let headers_code: Vec<u8> = match request_headers {
+        Callback::Ok => vec![0x41, 0x00], // i32.const 0 (Continue)
+        Callback::Trap => trap.to_vec(),
+        // counter += 1; if counter > k { unreachable }; Continue
+        Callback::TrapAfter(k) => {
+            vec![0x23, 0, 0x41, 1, 0x6a, 0x24, 0, 0x23, 0, 0x41, k, 0x4a, 0x04, 0x40, 0x00, 0x0b, 0x41, 0]
+        }
+    };
+    let tick_code: Vec<u8> = match tick {
+        Callback::Trap => trap.to_vec(),
+        _ => vec![],
+    };
+    let code = [
+        body(&[]),                 // proxy_abi_version_0_2_1
+        body(&[]),                 // proxy_on_context_create
+        body(&[0x41, 1]),          // proxy_on_vm_start: true
+        body(&[0x41, 1]),          // proxy_on_configure: true
+        body(&headers_code),       // proxy_on_request_headers
+        body(&[0x41, 0x80, 0x08]), // proxy_on_memory_allocate: 1024
+        body(&tick_code),          // proxy_on_tick
+    ];
+    let exports = [
+        export("proxy_abi_version_0_2_1", 0, 0),
+        export("proxy_on_context_create", 0, 1),
+        export("proxy_on_vm_start", 0, 2),
+        export("proxy_on_configure", 0, 3),
+        export("proxy_on_request_headers", 0, 4),
+        export("proxy_on_memory_allocate", 0, 5),
+        export("proxy_on_tick", 0, 6),
+        export("memory", 2, 0),
+    ];
+    let mut out = b"\0asm\x01\0\0\0".to_vec();
+    section(1, &types, &mut out);
+    section(3, &funcs, &mut out);
+    section(5, &[vec![0x00, 0x01]], &mut out); // one memory of one page
+    section(6, &[vec![I32, 0x01, 0x41, 0x00, 0x0b]], &mut out); // mutable i32 = 0
+    section(7, &exports, &mut out);
+    section(10, &code, &mut out);
+    out
+}
+
+#[derive(Clone, Copy)]
+enum Callback {
+    Ok,
+    Trap,
+    /// Traps on every call after the first `k` (k < 64).
+    TrapAfter(u8),
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_that_traps_on_the_canary_is_refused_and_a_sound_one_swaps_in() {
+    let a = Echo::start().await;
+    let p = proxy(config(&[a.addr], &format!("mode=route route={}", a.addr))).await;
+    let before = status(&p)["module"]["sha256"].clone();
+    for (module, callback) in [
+        (raw_module(Callback::Trap, Callback::Ok), "on_request_headers"),
+        (raw_module(Callback::Ok, Callback::Trap), "on_tick"),
+    ] {
+        let (code, body) = put(&p, "/admin/module", module).await;
+        assert_eq!(code, 400, "{callback}: {body}");
+        assert!(body.contains(callback) && body.contains("canary"), "{body}");
+        assert_eq!(status(&p)["module"]["sha256"], before, "{callback}: the old module serves");
+        old_filter_serves(&p, a.addr, callback).await;
+    }
+    // The raw module itself is sound when it does not trap: it swaps in and
+    // leaves routing to the host (it names no upstream).
+    let (code, body) = put(&p, "/admin/module", raw_module(Callback::Ok, Callback::Ok)).await;
+    assert_eq!(code, 200, "{body}");
+    let r = send("POST", &format!("http://{}/", p.listen), &[], "x").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-prefixgate-decision").as_deref(), Some("fallback_no_upstream"));
+}
+
+/// Sends requests until `done` holds (at most `n`); returns how many went.
+async fn drive(p: &prefixgate::app::Running, n: usize, done: impl Fn() -> bool) -> usize {
+    for i in 0..n {
+        if done() {
+            return i;
+        }
+        let r = send("POST", &format!("http://{}/", p.listen), &[], "x").await;
+        assert_eq!(r.status, 200, "fail-open while the filter traps: {}", r.body);
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swapped_in_config_whose_trap_rate_spikes_is_rolled_back() {
+    let (a, b) = (Echo::start().await, Echo::start().await);
+    let old = format!("mode=route route={}", a.addr);
+    let mut cfg = config(&[a.addr, b.addr], &old);
+    cfg.filter.rollback.traps = 3;
+    let p = proxy(cfg).await;
+    // The canary is the first request on its VM: it passes.
+    let bad = format!("mode=route route={} trap_after=1", b.addr);
+    let (code, body) = put(&p, "/admin/config", bad.into_bytes()).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(status(&p)["swaps"], 1);
+    let sent = drive(&p, 60, || p.app.current.rollbacks() > 0).await;
+    assert!(eventually(250, || p.app.current.rollbacks() == 1).await, "rolled back after {sent} requests");
+    assert!(p.app.metrics.traps.get() >= 3);
+    let doc = status(&p);
+    assert_eq!(doc["plugin_config"], old.as_str(), "the previous configuration is back");
+    assert_eq!(doc["rollbacks"], 1);
+    assert!(doc["last_rollback"].as_str().unwrap().contains("trapped 3 times"), "{doc}");
+    let metrics = send("GET", &format!("http://{}/metrics", p.admin), &[], "").await.body;
+    assert!(metrics.contains("prefixgate_rollbacks_total 1"), "{metrics}");
+    for i in 0..4 {
+        old_filter_serves(&p, a.addr, &format!("after the rollback, request {i}")).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swapped_in_module_whose_trap_rate_spikes_is_rolled_back_and_a_quiet_one_is_kept() {
+    let a = Echo::start().await;
+    let mut cfg = config(&[a.addr], &format!("mode=route route={}", a.addr));
+    cfg.filter.rollback.traps = 3;
+    let p = proxy(cfg).await;
+    let before = status(&p)["module"]["sha256"].clone();
+    let (code, body) = put(&p, "/admin/module", raw_module(Callback::TrapAfter(1), Callback::Ok)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_ne!(status(&p)["module"]["sha256"], before);
+    let sent = drive(&p, 60, || p.app.current.rollbacks() > 0).await;
+    assert!(eventually(250, || p.app.current.rollbacks() == 1).await, "rolled back after {sent} requests");
+    assert_eq!(status(&p)["module"]["sha256"], before, "the previous module is back");
+    old_filter_serves(&p, a.addr, "after the rollback").await;
+    // A module that never traps stays through as many requests.
+    let (code, body) = put(&p, "/admin/module", raw_module(Callback::Ok, Callback::Ok)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(drive(&p, 20, || false).await, 20);
+    assert_eq!(p.app.current.rollbacks(), 1, "no second rollback");
+}
+
+/// A backend that holds every request until the gate opens, and says
+/// when a request has arrived.
+struct Gated {
+    addr: SocketAddr,
+    arrived: tokio::sync::mpsc::UnboundedReceiver<()>,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+async fn gated() -> Gated {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (arrived_tx, arrived) = tokio::sync::mpsc::unbounded_channel();
+    let (open, gate) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let (arrived, gate) = (arrived_tx.clone(), gate.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req: http::Request<hyper::body::Incoming>| {
+                    let (arrived, mut gate) = (arrived.clone(), gate.clone());
+                    async move {
+                        let _ = arrived.send(());
+                        let _ = gate.wait_for(|open| *open).await;
+                        Ok::<_, Infallible>(http::Response::new(Full::new(bytes::Bytes::from_static(b"{}"))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Gated { addr, arrived, open }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_whose_vm_was_replaced_in_flight_is_labelled_by_the_host() {
+    let mut g = gated().await;
+    let other = Echo::start().await;
+    let mut cfg = config(&[g.addr, other.addr], &format!("mode=route route={}", g.addr));
+    cfg.filter.vms = 1;
+    let p = proxy(cfg).await;
+    let url = format!("http://{}/", p.listen);
+    let held = tokio::spawn({
+        let url = url.clone();
+        async move { send("POST", &url, &[], "x").await }
+    });
+    tokio::time::timeout(Duration::from_secs(10), g.arrived.recv()).await.expect("the request arrives");
+    // Another request traps the only VM: it is replaced while the first is
+    // waiting for its response headers. (Its fallback may pick the gated
+    // backend too, so it is awaited only once the gate is open.)
+    let trapping = tokio::spawn({
+        let url = url.clone();
+        async move { send("POST", &url, &[("x-tf-trap", "1")], "x").await }
+    });
+    assert!(eventually(250, || p.app.metrics.traps.get() == 1).await, "the VM trapped");
+    g.open.send(true).unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), trapping).await.expect("answered").unwrap();
+    assert_eq!(r.header("x-prefixgate-decision").as_deref(), Some("fallback_filter_failed"));
+    let r = tokio::time::timeout(Duration::from_secs(10), held).await.expect("answered").unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.header("x-tf-response").is_none(), "the filter's response callbacks could not run");
+    assert_eq!(r.header("x-prefixgate-backend"), Some(g.addr.to_string()), "where it went");
+    assert_eq!(r.header("x-prefixgate-decision").as_deref(), Some("filter_vm_replaced"));
+    assert_eq!(p.app.metrics.labels_lost.get(), 1);
+    // The next request is the new VM's, labelled by the filter as usual.
+    let r = send("POST", &url, &[], "x").await;
+    assert_eq!(r.header("x-tf-response").as_deref(), Some("seen"));
+    assert!(r.header("x-prefixgate-decision").is_none());
+}
