@@ -9,7 +9,7 @@ use crate::config::FailureMode;
 use crate::limits::{error_json, BufferBudget, Reservation};
 use crate::metrics::Metrics;
 use crate::reload::{Current, Runtime};
-use crate::upstream::{InFlight, ProxyBody, UpstreamClient};
+use crate::upstream::{Backend, InFlight, ProxyBody, UpstreamClient};
 use crate::wasm::abi::header_map::{get, remove, replace};
 use crate::wasm::session::SessionHandle;
 use crate::wasm::{CtxEvent, HeaderList, LocalResponse, Session, Step};
@@ -375,7 +375,13 @@ impl Proxy {
         session: Option<Arc<SessionHandle>>,
     ) -> Response<ProxyBody> {
         let key = self.settings.upstream_header.as_bytes();
-        let named = get(&headers, key).map(<[u8]>::to_vec);
+        // The chosen backend, then the fallbacks a retry should try first
+        // (the filter's `upstream_fallbacks`): `ip:port,ip:port,...`.
+        let mut listed =
+            get(&headers, key).map(|v| v.split(|b| *b == b',').map(<[u8]>::to_vec).collect::<Vec<_>>());
+        let named = listed.as_mut().filter(|l| !l.is_empty()).map(|l| l.remove(0));
+        let named_fallbacks: Vec<Arc<Backend>> =
+            listed.iter().flatten().filter_map(|v| rt.backends.find(v)).collect();
         remove(&mut headers, key);
         // Set when the host, not the filter, chose the backend.
         let mut routed_by_host: Option<&'static str> = None;
@@ -452,9 +458,7 @@ impl Proxy {
                     // Nothing reached the client yet: a replayable request
                     // gets one more chance on another backend.
                     if !retried && full_body.is_some() {
-                        if let Some(next) =
-                            rt.backends.fallback(Some(backend.addr)).filter(|b| b.addr != backend.addr)
-                        {
+                        if let Some(next) = rt.backends.retry_target(backend.addr, &named_fallbacks) {
                             retried = true;
                             self.metrics.retries.inc();
                             backend = next;
@@ -485,9 +489,7 @@ impl Proxy {
                     let unavailable =
                         matches!(status, StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE);
                     if unavailable && !retried && full_body.is_some() {
-                        if let Some(next) =
-                            rt.backends.fallback(Some(backend.addr)).filter(|b| b.addr != backend.addr)
-                        {
+                        if let Some(next) = rt.backends.retry_target(backend.addr, &named_fallbacks) {
                             tracing::warn!(backend = %label, %status, "upstream unavailable; retrying on another backend");
                             self.metrics.requests.with_label_values(&[label.as_str(), status.as_str()]).inc();
                             drop(resp);
@@ -531,8 +533,8 @@ impl Proxy {
                     }
                     retried = true;
                     self.metrics.retries.inc();
-                    match rt.backends.fallback(Some(backend.addr)) {
-                        Some(b) if b.addr != backend.addr => {
+                    match rt.backends.retry_target(backend.addr, &named_fallbacks) {
+                        Some(b) => {
                             backend = b;
                             routed_by_host = Some("retry");
                         }

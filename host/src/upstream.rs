@@ -176,6 +176,17 @@ impl Backends {
         self.list.iter().find(|b| b.name == v || Some(b.addr) == addr).cloned()
     }
 
+    /// Where a request that failed on `failed` is retried: the first healthy
+    /// one of `named` (the fallbacks the filter listed after its choice),
+    /// else another backend by [`Backends::fallback`]; never `failed` itself.
+    pub fn retry_target(&self, failed: SocketAddr, named: &[Arc<Backend>]) -> Option<Arc<Backend>> {
+        named
+            .iter()
+            .find(|b| b.addr != failed && b.healthy())
+            .cloned()
+            .or_else(|| self.fallback(Some(failed)).filter(|b| b.addr != failed))
+    }
+
     /// Round robin over healthy backends (any backend if none is healthy),
     /// skipping `exclude` when there is a choice.
     pub fn fallback(&self, exclude: Option<SocketAddr>) -> Option<Arc<Backend>> {
@@ -266,6 +277,22 @@ mod tests {
         assert_eq!(b.resolve("anything", &h(&[(":authority", "10.0.0.1:80")])), None);
         assert!(b.find(b"10.0.0.1:80").is_none());
         assert!(b.find(b"127.0.0.1:2").is_some());
+    }
+
+    #[test]
+    fn a_retry_goes_to_the_filters_fallback_first_and_never_back() {
+        let list = ["127.0.0.1:1".to_string(), "127.0.0.1:2".to_string(), "127.0.0.1:3".to_string()];
+        let b = Backends::new(&list, &BTreeMap::new()).unwrap();
+        let first: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let named: Vec<_> = [&b"127.0.0.1:3"[..], b"127.0.0.1:1"].iter().filter_map(|v| b.find(v)).collect();
+        for _ in 0..4 {
+            assert_eq!(b.retry_target(first, &named).unwrap().addr.port(), 3);
+        }
+        // No (usable) fallback named: another backend, never the failed one.
+        for _ in 0..4 {
+            assert_ne!(b.retry_target(first, &named[1..]).unwrap().addr, first);
+            assert_ne!(b.retry_target(first, &[]).unwrap().addr, first);
+        }
     }
 
     #[test]
