@@ -12,17 +12,16 @@
 //! others).
 //!
 //! `adversarial_4MiB/*`: every shape of the adversarial corpus
-//! (`tests/support/adversarial.rs`) at 4 MiB, the scanner with the default
+//! (`prefixgate-adversarial`) at 4 MiB, the scanner with the default
 //! budget against the `serde` reader.
 
-#[path = "../tests/support/adversarial.rs"]
-mod adversarial;
 #[path = "../tests/support/serde_prompt.rs"]
 mod serde_prompt;
 #[path = "../tests/support/value_prompt.rs"]
 mod value_prompt;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use prefixgate_adversarial as adversarial;
 use prefixgate_filter::prompt::extract_prompt;
 use std::hint::black_box;
 use std::time::Duration;

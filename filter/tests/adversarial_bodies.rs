@@ -1,4 +1,4 @@
-//! Prompt extraction on the adversarial corpus (`support/adversarial.rs`):
+//! Prompt extraction on the adversarial corpus (`prefixgate-adversarial`):
 //! every shape at 1, 2, 3 and 4 MiB yields the head of its prompt, never
 //! more than the budget, and allocates no more than the budget's worth of
 //! text (plus one bit per level of nesting in a skipped value).
@@ -6,12 +6,11 @@
 //! Cost is not timed here (no timed assertions in tests); the allocation
 //! bound and the benches (`benches/prompt.rs`) stand for it.
 
-#[path = "support/adversarial.rs"]
-mod adversarial;
 #[path = "support/value_prompt.rs"]
 mod value_prompt;
 
-use adversarial::{corpus, SIZES};
+use prefixgate_adversarial as adversarial;
+use prefixgate_adversarial::{corpus, SIZES};
 use prefixgate_filter::prompt::extract_prompt;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

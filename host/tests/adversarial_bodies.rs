@@ -1,4 +1,4 @@
-//! The adversarial corpus (`filter/tests/support/adversarial.rs`: escapes,
+//! The adversarial corpus (`prefixgate-adversarial`: escapes,
 //! `\u` runs, tens of thousands of messages, many parts, deep nesting, huge
 //! skipped values) at 1, 2, 3 and 4 MiB, sent through the proxy running the
 //! embedded release filter with the default 20 ms callback deadline: the
@@ -17,12 +17,11 @@
 //! only what the failure handling promises (served, fail-open).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::field_reassign_with_default)]
 
-#[path = "../../filter/tests/support/adversarial.rs"]
-mod adversarial;
 mod common;
 
 use common::*;
 use prefixgate::app::EMBEDDED_FILTER;
+use prefixgate_adversarial as adversarial;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adversarial_bodies_never_trap_the_filter() {

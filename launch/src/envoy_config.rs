@@ -9,7 +9,8 @@
 //! templates these functions follow.
 
 use prefixgate_filter::config::{BackendConfig, BackendDetails};
-use prefixgate_filter::{ConfigError, FilterConfig, PolicyKind};
+pub use prefixgate_filter::PolicyKind;
+use prefixgate_filter::{ConfigError, FilterConfig};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -249,12 +249,65 @@ impl Envoy {
     /// [`EnvoyMode::Ecds`]): the resource is rewritten with a new version and
     /// renamed into place. Returns the version label.
     pub fn ecds_swap(&mut self, plugin_config: &str) -> Result<String, HarnessError> {
+        let wasm = self.wasm.clone();
+        self.ecds_swap_module(&wasm, plugin_config)
+    }
+
+    /// [`Envoy::ecds_swap`] with another module: the rollout names `wasm`
+    /// (the `vm_id` stays, so shared data and the prefix index stay).
+    pub fn ecds_swap_module(&mut self, wasm: &Path, plugin_config: &str) -> Result<String, HarnessError> {
         self.rollouts += 1;
         let version = format!("v{}", self.rollouts);
-        let mut spec = FilterSpec::from_json(self.wasm.to_string_lossy(), plugin_config.as_bytes())?;
+        let mut spec = FilterSpec::from_json(wasm.to_string_lossy(), plugin_config.as_bytes())?;
         spec.config.version = Some(version.clone());
         write_atomically(&self.dir, ECDS_FILE, &render_ecds_resource(&spec, &version))?;
         Ok(version)
+    }
+}
+
+/// Envoy's ECDS counters, summed over its filter configs: rollouts applied
+/// (`config_reload`) and refused (`config_fail`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EcdsCounts {
+    /// Rollouts applied.
+    pub reloads: u64,
+    /// Rollouts refused.
+    pub failures: u64,
+}
+
+impl Envoy {
+    /// The ECDS counters now.
+    pub async fn ecds_counts(&self) -> Result<EcdsCounts, HarnessError> {
+        let text = self.admin_get("/stats?filter=extension_config_discovery").await?;
+        let mut counts = EcdsCounts::default();
+        for (key, value) in text.lines().filter_map(|l| l.split_once(": ")) {
+            let Ok(value) = value.trim().parse::<u64>() else { continue };
+            if key.ends_with(".config_reload") {
+                counts.reloads += value;
+            } else if key.ends_with(".config_fail") {
+                counts.failures += value;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Waits (at most `limit`) until Envoy has applied or refused a rollout
+    /// since `before`: `Ok(true)` applied, `Ok(false)` refused.
+    pub async fn ecds_outcome(&self, before: EcdsCounts, limit: Duration) -> Result<bool, HarnessError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let now = self.ecds_counts().await?;
+            if now.reloads > before.reloads {
+                return Ok(true);
+            }
+            if now.failures > before.failures {
+                return Ok(false);
+            }
+            if Instant::now() > deadline {
+                return Err(self.failure(format!("a rollout neither applied nor refused after {limit:?}")));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 

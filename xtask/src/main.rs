@@ -20,7 +20,8 @@ usage: cargo xtask <task>
 tasks:
   setup           install what a fresh machine lacks (wasm32-wasip1 target, Envoy 1.40)
   build-filter    build the filter module (release, wasm32-wasip1) and print its path
-  test            setup, build the module, then fmt, clippy (native and wasm) and every test
+  test            setup, build the module, then fmt, clippy (native and wasm), every test and
+                  a short soak (both hosts, kill -9 and swaps)
   bench [filter]  criterion benchmarks: one routing decision at 1k/8k/32k characters,
                   prompt extraction from 8 KiB and 2 MiB bodies
   bench sim       vllm-sim's calibration: model tables beside the reference, live latency, scheduling lag
@@ -171,7 +172,7 @@ fn test() -> Result<()> {
             ("PREFIXGATE_BIN", prefixgate.as_os_str()),
         ],
     )?;
-    Ok(())
+    soak::quick(&wasm, &prefixgate, &envoy)
 }
 
 fn bench(which: &str) -> Result<()> {

@@ -1,20 +1,100 @@
 //! `cargo xtask soak`: builds the filter module, the release `prefixgate`
-//! (embedding it) and `vllm-sim`, then runs the tests crate's `soak` driver:
-//! steady streaming load through prefixgate and/or Envoy with the filter
-//! while one replica of four fails, one fault at a time. Not part of
-//! `cargo xtask test`: it takes a few minutes.
+//! (embedding it), `vllm-sim` and the trapping module of
+//! `tests/trap-filter`, then runs the tests crate's `soak` driver: steady
+//! streaming load through prefixgate and/or Envoy with the filter while one
+//! fault at a time hits it. A few minutes; `cargo xtask test` runs a short
+//! version ([`quick`]).
 
 use anyhow::{bail, Result};
-use std::path::Path;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 
 /// Usage line of the task, appended to the xtask usage text.
 pub const USAGE: &str = "\
-\x20 soak [--seconds-per-fault S] [--host prefixgate|envoy|both] [--faults kill,stop,fail500,hang,big-metrics]
+\x20 soak [--seconds-per-fault S] [--host prefixgate|envoy|both] [--faults kill,stop,...]
                   streaming load through prefixgate (release) and Envoy with the filter while one
-                  of 4 replicas (vllm-sim processes, or stubs) fails: kill -9, SIGSTOP for S s (20),
-                  500 at once, never answers, 15 MB /metrics; one Markdown table, exit 1 when a
-                  bound is broken (`cargo xtask soak -- --help` for all options)
+                  fault at a time hits it: one of 4 replicas (vllm-sim processes, or stubs) killed,
+                  SIGSTOPped for S s (20), answering 500, never answering, with a 15 MB /metrics;
+                  adversarial bodies from other clients; 100 config + 20 module swaps; a swap to a
+                  module that traps; one Markdown table, exit 1 when a bound is broken
+                  (`cargo xtask soak -- --help` for all options)
 ";
+
+/// The short soak of `cargo xtask test`: both hosts, two faults of 4 s (kill -9, swaps),
+/// 10 configuration and 2 module swaps, a time limit.
+const QUICK: &[&str] = &[
+    "--host",
+    "both",
+    "--faults",
+    "kill,swaps",
+    "--seconds-per-fault",
+    "4",
+    "--recovery-s",
+    "2",
+    "--scrape-ms",
+    "250",
+    "--config-swaps",
+    "10",
+    "--module-swaps",
+    "2",
+    "--time-limit-s",
+    "240",
+];
+
+/// Builds `tests/trap-filter` for wasm32-wasip1 (its own workspace and
+/// target directory) and returns the module's path.
+fn build_trap_module() -> Result<PathBuf> {
+    let root = crate::paths::workspace_root();
+    let target = crate::paths::target_dir().join("trap-filter");
+    let manifest = root.join("tests").join("trap-filter").join("Cargo.toml");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["build", "--release", "--target", "wasm32-wasip1", "--manifest-path"])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(&root);
+    crate::run::status(&mut cmd, "cargo build (tests/trap-filter, wasm32-wasip1)")?;
+    let wasm = target.join("wasm32-wasip1").join("release").join("prefixgate_trap_filter.wasm");
+    if !wasm.is_file() {
+        bail!("the build finished but {} is missing", wasm.display());
+    }
+    Ok(wasm)
+}
+
+/// A built binary of cargo's `profile` directory.
+fn binary(profile: &str, name: &str) -> Result<PathBuf> {
+    let bin =
+        crate::paths::target_dir().join(profile).join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !bin.is_file() {
+        bail!("the build finished but {} is missing", bin.display());
+    }
+    Ok(bin)
+}
+
+/// `cargo run` of the soak driver (`release` or not) with `args`.
+fn run_driver(
+    release: bool,
+    binaries: &[(&str, &Path)],
+    args: &[&str],
+    wasm: &Path,
+    envoy: &Path,
+) -> Result<()> {
+    let mut cargo_args = vec!["run"];
+    if release {
+        cargo_args.push("--release");
+    }
+    cargo_args.extend(["--package", "prefixgate-tests", "--bin", "soak", "--"]);
+    let paths: Vec<(String, String)> =
+        binaries.iter().map(|(flag, path)| (flag.to_string(), path.to_string_lossy().into_owned())).collect();
+    for (flag, path) in &paths {
+        cargo_args.extend([flag.as_str(), path.as_str()]);
+    }
+    cargo_args.extend_from_slice(args);
+    crate::run::cargo_with_env(
+        &cargo_args,
+        &[("PREFIXGATE_FILTER_WASM", wasm.as_os_str()), ("ENVOY_BIN", envoy.as_os_str())],
+    )
+}
 
 /// Runs the soak; `args` go to the driver.
 pub fn soak(args: &[String], wasm: &Path) -> Result<()> {
@@ -23,33 +103,26 @@ pub fn soak(args: &[String], wasm: &Path) -> Result<()> {
         &["build", "--release", "--package", "prefixgate", "--package", "prefixgate-bench", "--bins"],
         &[("PREFIXGATE_FILTER_WASM", wasm.as_os_str())],
     )?;
-    let release = crate::paths::target_dir().join("release");
-    let exe = |name: &str| release.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    let (prefixgate, vllm_sim) = (exe("prefixgate"), exe("vllm-sim"));
-    for bin in [&prefixgate, &vllm_sim] {
-        if !bin.is_file() {
-            bail!("the build finished but {} is missing", bin.display());
-        }
-    }
-    let (prefixgate, vllm_sim) =
-        (prefixgate.to_string_lossy().into_owned(), vllm_sim.to_string_lossy().into_owned());
-    let mut cargo_args = vec![
-        "run",
-        "--release",
-        "--package",
-        "prefixgate-tests",
-        "--bin",
-        "soak",
-        "--",
-        "--prefixgate",
-        prefixgate.as_str(),
-        "--vllm-sim",
-        vllm_sim.as_str(),
-    ];
+    let (prefixgate, vllm_sim) = (binary("release", "prefixgate")?, binary("release", "vllm-sim")?);
+    let trap = build_trap_module()?;
     // `cargo xtask soak -- --help` passes `--help` on.
-    cargo_args.extend(args.iter().map(String::as_str).filter(|a| *a != "--"));
-    crate::run::cargo_with_env(
-        &cargo_args,
-        &[("PREFIXGATE_FILTER_WASM", wasm.as_os_str()), ("ENVOY_BIN", envoy.as_os_str())],
+    let args: Vec<&str> = args.iter().map(String::as_str).filter(|a| *a != "--").collect();
+    run_driver(
+        true,
+        &[("--prefixgate", &prefixgate), ("--vllm-sim", &vllm_sim), ("--trap-module", &trap)],
+        &args,
+        wasm,
+        &envoy,
     )
+}
+
+/// The short soak of `cargo xtask test`, with the debug `prefixgate` the
+/// tests built: fails when a bound breaks or it runs over its time limit.
+pub fn quick(wasm: &Path, prefixgate: &Path, envoy: &Path) -> Result<()> {
+    crate::run::cargo_with_env(
+        &["build", "--package", "prefixgate-bench", "--bin", "vllm-sim"],
+        &[("PREFIXGATE_FILTER_WASM", OsStr::new(wasm))],
+    )?;
+    let vllm_sim = binary("debug", "vllm-sim")?;
+    run_driver(false, &[("--prefixgate", prefixgate), ("--vllm-sim", &vllm_sim)], QUICK, wasm, envoy)
 }

@@ -1,11 +1,13 @@
 //! A generated corpus of adversarial request bodies: shapes that cost a
 //! whole-string JSON reader far more than their size suggests (escapes,
 //! many tiny values, deep nesting, huge skipped values), each built at any
-//! size. Used by `tests/adversarial_bodies.rs` (natively), `benches/prompt.rs`
-//! and, through `#[path]`, by tests that send them through a host.
-#![allow(dead_code)]
+//! size. No dependencies, so that every user can take it as a library: the
+//! filter's `tests/adversarial_bodies.rs` (natively) and `benches/prompt.rs`,
+//! the host's `tests/adversarial_bodies.rs` (through the proxy) and the soak
+//! (`prefixgate-tests`' `soak`, bodies from other clients under load).
 
 /// One adversarial body and the prompt an unbounded reader finds in it.
+#[derive(Clone, Debug)]
 pub struct Shape {
     /// What the body is made of.
     pub name: &'static str,
@@ -27,6 +29,11 @@ const CHAT: &str = "/v1/chat/completions";
 const TAIL: usize = 128;
 
 /// Every shape at `size` bytes (or just under).
+///
+/// # Panics
+///
+/// When `size` is too small for a shape's fixed text (under 1 KiB): the
+/// corpus is built from constants, never from input.
 pub fn corpus(size: usize) -> Vec<Shape> {
     vec![
         escaped_newlines(size),
@@ -127,7 +134,7 @@ pub fn many_parts(size: usize) -> Shape {
 
 /// Nesting as deep as the body allows inside a skipped field, then the prompt.
 pub fn deep_skipped_field(size: usize) -> Shape {
-    let depth = (size - TAIL) / 2;
+    let depth = size.saturating_sub(TAIL) / 2;
     let body =
         format!(r#"{{"x":{}{},"prompt":"after the deep field"}}"#, "[".repeat(depth), "]".repeat(depth));
     shape("deep_skipped_field", COMPLETIONS, body, "after the deep field".into(), size)
@@ -136,7 +143,7 @@ pub fn deep_skipped_field(size: usize) -> Shape {
 /// A chat whose first message is nested as deep as the body allows (half
 /// arrays, half objects), then a message with content.
 pub fn deep_messages(size: usize) -> Shape {
-    let depth = (size - TAIL) / 8;
+    let depth = size.saturating_sub(TAIL) / 8;
     let body = format!(
         r#"{{"messages":[{}{}1{}{},{{"content":"after the deep message"}}]}}"#,
         "[".repeat(depth),
@@ -157,7 +164,7 @@ pub fn huge_skipped_field(size: usize) -> Shape {
 
 /// A number of millions of digits before the prompt.
 pub fn huge_number(size: usize) -> Shape {
-    let digits = (size - TAIL) / 2;
+    let digits = size.saturating_sub(TAIL) / 2;
     let body = format!(
         r#"{{"seed":-1{}.5e+{},"prompt":"after the number"}}"#,
         "0".repeat(digits),
