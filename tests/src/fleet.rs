@@ -1,7 +1,7 @@
 //! Simulated vLLM replicas for the scenarios, started in-process.
 
 use crate::error::HarnessError;
-use prefixgate_bench::sim::{Fleet, SimConfig};
+use vllm_sim::{Fleet, SimConfig};
 use std::net::SocketAddr;
 
 /// A simulator configuration for tests: loopback, free ports, `time_scale`

@@ -7,7 +7,7 @@ use crate::client::{Client, Reply};
 use crate::error::HarnessError;
 use crate::fleet::index_of;
 use crate::Proxy;
-use prefixgate_bench::sim::Fleet;
+use vllm_sim::Fleet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 

@@ -6,7 +6,7 @@ use super::dataset::{read_sharegpt, synthetic};
 use super::stats::{BenchMetrics, RequestOutcome};
 use super::vllm_side::{compare, scrape, VllmSide};
 use super::workload::{build_workload, WorkloadSpec};
-use crate::sim::tokenizer::SimTokenizer;
+use vllm_sim::tokenizer::SimTokenizer;
 use anyhow::{bail, Context, Result};
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;

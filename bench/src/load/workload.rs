@@ -3,7 +3,7 @@
 
 use super::client::BenchRequest;
 use super::dataset::{pieces, Conversation};
-use crate::sim::tokenizer::SimTokenizer;
+use vllm_sim::tokenizer::SimTokenizer;
 
 /// How requests are drawn from a dataset.
 #[derive(Clone, Debug)]
