@@ -16,12 +16,12 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::mpsc::unbounded_channel;
 
+use super::admission::{Admission, Prepared};
 use super::api_error::ApiError;
 use super::config::{MetricsFormat, SimConfig};
 use super::engine::RequestEvent;
 use super::engine_thread::{AbortOnDrop, EngineHandle};
 use super::exposition::{self, ExpositionInfo};
-use super::admission::{Admission, Prepared};
 use super::openai::{
     ChatChoice, ChatMessageOut, ChatResponse, CompletionChoice, CompletionResponse, Endpoint, Usage,
 };
