@@ -29,7 +29,7 @@ pub enum HarnessError {
     },
     /// The simulated fleet failed.
     #[error("vllm-sim: {0}")]
-    Sim(#[from] prefixgate_bench::sim::SimError),
+    Sim(#[from] vllm_sim::SimError),
     /// An HTTP exchange failed.
     #[error("http: {0}")]
     Http(#[from] reqwest::Error),

@@ -1,8 +1,8 @@
 //! Simulated vLLM replicas for the scenarios, started in-process.
 
 use crate::error::HarnessError;
-use prefixgate_bench::sim::{Fleet, SimConfig};
 use std::net::SocketAddr;
+use vllm_sim::{Fleet, SimConfig};
 
 /// A simulator configuration for tests: loopback, free ports, `time_scale`
 /// times faster than real time, no spinning (the test machine is small).

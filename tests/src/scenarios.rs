@@ -7,9 +7,9 @@ use crate::client::{Client, Reply};
 use crate::error::HarnessError;
 use crate::fleet::index_of;
 use crate::Proxy;
-use prefixgate_bench::sim::Fleet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use vllm_sim::Fleet;
 
 /// A prompt of about `chars` characters, unique to `seed`.
 pub fn prompt(seed: &str, chars: usize) -> String {

@@ -25,6 +25,8 @@ tasks:
   bench [filter]  criterion benchmarks: one routing decision at 1k/8k/32k characters,
                   prompt extraction from 8 KiB and 2 MiB bodies
   bench sim       vllm-sim's calibration: model tables beside the reference, live latency, scheduling lag
+  bench lab       the policy lab's speed: simulated requests per wall second on the seed workload
+                  (4 replicas, 1,000 prompts, three policies) and on 100k prompts over 16 replicas
   demo            setup, then 4 simulated replicas; round_robin, pow2, prefix_aware compared
                   behind prefixgate
 ";
@@ -188,7 +190,20 @@ fn bench(which: &str) -> Result<()> {
             "--",
             "--calibrate",
         ]),
-        other => bail!("unknown benchmark `{other}` (expected: filter, sim, proxy)"),
+        "lab" => {
+            let lab = |flags: &str| {
+                let mut args =
+                    vec!["run", "--release", "--package", "prefixgate-bench", "--bin", "prefixgate-bench"];
+                args.extend(["--", "lab"]);
+                args.extend(flags.split_whitespace());
+                run::cargo(&args)
+            };
+            lab("--num-prompts 1000 --request-rate 100 --max-concurrency 40 --replicas 4 \
+                 --policy round_robin,pow2,prefix_aware")?;
+            lab("--num-prompts 100000 --request-rate 400 --max-concurrency 160 --replicas 16 \
+                 --policy prefix_aware")
+        }
+        other => bail!("unknown benchmark `{other}` (expected: filter, sim, lab, proxy)"),
     }
 }
 

@@ -5,13 +5,16 @@
 //!     --request-rate 100 --max-concurrency 40 --replica-urls http://127.0.0.1:8001,...
 //! prefixgate-bench sweep --config bench/sweeps/demo.toml --output-dir sweep-results
 //! prefixgate-bench report --input-dir sweep-results
+//! prefixgate-bench lab --num-prompts 1000 --request-rate 100 --max-concurrency 40 \
+//!     --replicas 4 --policy round_robin,pow2,prefix_aware --output-dir lab-results
 //! ```
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use prefixgate_bench::lab::{lab, scorecard_table, sweep_in_lab, LabArgs};
 use prefixgate_bench::load::run::{run, summary_table, write_record, RunArgs};
 use prefixgate_bench::report::write_report;
-use prefixgate_bench::sweep::config::{Router, SweepConfig};
+use prefixgate_bench::sweep::config::{Mode, Router, SweepConfig};
 use prefixgate_bench::sweep::run::{comparison_table, run_sweep, SweepOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +36,9 @@ enum Command {
     Sweep(SweepArgs),
     /// Turn a sweep's results into one self-contained HTML page with charts.
     Report(ReportArgs),
+    /// Run the routing filter's own code against a simulated fleet in virtual time:
+    /// the same requests as `run`, deterministic, with the scorecard.
+    Lab(LabArgs),
 }
 
 /// Flags of `sweep`; each overrides the config file.
@@ -120,6 +126,7 @@ async fn dispatch(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Sweep(args) => sweep(args).await,
+        Command::Lab(args) => lab(&args).map(|_| ()),
         Command::Report(args) => {
             let path = write_report(&args.input_dir, args.output.as_deref())?;
             println!("report: {}", path.display());
@@ -146,6 +153,16 @@ async fn sweep(args: SweepArgs) -> Result<()> {
         config.strategies.retain(|label, _| args.strategies.contains(label));
     }
     config.validate()?;
+    if config.server.mode == Mode::Lab {
+        let runs = sweep_in_lab(&config, &args.output_dir)?;
+        println!("\n{}", scorecard_table(&runs));
+        println!("results: {}", args.output_dir.display());
+        if args.report {
+            let path = write_report(&args.output_dir, None)?;
+            println!("report: {}", path.display());
+        }
+        return Ok(());
+    }
     let options = SweepOptions {
         output_dir: args.output_dir.clone(),
         vllm_sim_bin: args.vllm_sim_bin,

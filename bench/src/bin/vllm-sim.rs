@@ -14,8 +14,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use prefixgate_bench::sim::calibrate::{self, CalibrateOptions};
-use prefixgate_bench::sim::{EngineLimits, Fleet, MetricsFormat, Profile, SimConfig};
+use vllm_sim::calibrate::{self, CalibrateOptions};
+use vllm_sim::{EngineLimits, Fleet, MetricsFormat, Profile, SimConfig};
 
 /// A simulated vLLM replica: OpenAI API, prefix caching, batching, timing and /metrics.
 #[derive(Debug, Parser)]

@@ -9,6 +9,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Which endpoint the driver calls (bench_serving's `--backend`).
@@ -37,10 +38,10 @@ impl Api {
 /// What to send: the prompt as text or as chat messages.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BenchRequest {
-    /// Completions prompt.
-    pub prompt: String,
+    /// Completions prompt (shared: a workload repeats its pieces).
+    pub prompt: Arc<str>,
     /// Chat messages (`role`, `content`).
-    pub messages: Vec<(String, String)>,
+    pub messages: Arc<[(String, String)]>,
     /// Prompt tokens, as counted client-side.
     pub prompt_len: u64,
     /// Output tokens requested.
@@ -77,7 +78,7 @@ pub fn request_body(settings: &ClientSettings, request: &BenchRequest) -> Value 
     let mut body = match settings.api {
         Api::Completions => json!({
             "model": settings.model,
-            "prompt": request.prompt,
+            "prompt": &*request.prompt,
             "temperature": 0.0,
             "best_of": 1,
             "max_tokens": request.output_len,
@@ -254,13 +255,14 @@ mod tests {
             stream: true,
             ignore_eos: true,
         };
-        let r = BenchRequest { prompt: "p".into(), messages: vec![], prompt_len: 1, output_len: 7 };
+        let r =
+            BenchRequest { prompt: "p".into(), messages: Vec::new().into(), prompt_len: 1, output_len: 7 };
         let b = request_body(&s, &r);
         assert_eq!(b["max_tokens"], 7);
         assert_eq!(b["ignore_eos"], true);
         assert_eq!(b["best_of"], 1);
         let chat = ClientSettings { api: Api::Chat, ignore_eos: false, ..s };
-        let r = BenchRequest { messages: vec![("user".into(), "hi".into())], ..r };
+        let r = BenchRequest { messages: vec![("user".into(), "hi".into())].into(), ..r };
         let b = request_body(&chat, &r);
         assert_eq!(b["messages"][0]["content"], "hi");
         assert!(b.get("ignore_eos").is_none());

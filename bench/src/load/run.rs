@@ -3,10 +3,9 @@
 
 use super::client::{http_client, send, Api, BenchRequest, ClientSettings, HttpClient};
 use super::dataset::{read_sharegpt, synthetic};
-use super::stats::{BenchMetrics, RequestOutcome};
+use super::stats::{BenchMetrics, RequestOutcome, Scorecard};
 use super::vllm_side::{compare, scrape, VllmSide};
-use super::workload::{build_workload, WorkloadSpec};
-use crate::sim::tokenizer::SimTokenizer;
+use super::workload::{build_workload, Workload, WorkloadSpec};
 use anyhow::{bail, Context, Result};
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;
@@ -14,6 +13,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vllm_sim::tokenizer::SimTokenizer;
 
 /// Which dataset prompts come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, serde::Deserialize)]
@@ -114,6 +114,8 @@ pub struct RunReport {
     pub prefix_groups: usize,
     /// Replica-side metrics, when replica URLs were given.
     pub vllm: Option<VllmSide>,
+    /// Reuse bound, captured and delivered shares, when the run knows them (the lab).
+    pub scorecard: Option<Scorecard>,
     /// Per-request detail.
     #[serde(skip)]
     pub outcomes: Vec<RequestOutcome>,
@@ -129,8 +131,10 @@ impl RunArgs {
     }
 }
 
-/// Runs the benchmark described by `args`.
-pub async fn run(args: RunArgs, progress: bool) -> Result<RunReport> {
+/// The requests `args` describe, in send order: the dataset read, pieces filtered by
+/// prompt length and sampled with the seed, output lengths drawn. `run` and `lab` both
+/// call it, so the same flags send the same requests.
+pub fn build_requests(args: &RunArgs) -> Result<Workload> {
     let tokenizer = SimTokenizer::load(args.tokenizer.as_deref()).context("loading --tokenizer")?;
     let dataset = args.dataset_name.unwrap_or(if args.dataset_path.is_some() {
         DatasetName::Sharegpt
@@ -165,6 +169,36 @@ pub async fn run(args: RunArgs, progress: bool) -> Result<RunReport> {
             args.max_prompt_len
         );
     }
+    Ok(workload)
+}
+
+/// The arrival process of `run` and `lab`: Poisson at `--request-rate` (gaps drawn from
+/// a generator seeded with `--seed`), or all at once with an infinite rate.
+#[derive(Debug)]
+pub struct Arrivals {
+    rng: fastrand::Rng,
+    rate: f64,
+}
+
+impl Arrivals {
+    /// The arrivals of a run with these flags.
+    pub fn new(args: &RunArgs) -> Self {
+        Self { rng: fastrand::Rng::with_seed(args.seed), rate: args.request_rate }
+    }
+
+    /// Simulated seconds between one request and the next (0 with an infinite rate).
+    pub fn next_gap(&mut self) -> f64 {
+        if self.rate.is_finite() && self.rate > 0.0 {
+            -(1.0 - self.rng.f64()).ln() / self.rate
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Runs the benchmark described by `args`.
+pub async fn run(args: RunArgs, progress: bool) -> Result<RunReport> {
+    let workload = build_requests(&args)?;
     let client = http_client();
     let base_url = args.base_url();
     let model = match &args.model {
@@ -205,7 +239,7 @@ pub async fn run(args: RunArgs, progress: bool) -> Result<RunReport> {
         let after = scrape_all(&client, &args.replica_urls).await?;
         Some(compare(&args.replica_urls, &before, &after))
     };
-    Ok(RunReport { args, metrics, prefix_groups: workload.prefix_groups, vllm, outcomes })
+    Ok(RunReport { args, metrics, prefix_groups: workload.prefix_groups, vllm, scorecard: None, outcomes })
 }
 
 /// Sends every request with Poisson arrivals under the concurrency limit.
@@ -224,7 +258,7 @@ async fn drive(
     let permits = Arc::new(tokio::sync::Semaphore::new(
         args.max_concurrency.unwrap_or(tokio::sync::Semaphore::MAX_PERMITS),
     ));
-    let mut rng = fastrand::Rng::with_seed(args.seed);
+    let mut arrivals = Arrivals::new(args);
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(requests.len());
     for request in requests {
@@ -239,7 +273,7 @@ async fn drive(
         }));
         if args.request_rate.is_finite() && args.request_rate > 0.0 {
             let scale = if args.time_scale > 0.0 { args.time_scale } else { 1.0 };
-            let gap = -(1.0 - rng.f64()).ln() / args.request_rate / scale;
+            let gap = arrivals.next_gap() / scale;
             tokio::time::sleep(Duration::from_secs_f64(gap)).await;
         }
     }
@@ -326,6 +360,12 @@ pub fn summary_table(report: &RunReport) -> String {
             line(&mut s, &format!("  {}:", r.url), format!("{:.0}% req, hit {hit}", r.request_share * 100.0));
         }
     }
+    if let Some(c) = &report.scorecard {
+        s.push_str(&format!("{:-^52}\n", " Scorecard (share of prompt tokens) "));
+        line(&mut s, "Reuse bound:", format!("{:.1}%", c.reuse_bound * 100.0));
+        line(&mut s, "Captured by the router:", format!("{:.1}%", c.captured * 100.0));
+        line(&mut s, "Delivered by the engines:", format!("{:.1}%", c.delivered * 100.0));
+    }
     s.push_str(&"=".repeat(52));
     s.push('\n');
     s
@@ -370,6 +410,7 @@ pub fn append_record(report: &RunReport, path: &std::path::Path) -> Result<()> {
         "concurrency": m.concurrency,
         "prefix_groups": report.prefix_groups,
         "vllm": report.vllm,
+        "scorecard": report.scorecard,
     });
     append_line(path, &record.to_string())
 }

@@ -146,6 +146,20 @@ impl BenchMetrics {
     }
 }
 
+/// How far a run's routing is from the best possible, as shares of all prompt tokens
+/// (successful and failed requests alike), counted in whole KV blocks the way the
+/// engines look their caches up.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Scorecard {
+    /// Tokens that are a prefix of some earlier request's prompt in the same run: what a
+    /// perfect router in front of unbounded caches could hit.
+    pub reuse_bound: f64,
+    /// Tokens that the router sent to a replica that had received that prefix before.
+    pub captured: f64,
+    /// Tokens the engines actually found in their caches (after eviction).
+    pub delivered: f64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

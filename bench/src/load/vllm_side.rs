@@ -4,7 +4,7 @@
 use super::client::HttpClient;
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Histograms whose mean (sum / count of the deltas) is reported, in seconds.
 pub const HISTOGRAMS: [&str; 7] = [
@@ -86,8 +86,9 @@ pub struct ReplicaDelta {
     pub prefix_cache_hits: f64,
     /// Prefix-cache queried tokens.
     pub prefix_cache_queries: f64,
-    /// Mean of each histogram in [`HISTOGRAMS`], seconds.
-    pub means_s: HashMap<String, f64>,
+    /// Mean of each histogram in [`HISTOGRAMS`], seconds (sorted by name, so records
+    /// serialize the same way every time).
+    pub means_s: BTreeMap<String, f64>,
 }
 
 /// The fleet's view of a run.
@@ -104,7 +105,7 @@ pub struct VllmSide {
     /// Hits / queries over all replicas.
     pub prefix_cache_hit_rate: Option<f64>,
     /// Each histogram's mean averaged across the replicas that observed it, seconds.
-    pub means_s: HashMap<String, f64>,
+    pub means_s: BTreeMap<String, f64>,
 }
 
 fn delta(before: &MetricsSnapshot, after: &MetricsSnapshot, names: &[&str]) -> f64 {
@@ -115,7 +116,7 @@ fn delta(before: &MetricsSnapshot, after: &MetricsSnapshot, names: &[&str]) -> f
 pub fn compare(urls: &[String], before: &[MetricsSnapshot], after: &[MetricsSnapshot]) -> VllmSide {
     let mut side = VllmSide::default();
     let (mut hits, mut queries) = (0.0, 0.0);
-    let mut mean_sums: HashMap<String, (f64, usize)> = HashMap::new();
+    let mut mean_sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
     for ((url, b), a) in urls.iter().zip(before).zip(after) {
         let mut r = ReplicaDelta {
             url: url.clone(),

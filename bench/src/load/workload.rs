@@ -3,7 +3,8 @@
 
 use super::client::BenchRequest;
 use super::dataset::{pieces, Conversation};
-use crate::sim::tokenizer::SimTokenizer;
+use std::sync::Arc;
+use vllm_sim::tokenizer::SimTokenizer;
 
 /// How requests are drawn from a dataset.
 #[derive(Clone, Debug)]
@@ -36,8 +37,8 @@ pub struct Workload {
 /// A piece that passed the length filter.
 struct Candidate {
     conversation: usize,
-    prompt: String,
-    messages: Vec<(String, String)>,
+    prompt: Arc<str>,
+    messages: Arc<[(String, String)]>,
     prompt_len: u64,
 }
 
@@ -60,7 +61,7 @@ pub fn build_workload(
             let messages = p.messages().into_iter().map(|(r, c)| (r.to_owned(), c.to_owned())).collect();
             fits.then_some(Candidate {
                 conversation: p.conversation,
-                prompt: text,
+                prompt: text.into(),
                 messages,
                 prompt_len: tokens as u64,
             })

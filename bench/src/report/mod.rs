@@ -62,6 +62,20 @@ pub fn render(results: &[StrategyResult]) -> Result<String> {
         single("Request throughput", "req/s", "request_throughput")?
             + &single("Output token throughput", "tok/s", "output_throughput")?,
     ));
+    if results.iter().any(|r| r.serve_f64("reuse_bound").is_finite()) {
+        // Lab runs: how far each strategy is from the best possible.
+        let series: Vec<(String, Vec<f64>)> =
+            [("reuse bound", "reuse_bound"), ("captured", "captured"), ("delivered", "delivered")]
+                .iter()
+                .map(|(name, column)| {
+                    (name.to_string(), results.iter().map(|r| r.serve_f64(column) * 100.0).collect())
+                })
+                .collect();
+        sections.push((
+            "Scorecard (share of prompt tokens)".into(),
+            grouped_bars("Reuse bound, captured, delivered (%)", "%", &labels, &series)?,
+        ));
+    }
     let ttft: Vec<(String, Vec<(f64, f64)>)> = results
         .iter()
         .map(|r| {

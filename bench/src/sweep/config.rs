@@ -63,10 +63,27 @@ impl Router {
     }
 }
 
+/// How a sweep runs each strategy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Real processes on loopback: `vllm-sim` replicas behind the router, on the wall clock.
+    #[default]
+    Wall,
+    /// In process and in virtual time: the filter's native code in front of simulated
+    /// engines (`prefixgate-bench lab`); `router`, `router_port`, `time_scale` and
+    /// `startup_timeout_s` do not apply.
+    Lab,
+}
+
 /// The fleet and the router.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
+    /// `wall` (default: processes on the wall clock) or `lab` (virtual time, in process).
+    pub mode: Mode,
+    /// Independent routers in front of the fleet, in `lab` mode. Default 1.
+    pub routers: usize,
     /// Router in front of the replicas. Default `prefixgate`.
     pub router: Router,
     /// Router listen port on 127.0.0.1. Default 0: a free port.
@@ -96,6 +113,8 @@ pub struct ServerSettings {
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {
+            mode: Mode::Wall,
+            routers: 1,
             router: Router::Prefixgate,
             router_port: 0,
             model_name: "Qwen/Qwen2.5-1.5B-Instruct".into(),
@@ -282,6 +301,12 @@ impl SweepConfig {
             }
         }
         let s = &self.server;
+        if s.mode == Mode::Lab && !s.backends.is_empty() {
+            bail!("`server.backends`: a `lab` sweep simulates its own fleet");
+        }
+        if s.routers == 0 {
+            bail!("`server.routers`: at least one router is needed");
+        }
         if s.backends.is_empty() && s.num_servers == 0 {
             bail!("`server.num_servers`: at least one replica is needed");
         }

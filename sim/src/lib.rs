@@ -2,12 +2,15 @@
 //! step-time cost model and vLLM's `/metrics`, served over vLLM's OpenAI-compatible HTTP API.
 //!
 //! Layers, from the inside out:
-//! - pure engine model, no clock and no I/O: [`block_hash`], [`block_pool`], [`kv_cache`],
-//!   [`request`], [`scheduler`], [`cost_model`], [`engine`];
+//! - pure engine model, no clock and no I/O, stepped on a model clock its caller advances
+//!   ([`engine::EngineCore::next_step_start`], `plan_step`, `complete_step`):
+//!   [`block_hash`], [`block_pool`], [`kv_cache`], [`request`], [`scheduler`],
+//!   [`cost_model`], [`engine`]; [`admission`] turns a request body into an engine request;
 //! - [`engine_thread`]: runs one engine against the wall clock, divided by `--time-scale`;
 //! - HTTP: [`openai`] (wire types), [`tokenization`] (`/tokenize`, `/detokenize`),
 //!   [`server`], [`sse`]; [`replica`] and [`fleet`] start them.
 
+pub mod admission;
 pub mod api_error;
 pub mod approx_tokenizer;
 pub mod block_hash;

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::sim::request::{FinishReason, NewRequest};
+use crate::request::{FinishReason, NewRequest};
 
 fn limits(max_num_seqs: usize, max_num_batched_tokens: usize) -> EngineLimits {
     EngineLimits { max_num_seqs, max_num_batched_tokens, block_size: 16, ..EngineLimits::default() }

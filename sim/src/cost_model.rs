@@ -70,7 +70,7 @@ pub fn step_seconds(profile: &Profile, shape: &StepShape) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::request::RequestId;
+    use crate::request::RequestId;
 
     fn ms(profile: &Profile, shape: &StepShape) -> f64 {
         step_seconds(profile, shape) * 1e3

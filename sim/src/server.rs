@@ -16,18 +16,17 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::mpsc::unbounded_channel;
 
+use super::admission::{Admission, Prepared};
 use super::api_error::ApiError;
 use super::config::{MetricsFormat, SimConfig};
 use super::engine::RequestEvent;
 use super::engine_thread::{AbortOnDrop, EngineHandle};
 use super::exposition::{self, ExpositionInfo};
 use super::openai::{
-    self, ChatChoice, ChatMessageOut, ChatResponse, CompletionChoice, CompletionResponse, Endpoint,
-    GenerateParams, PromptInput, Usage,
+    ChatChoice, ChatMessageOut, ChatResponse, CompletionChoice, CompletionResponse, Endpoint, Usage,
 };
-use super::request::{FinishReason, NewRequest, RequestId};
+use super::request::RequestId;
 use super::sse::{SseBody, StreamEncoder};
-use super::text_gen::splitmix64;
 use super::tokenization::{self, DecodeTable, DetokenizeResponse, TokenizeResponse};
 use super::tokenizer::SimTokenizer;
 
@@ -40,11 +39,6 @@ pub const CACHED_TOKENS_HEADER: &str = "x-sim-cached-tokens";
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
-
-/// Without `ignore_eos`, a request "stops" after a pseudo-random natural length drawn
-/// uniformly from 1..=this (mean ≈ 256, about a ShareGPT answer), clamped to
-/// `[min_tokens, max_tokens]`; reaching `max_tokens` reports `length`, else `stop`.
-pub const NATURAL_MAX_TOKENS: u64 = 512;
 
 /// vLLM version reported by `/version` for each metrics dialect.
 fn version_of(format: MetricsFormat) -> &'static str {
@@ -190,44 +184,6 @@ fn metrics(state: &ReplicaState) -> Response<SimBody> {
     respond(StatusCode::OK, exposition::CONTENT_TYPE, exposition::render(&m, &info))
 }
 
-/// FNV-1a over bytes: a stable hash for seeds and cache salts.
-fn fnv64(bytes: impl IntoIterator<Item = u8>) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-/// Output length and finish reason of a request; see [`NATURAL_MAX_TOKENS`].
-pub fn choose_output(
-    ignore_eos: bool,
-    min_tokens: usize,
-    max_tokens: usize,
-    seed: u64,
-) -> (usize, FinishReason) {
-    if ignore_eos {
-        return (max_tokens, FinishReason::Length);
-    }
-    let mut s = seed ^ 0x5851_f42d_4c95_7f2d;
-    let natural = 1 + (splitmix64(&mut s) % NATURAL_MAX_TOKENS) as usize;
-    let n = natural.max(min_tokens).max(1);
-    if n >= max_tokens {
-        (max_tokens, FinishReason::Length)
-    } else {
-        (n, FinishReason::Stop)
-    }
-}
-
-/// A validated request ready for the engine.
-struct Prepared {
-    params: GenerateParams,
-    model: String,
-    prompt: Vec<u32>,
-    max_tokens: usize,
-}
-
 /// Reads a request body (up to [`MAX_BODY_BYTES`]) as JSON.
 async fn read_json(req: Request<Incoming>) -> Result<Value, ApiError> {
     let body = Limited::new(req.into_body(), MAX_BODY_BYTES)
@@ -239,13 +195,13 @@ async fn read_json(req: Request<Incoming>) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
 }
 
-/// The served name a request's `model` field names (the first one when absent); 404 for
-/// a name not served here.
-fn resolve_model(state: &ReplicaState, model: Option<&String>) -> Result<String, ApiError> {
-    match model {
-        None => Ok(state.served_names.first().cloned().unwrap_or_default()),
-        Some(m) if state.served_names.iter().any(|n| n == m) => Ok(m.clone()),
-        Some(m) => Err(ApiError::model_not_found(m)),
+/// How this replica admits requests.
+fn admission(state: &ReplicaState) -> Admission<'_> {
+    Admission {
+        served_names: &state.served_names,
+        tokenizer: &state.tokenizer,
+        max_model_len: state.max_model_len,
+        seed: state.config.seed,
     }
 }
 
@@ -253,7 +209,7 @@ fn resolve_model(state: &ReplicaState, model: Option<&String>) -> Result<String,
 async fn tokenize(req: Request<Incoming>, state: &ReplicaState) -> Response<SimBody> {
     let result = async {
         let params = tokenization::parse_tokenize(&read_json(req).await?)?;
-        resolve_model(state, params.model.as_ref())?;
+        admission(state).resolve_model(params.model.as_ref())?;
         let (tokens, token_strs) = tokenization::tokenize(
             &state.tokenizer,
             &state.decode_table,
@@ -276,7 +232,7 @@ async fn tokenize(req: Request<Incoming>, state: &ReplicaState) -> Response<SimB
 async fn detokenize(req: Request<Incoming>, state: &ReplicaState) -> Response<SimBody> {
     let result = async {
         let params = tokenization::parse_detokenize(&read_json(req).await?)?;
-        resolve_model(state, params.model.as_ref())?;
+        admission(state).resolve_model(params.model.as_ref())?;
         let prompt = tokenization::detokenize(&state.tokenizer, &state.decode_table, &params.tokens)?;
         serde_json::to_string(&DetokenizeResponse { prompt })
             .map_err(|e| ApiError::internal(format!("cannot encode the response: {e}")))
@@ -287,49 +243,8 @@ async fn detokenize(req: Request<Incoming>, state: &ReplicaState) -> Response<Si
     }
 }
 
-fn prepare(value: &Value, state: &ReplicaState, endpoint: Endpoint) -> Result<Prepared, ApiError> {
-    let params = match endpoint {
-        Endpoint::Completions => openai::parse_completion(value)?,
-        Endpoint::Chat => openai::parse_chat(value)?,
-    };
-    let model = resolve_model(state, params.model.as_ref())?;
-    let prompt = match &params.prompt {
-        PromptInput::Tokens(ids) => ids.clone(),
-        PromptInput::Text(text) => state
-            .tokenizer
-            .encode(text, endpoint == Endpoint::Completions)
-            .map_err(|e| ApiError::bad_request(format!("prompt: cannot be tokenized: {e}")))?,
-    };
-    if prompt.is_empty() {
-        return Err(ApiError::field("prompt", "must not be empty"));
-    }
-    let max_len = state.max_model_len;
-    let what = match endpoint {
-        Endpoint::Completions => "prompt",
-        Endpoint::Chat => "messages",
-    };
-    if prompt.len() >= max_len {
-        return Err(ApiError::bad_request(format!(
-            "This model's maximum context length is {max_len} tokens. However, your request has {} input tokens. Please reduce the length of the input {what}.",
-            prompt.len()
-        )));
-    }
-    let max_tokens = params.max_tokens.unwrap_or(match endpoint {
-        Endpoint::Completions => 16,
-        Endpoint::Chat => max_len - prompt.len(),
-    });
-    if prompt.len().saturating_add(max_tokens) > max_len {
-        return Err(ApiError::bad_request(format!(
-            "This model's maximum context length is {max_len} tokens. However, you requested {} tokens ({} in the {what}, {max_tokens} in the completion). Please reduce the length of the {what} or completion.",
-            prompt.len().saturating_add(max_tokens),
-            prompt.len()
-        )));
-    }
-    Ok(Prepared { params, model, prompt, max_tokens })
-}
-
 async fn generate(req: Request<Incoming>, state: &ReplicaState, endpoint: Endpoint) -> Response<SimBody> {
-    let prepared = match read_json(req).await.and_then(|value| prepare(&value, state, endpoint)) {
+    let prepared = match read_json(req).await.and_then(|value| admission(state).prepare(&value, endpoint)) {
         Ok(p) => p,
         Err(e) => return error_response(&e),
     };
@@ -340,23 +255,9 @@ async fn generate(req: Request<Incoming>, state: &ReplicaState, endpoint: Endpoi
 }
 
 async fn run(p: Prepared, state: &ReplicaState, endpoint: Endpoint) -> Result<Response<SimBody>, ApiError> {
-    let prompt_hash = fnv64(p.prompt.iter().flat_map(|t| t.to_le_bytes()));
-    let seed = prompt_hash
-        ^ state.config.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        ^ p.params.seed.unwrap_or(0).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
-    let (output_len, finish_reason) =
-        choose_output(p.params.ignore_eos, p.params.min_tokens, p.max_tokens, seed);
     let id = RequestId(state.next_id.fetch_add(1, Ordering::Relaxed));
     let prompt_tokens = p.prompt.len();
-    let request = NewRequest {
-        id,
-        prompt: p.prompt,
-        output_len,
-        finish_reason,
-        text_seed: seed,
-        cache_salt: p.params.cache_salt.as_ref().map_or(0, |s| fnv64(s.bytes())),
-        max_tokens: p.max_tokens,
-    };
+    let request = admission(state).new_request(&p, id);
     let (tx, mut rx) = unbounded_channel();
     let sender = state.engine.sender();
     if !sender.submit(request, tx) {

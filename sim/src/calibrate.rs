@@ -830,7 +830,7 @@ mod tests {
     #[test]
     fn model_durations_map_to_wall_time_divided_by_the_time_scale() {
         // The front end's delays are model time, like steps: the driver converts both.
-        let clock = crate::sim::engine_thread::SimClock::new(10.0);
+        let clock = crate::engine_thread::SimClock::new(10.0);
         let d = clock.to_wall(0.025) - clock.to_wall(0.005);
         assert_eq!(d, Duration::from_secs_f64(0.002));
     }

@@ -16,8 +16,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use openmetrics_parser::prometheus::parse_prometheus;
 use openmetrics_parser::PrometheusValue;
-use prefixgate_bench::sim::{Fleet, MetricsFormat, SimConfig};
 use serde_json::{json, Value};
+use vllm_sim::{Fleet, MetricsFormat, SimConfig};
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -466,10 +466,7 @@ async fn tokenize_and_detokenize_answer_bad_input_with_vllm_errors_naming_the_fi
 }
 
 /// Polls the replica's metrics until `done` holds (bounded).
-async fn wait_for(
-    fleet: &Fleet,
-    done: impl Fn(&prefixgate_bench::sim::metrics::EngineMetrics) -> bool,
-) -> bool {
+async fn wait_for(fleet: &Fleet, done: impl Fn(&vllm_sim::metrics::EngineMetrics) -> bool) -> bool {
     for _ in 0..500 {
         if fleet.metrics(0).is_some_and(|m| done(&m)) {
             return true;
