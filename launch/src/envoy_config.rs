@@ -245,14 +245,18 @@ fn endpoints(backends: &[SocketAddr], indent: usize) -> String {
 }
 
 /// Circuit breakers raised far above Envoy's 1024 defaults: one cluster
-/// carries the traffic of the whole fleet.
+/// carries the traffic of the whole fleet. Retries too: Envoy's default
+/// allows 3 at a time in the whole cluster, so a replica that hangs several
+/// requests at once would see all but 3 fail instead of being retried; each
+/// request retries at most once (`num_retries: 1`), so retries in flight
+/// never exceed requests.
 const CIRCUIT_BREAKERS: &str = "    circuit_breakers:
       thresholds:
       - priority: DEFAULT
         max_connections: 100000
         max_pending_requests: 100000
         max_requests: 100000
-        max_retries: 3
+        max_retries: 100000
 ";
 
 /// The route to the replicas: no overall timeout (it would cut streams), and
@@ -552,6 +556,7 @@ mod tests {
                     "num_retries: 1",
                     "name: envoy.retry_host_predicates.previous_hosts",
                     "host_selection_retry_max_attempts: 3",
+                    "max_retries: 100000",
                     "timeout: 0s",
                 ]
             };
