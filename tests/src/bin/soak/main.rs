@@ -83,7 +83,8 @@ stream_idle_ms = 5000
 /// Bounds (exit code 1 when one is broken): no request may fail before any
 /// response byte reached the client (transport error, 502/503/504) while
 /// healthy replicas were left (with a faulty replica, reported only for
-/// Envoy, whose templates do not retry yet); at most
+/// Envoy, whose single retry does not yet hide every such failure under
+/// SIGSTOP or a replica that never answers); at most
 /// --max-failed-after-ejection-pct of the requests started after the faulty
 /// replica was first skipped fail (of all requests, when no replica is
 /// faulty); the idle in-flight load is 0 once the load has stopped and a
@@ -860,7 +861,7 @@ fn check(options: &Options, row: &Row, broken: &mut Vec<String>, notes: &mut Vec
         );
         // Only a retry on another replica saves these from a faulty one.
         if row.host == Host::Envoy && row.fault.has_faulty_replica() {
-            notes.push(format!("{sentence} (reported, not enforced: the Envoy templates do not retry yet)"));
+            notes.push(format!("{sentence} (reported, not enforced for Envoy: its one retry does not hide every such failure yet)"));
         } else {
             broken.push(sentence);
         }
