@@ -377,11 +377,9 @@ impl Proxy {
         let key = self.settings.upstream_header.as_bytes();
         // The chosen backend, then the fallbacks a retry should try first
         // (the filter's `upstream_fallbacks`): `ip:port,ip:port,...`.
-        let mut listed =
-            get(&headers, key).map(|v| v.split(|b| *b == b',').map(<[u8]>::to_vec).collect::<Vec<_>>());
-        let named = listed.as_mut().filter(|l| !l.is_empty()).map(|l| l.remove(0));
-        let named_fallbacks: Vec<Arc<Backend>> =
-            listed.iter().flatten().filter_map(|v| rt.backends.find(v)).collect();
+        let mut listed = get(&headers, key).into_iter().flat_map(|v| v.split(|b| *b == b','));
+        let named = listed.next().map(<[u8]>::to_vec);
+        let named_fallbacks: Vec<Arc<Backend>> = listed.filter_map(|v| rt.backends.find(v)).collect();
         remove(&mut headers, key);
         // Set when the host, not the filter, chose the backend.
         let mut routed_by_host: Option<&'static str> = None;

@@ -1,6 +1,7 @@
 //! Simulated vLLM replicas for the scenarios, started in-process.
 
 use crate::error::HarnessError;
+use crate::failing_replica::{FailingReplica, Failure};
 use std::net::SocketAddr;
 use vllm_sim::{Fleet, SimConfig};
 
@@ -13,6 +14,30 @@ pub fn sim_config(time_scale: f64) -> SimConfig {
 /// Starts `replicas` replicas running `time_scale` times faster than real time.
 pub async fn start_fleet(replicas: usize, time_scale: f64) -> Result<Fleet, HarnessError> {
     Ok(Fleet::start(sim_config(time_scale), replicas).await?)
+}
+
+/// `healthy` simulated replicas and one failing replica behind them.
+#[derive(Debug)]
+pub struct FleetWithFailure {
+    /// The healthy replicas.
+    pub fleet: Fleet,
+    /// The replica that fails.
+    pub failing: FailingReplica,
+    /// Every address, the healthy replicas first and the failing one last.
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// Starts `healthy` replicas at `time_scale` and one failing as `failure` says.
+pub async fn start_fleet_with_failure(
+    healthy: usize,
+    time_scale: f64,
+    failure: Failure,
+) -> Result<FleetWithFailure, HarnessError> {
+    let fleet = start_fleet(healthy, time_scale).await?;
+    let failing = FailingReplica::start_failing(failure).await?;
+    let mut addrs = fleet.addrs();
+    addrs.push(failing.addr);
+    Ok(FleetWithFailure { fleet, failing, addrs })
 }
 
 /// Requests replica `index` has finished (any finish reason), as of its last step.

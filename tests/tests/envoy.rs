@@ -5,8 +5,8 @@
 use prefixgate_tests::client::Client;
 use prefixgate_tests::envoy::plugin_config;
 use prefixgate_tests::envoy_config::UpstreamTimeouts;
-use prefixgate_tests::failing_replica::{FailingReplica, Failure};
-use prefixgate_tests::fleet::{served, sim_queued, start_fleet};
+use prefixgate_tests::failing_replica::Failure;
+use prefixgate_tests::fleet::{served, sim_queued, start_fleet, start_fleet_with_failure, FleetWithFailure};
 use prefixgate_tests::scenarios::{self, eventually, prompt, routed_to, SwapLoad};
 use prefixgate_tests::{Envoy, EnvoyMode};
 use std::net::SocketAddr;
@@ -123,10 +123,8 @@ async fn scraped_load_steers_pow2_and_prefix_aware_away_from_a_busy_replica() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_failing_fast_is_ejected() {
     let _serial = SERIAL.lock().await;
-    let fleet = start_fleet(3, FAST).await.unwrap();
-    let failing = FailingReplica::start().await.unwrap();
-    let mut addrs = fleet.addrs();
-    addrs.push(failing.addr);
+    let FleetWithFailure { fleet, failing, addrs } =
+        start_fleet_with_failure(3, FAST, Failure::Error).await.unwrap();
     let envoy = filter_envoy(&addrs, "prefix_aware", &[("ejection_ms", "60000")]).await;
     scenarios::failing_replica_is_ejected(&envoy, &fleet.addrs(), &failing).await.unwrap();
     assert_eq!(envoy.stat("prefixgate_backend_ejections_total").await.unwrap(), 1);
@@ -137,10 +135,8 @@ async fn a_replica_failing_fast_is_ejected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_never_answers_is_retried_and_ejected() {
     let _serial = SERIAL.lock().await;
-    let fleet = start_fleet(2, FAST).await.unwrap();
-    let hung = FailingReplica::start_failing(Failure::NeverAnswers).await.unwrap();
-    let mut addrs = fleet.addrs();
-    addrs.push(hung.addr);
+    let FleetWithFailure { fleet, failing: hung, addrs } =
+        start_fleet_with_failure(2, FAST, Failure::NeverAnswers).await.unwrap();
     let config = plugin_config("round_robin", &addrs, 100, &[("ejection_ms", "60000")]);
     let timeouts = UpstreamTimeouts { first_byte: Duration::from_secs(1), ..Default::default() };
     let envoy = Envoy::start_with(&addrs, EnvoyMode::Filter(config), 2, Some(timeouts)).await.unwrap();

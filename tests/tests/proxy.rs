@@ -12,8 +12,8 @@ use prefixgate::app::{self, Running};
 use prefixgate::config::Config;
 use prefixgate_tests::client::Client;
 use prefixgate_tests::envoy::plugin_config;
-use prefixgate_tests::failing_replica::{FailingReplica, Failure};
-use prefixgate_tests::fleet::{served, sim_queued, start_fleet};
+use prefixgate_tests::failing_replica::Failure;
+use prefixgate_tests::fleet::{served, sim_queued, start_fleet, start_fleet_with_failure, FleetWithFailure};
 use prefixgate_tests::scenarios::{self, prompt, routed_to, SwapLoad};
 use prefixgate_tests::Proxy;
 use std::net::SocketAddr;
@@ -139,10 +139,8 @@ async fn bad_input_is_routed_and_a_client_cannot_pick_the_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_failing_fast_is_ejected() {
     let _serial = SERIAL.lock().await;
-    let fleet = start_fleet(3, FAST).await.unwrap();
-    let failing = FailingReplica::start().await.unwrap();
-    let mut addrs = fleet.addrs();
-    addrs.push(failing.addr);
+    let FleetWithFailure { fleet, failing, addrs } =
+        start_fleet_with_failure(3, FAST, Failure::Error).await.unwrap();
     let proxy = filter_proxy(&addrs, "prefix_aware", &[("ejection_ms", "60000")]).await;
     scenarios::failing_replica_is_ejected(&proxy, &fleet.addrs(), &failing).await.unwrap();
     drop(proxy);
@@ -152,10 +150,8 @@ async fn a_replica_failing_fast_is_ejected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_never_answers_is_retried_and_ejected() {
     let _serial = SERIAL.lock().await;
-    let fleet = start_fleet(2, FAST).await.unwrap();
-    let hung = FailingReplica::start_failing(Failure::NeverAnswers).await.unwrap();
-    let mut addrs = fleet.addrs();
-    addrs.push(hung.addr);
+    let FleetWithFailure { fleet, failing: hung, addrs } =
+        start_fleet_with_failure(2, FAST, Failure::NeverAnswers).await.unwrap();
     let config = plugin_config("round_robin", &addrs, 100, &[("ejection_ms", "60000")]);
     let proxy = Prefixgate::start_with(&addrs, config, |config| {
         config.timeouts.upstream_first_byte_ms = 1_000;
