@@ -8,6 +8,7 @@
 pub mod config;
 pub mod fleet;
 pub mod in_flight;
+pub mod metrics;
 pub mod outlier;
 pub mod policy;
 pub mod prefix_index;

@@ -1,6 +1,13 @@
 //! The admin API (separate listener, loopback by default, optional bearer
 //! token): `GET /admin/status`, `PUT /admin/config` (new plugin
 //! configuration), `PUT /admin/module` (new `.wasm`), `GET /metrics`.
+//!
+//! A backend is `healthy` in the status when neither the proxy (connection
+//! failures) nor the filter skips it. The filter says so through a gauge
+//! named by the metric convention of [`crate::wasm::metrics`]:
+//! [`FILTER_HEALTH_GAUGE`]`{backend="<address>"}`, 0 while it skips the
+//! backend (failed scrapes, passive ejection); a filter without that gauge
+//! leaves the proxy's view alone (`filter_healthy` is then null).
 
 use crate::body::full;
 use crate::server::simple;
@@ -14,6 +21,9 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
+
+/// The filter gauge saying whether it routes to a backend.
+pub const FILTER_HEALTH_GAUGE: &str = "prefixgate_backend_healthy";
 
 /// Largest module upload (`PUT /admin/module`).
 pub const MAX_MODULE_UPLOAD: usize = 64 << 20;
@@ -84,9 +94,19 @@ pub fn status(app: &App) -> serde_json::Value {
         .all()
         .iter()
         .map(|b| {
+            let proxy_healthy = b.healthy();
+            // The filter's own view, by its gauge (see the module doc).
+            let filter_healthy = app
+                .builder
+                .shared
+                .metrics
+                .labelled_value(FILTER_HEALTH_GAUGE, "backend", &b.name)
+                .map(|v| v != 0);
             serde_json::json!({
                 "address": b.name,
-                "healthy": b.healthy(),
+                "healthy": proxy_healthy && filter_healthy != Some(false),
+                "proxy_healthy": proxy_healthy,
+                "filter_healthy": filter_healthy,
                 "in_flight": b.in_flight.load(std::sync::atomic::Ordering::Relaxed),
                 "connect_failures": b.failures.load(std::sync::atomic::Ordering::Relaxed),
             })
@@ -119,7 +139,9 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<ProxyBody
     match (method, path.as_str()) {
         (Method::GET, "/admin/status") => json(StatusCode::OK, status(&app)),
         (Method::GET, "/metrics") => {
-            let text = format!("{}{}", app.metrics.render(), app.builder.shared.metrics.render());
+            let help = app.current.get().version.metric_help.clone();
+            let text =
+                format!("{}{}", app.metrics.render(), app.builder.shared.metrics.render(help.as_deref()));
             let mut r = Response::new(full(Bytes::from(text)));
             r.headers_mut()
                 .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));

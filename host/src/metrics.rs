@@ -15,27 +15,30 @@ pub struct Metrics {
     pub latency: HistogramVec,
     /// `prefixgate_upstream_ttfb_seconds{backend}`: until response headers.
     pub ttfb: HistogramVec,
-    /// `prefixgate_decision_seconds`: request phase (filter callbacks, body).
+    /// `prefixgate_request_phase_duration_seconds`: from request headers
+    /// until the upstream is chosen (body read, filter request callbacks).
     pub decision: Histogram,
     /// `prefixgate_in_flight{backend}`.
     pub in_flight: IntGaugeVec,
     /// `prefixgate_filter_traps_total`.
     pub traps: IntCounter,
-    /// `prefixgate_swaps_total`.
-    pub swaps: IntCounter,
-    /// `prefixgate_swap_canary_failures_total`: swaps refused because the
-    /// new filter trapped (or hung) on the canary request or tick.
-    pub canary_failures: IntCounter,
-    /// `prefixgate_rollbacks_total`: swapped-in filters rolled back after
-    /// their trap rate spiked.
-    pub rollbacks: IntCounter,
+    /// `prefixgate_hot_swaps_total{kind,result}`: `kind` is `module`,
+    /// `config` or `module_and_config`; `result` is `ok`, `refused` (did not
+    /// compile, configure or name valid backends), `canary_failed` (trapped
+    /// or hung on the canary request or tick) or `rolled_back` (swapped in,
+    /// then rolled back after its trap rate spiked).
+    pub hot_swaps: IntCounterVec,
     /// `prefixgate_filter_labels_lost_total`: responses to requests the
     /// filter routed whose VM was replaced before their response headers,
     /// so the host labelled them (`filter_vm_replaced`).
     pub labels_lost: IntCounter,
-    /// `prefixgate_retries_total`.
-    pub retries: IntCounter,
-    /// `prefixgate_fallback_total{reason}`: requests routed by the host.
+    /// `prefixgate_retries_total{reason}`: requests retried on another
+    /// backend before any response byte reached the client, by what failed:
+    /// `upstream_error` (refused or reset), `upstream_timeout` (no response
+    /// headers in time), `upstream_unavailable` (502 or 503).
+    pub retries: IntCounterVec,
+    /// `prefixgate_fallbacks_total{reason}`: requests routed by the host
+    /// instead of the filter: `filter_failed`, `no_upstream`.
     pub fallback: IntCounterVec,
     /// `prefixgate_buffered_request_bytes`: request-body bytes held now,
     /// across all requests (capped by `max_buffered_bytes`).
@@ -61,8 +64,10 @@ pub struct Metrics {
 
 const LATENCY_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
-const DECISION_BUCKETS: &[f64] =
-    &[0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025];
+const DECISION_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5,
+    10.0,
+];
 
 impl Metrics {
     /// Creates and registers every metric.
@@ -86,8 +91,11 @@ impl Metrics {
             &["backend"],
         )?;
         let decision = Histogram::with_opts(
-            HistogramOpts::new("prefixgate_decision_seconds", "Time spent in request-phase filter callbacks")
-                .buckets(DECISION_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "prefixgate_request_phase_duration_seconds",
+                "Time from the request headers until the upstream is chosen: reading the body and the filter's request callbacks",
+            )
+            .buckets(DECISION_BUCKETS.to_vec()),
         )?;
         let in_flight = IntGaugeVec::new(
             Opts::new("prefixgate_in_flight", "Requests in flight per backend"),
@@ -97,25 +105,30 @@ impl Metrics {
             "prefixgate_filter_traps_total",
             "Filter callbacks that trapped or ran out of time or memory",
         )?;
-        let swaps = IntCounter::new("prefixgate_swaps_total", "Module or configuration swaps")?;
-        let canary_failures = IntCounter::new(
-            "prefixgate_swap_canary_failures_total",
-            "Swaps refused because the new filter trapped or hung on the canary request or tick",
-        )?;
-        let rollbacks = IntCounter::new(
-            "prefixgate_rollbacks_total",
-            "Swapped-in filters rolled back to the previous one after their trap rate spiked",
+        let hot_swaps = IntCounterVec::new(
+            Opts::new(
+                "prefixgate_hot_swaps_total",
+                "Module or plugin configuration swaps, by what was swapped and how it ended",
+            ),
+            &["kind", "result"],
         )?;
         let labels_lost = IntCounter::new(
             "prefixgate_filter_labels_lost_total",
             "Responses to requests the filter routed whose VM was replaced before their response headers",
         )?;
-        registry.register(Box::new(canary_failures.clone()))?;
-        registry.register(Box::new(rollbacks.clone()))?;
         registry.register(Box::new(labels_lost.clone()))?;
-        let retries = IntCounter::new("prefixgate_retries_total", "Requests retried on another backend")?;
+        let retries = IntCounterVec::new(
+            Opts::new(
+                "prefixgate_retries_total",
+                "Requests retried on another backend before any response byte reached the client, by what failed",
+            ),
+            &["reason"],
+        )?;
         let fallback = IntCounterVec::new(
-            Opts::new("prefixgate_fallback_total", "Requests routed by the host's fallback"),
+            Opts::new(
+                "prefixgate_fallbacks_total",
+                "Requests routed by the host instead of the filter, by why",
+            ),
             &["reason"],
         )?;
         let buffered_bytes = IntGauge::new(
@@ -154,7 +167,7 @@ impl Metrics {
         registry.register(Box::new(decision.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(traps.clone()))?;
-        registry.register(Box::new(swaps.clone()))?;
+        registry.register(Box::new(hot_swaps.clone()))?;
         registry.register(Box::new(retries.clone()))?;
         registry.register(Box::new(fallback.clone()))?;
         Ok(Self {
@@ -165,9 +178,7 @@ impl Metrics {
             decision,
             in_flight,
             traps,
-            swaps,
-            canary_failures,
-            rollbacks,
+            hot_swaps,
             labels_lost,
             retries,
             fallback,

@@ -8,7 +8,8 @@
 //! [`RollbackPolicy::traps`] times within [`RollbackPolicy::window`], the
 //! previous module and plugin configuration are started again and
 //! published in its place (logged, counted in
-//! `prefixgate_rollbacks_total`, shown in `/admin/status`).
+//! `prefixgate_hot_swaps_total{result="rolled_back"}`, shown in
+//! `/admin/status`).
 
 use crate::canary::{Canary, CanaryError};
 use crate::config::{backends_in_plugin_config, is_same_listener};
@@ -268,21 +269,33 @@ impl Current {
         plugin_config: Option<Vec<u8>>,
     ) -> Result<Arc<Runtime>, SwapError> {
         let _one_at_a_time = self.swap_lock.lock().await;
+        let kind = SwapKind::of(module.is_some(), plugin_config.is_some());
+        let count =
+            |result: &str| builder.metrics.hot_swaps.with_label_values(&[kind.as_str(), result]).inc();
         let old = self.get();
-        let version = match module {
-            Some(bytes) => builder.compile(bytes).await?,
-            None => old.version.clone(),
+        let built = async {
+            let version = match module {
+                Some(bytes) => builder.compile(bytes).await?,
+                None => old.version.clone(),
+            };
+            let config = plugin_config.unwrap_or_else(|| old.plugin_config.as_ref().clone());
+            Ok::<_, SwapError>(Arc::new(builder.build(version, config)?))
         };
-        let config = plugin_config.unwrap_or_else(|| old.plugin_config.as_ref().clone());
-        let new = Arc::new(builder.build(version, config)?);
+        let new = match built.await {
+            Ok(new) => new,
+            Err(e) => {
+                count("refused");
+                return Err(e);
+            }
+        };
         if let Err(e) = builder.canary.run(&new.pool).await {
-            builder.metrics.canary_failures.inc();
+            count("canary_failed");
             return Err(e.into());
         }
         new.traps.reset();
         self.publish(new.clone());
         self.swaps.fetch_add(1, Ordering::Relaxed);
-        builder.metrics.swaps.inc();
+        count("ok");
         tracing::info!(sha256 = %new.version.sha256, "filter swapped");
         if builder.rollback.traps > 0 {
             let previous =
@@ -293,13 +306,21 @@ impl Current {
                 Arc::downgrade(&new),
                 new.traps.clone(),
                 previous,
+                kind,
             ));
         }
         Ok(new)
     }
 
     /// Goes back to `previous` if `bad` is still the current runtime.
-    async fn roll_back(&self, builder: &Builder, bad: &Weak<Runtime>, previous: Previous, why: String) {
+    async fn roll_back(
+        &self,
+        builder: &Builder,
+        bad: &Weak<Runtime>,
+        previous: Previous,
+        why: String,
+        kind: SwapKind,
+    ) {
         let _one_at_a_time = self.swap_lock.lock().await;
         let current = self.get();
         if !bad.upgrade().is_some_and(|bad| Arc::ptr_eq(&bad, &current)) {
@@ -315,7 +336,7 @@ impl Current {
                 );
                 self.publish(runtime);
                 self.rollbacks.fetch_add(1, Ordering::Relaxed);
-                builder.metrics.rollbacks.inc();
+                builder.metrics.hot_swaps.with_label_values(&[kind.as_str(), "rolled_back"]).inc();
                 *self.last_rollback.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
             }
             Err(e) => {
@@ -336,6 +357,7 @@ async fn probation(
     runtime: Weak<Runtime>,
     traps: Arc<TrapWindow>,
     previous: Previous,
+    kind: SwapKind,
 ) {
     let policy = builder.rollback;
     let end = tokio::time::Instant::now() + policy.probation;
@@ -353,7 +375,34 @@ async fn probation(
         policy.traps,
         policy.window.as_millis()
     );
-    current.roll_back(&builder, &runtime, previous, why).await;
+    current.roll_back(&builder, &runtime, previous, why, kind).await;
+}
+
+/// What a swap replaced: the `kind` label of `prefixgate_hot_swaps_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SwapKind {
+    Module,
+    Config,
+    ModuleAndConfig,
+}
+
+impl SwapKind {
+    fn of(module: bool, config: bool) -> Self {
+        match (module, config) {
+            (true, true) => Self::ModuleAndConfig,
+            (true, false) => Self::Module,
+            // A swap of neither rebuilds the same configuration.
+            (false, _) => Self::Config,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Module => "module",
+            Self::Config => "config",
+            Self::ModuleAndConfig => "module_and_config",
+        }
+    }
 }
 
 /// Default start-up deadline of a VM.

@@ -458,7 +458,7 @@ impl Proxy {
                     if !retried && full_body.is_some() {
                         if let Some(next) = rt.backends.retry_target(backend.addr, &named_fallbacks) {
                             retried = true;
-                            self.metrics.retries.inc();
+                            self.metrics.retries.with_label_values(&["upstream_timeout"]).inc();
                             backend = next;
                             routed_by_host = Some("retry");
                             continue;
@@ -493,7 +493,7 @@ impl Proxy {
                             drop(resp);
                             drop(guard);
                             retried = true;
-                            self.metrics.retries.inc();
+                            self.metrics.retries.with_label_values(&["upstream_unavailable"]).inc();
                             backend = next;
                             routed_by_host = Some("retry");
                             continue;
@@ -530,9 +530,9 @@ impl Proxy {
                         return simple(StatusCode::BAD_GATEWAY, "upstream request failed");
                     }
                     retried = true;
-                    self.metrics.retries.inc();
                     match rt.backends.retry_target(backend.addr, &named_fallbacks) {
                         Some(b) => {
+                            self.metrics.retries.with_label_values(&["upstream_error"]).inc();
                             backend = b;
                             routed_by_host = Some("retry");
                         }

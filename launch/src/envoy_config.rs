@@ -329,6 +329,25 @@ pub fn listener_address(listeners_json: &str) -> Result<SocketAddr, NoListenerAd
     Ok(SocketAddr::new(ip, port))
 }
 
+/// The `stats_config` block: one `stats_tags` rule per label the filter's
+/// metric names carry (`name;label=value`, see `prefixgate_filter::metrics`),
+/// cutting `;label=value` out of the stat name into a tag, so that
+/// `/stats/prometheus` shows labelled families.
+pub fn stats_config() -> String {
+    let mut out = String::from(
+        "stats_config:
+  # The filter's metric names carry their labels (name;label=value): each rule
+  # cuts one label out of the name into a tag, so that /stats/prometheus shows
+  # prefixgate_decisions_total{policy=\"...\",reason=\"...\"} and the rest.
+  stats_tags:
+",
+    );
+    for label in prefixgate_filter::metrics::label_names() {
+        let _ = writeln!(out, "  - tag_name: {label}\n    regex: \"(;{label}=([^;]*))\"");
+    }
+    out
+}
+
 /// Renders a complete bootstrap for `spec`.
 pub fn render_bootstrap(spec: &EnvoySpec) -> String {
     let mut out = String::new();
@@ -337,6 +356,9 @@ pub fn render_bootstrap(spec: &EnvoySpec) -> String {
     );
     // Subscriptions (ECDS) need a node identity.
     out.push_str("node:\n  id: prefixgate\n  cluster: prefixgate\n");
+    if spec.mode != FilterMode::RoundRobin {
+        out.push_str(&stats_config());
+    }
     out.push_str("admin:\n  address:\n");
     out.push_str(&socket_address(spec.admin, 4));
     out.push_str("static_resources:\n  listeners:\n  - name: prefixgate_listener\n    address:\n");
@@ -491,6 +513,8 @@ mod tests {
             "port_value: 8002",
             "\\\"upstream_fallbacks\\\":1",
             "per_connection_buffer_limit_bytes: 8388608",
+            "  - tag_name: reason\n    regex: \"(;reason=([^;]*))\"",
+            "  - tag_name: backend\n    regex: \"(;backend=([^;]*))\"",
         ] {
             assert!(yaml.contains(needle), "missing {needle:?} in\n{yaml}");
         }
@@ -560,6 +584,12 @@ mod tests {
                     "timeout: 0s",
                 ]
             };
+            if !template.starts_with("ecds/") {
+                // Every tag rule of the renderer, verbatim.
+                for rule in stats_config().lines().filter(|l| l.contains("tag_name") || l.contains("regex")) {
+                    assert!(text.contains(rule), "envoy/{template} lacks {rule:?}");
+                }
+            }
             for needle in needles {
                 assert!(text.contains(needle), "envoy/{template} lacks {needle:?}");
                 if !template.starts_with("ecds/") {

@@ -9,6 +9,7 @@ use crate::router::{Decision, Router};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 use std::rc::Rc;
+use std::time::SystemTime;
 
 /// Response header naming the chosen backend.
 const BACKEND_HEADER: &str = "x-prefixgate-backend";
@@ -81,7 +82,10 @@ impl HttpFilter {
     }
 
     /// Routes with `prompt`: sets the upstream header, or answers 503.
-    fn route(&mut self, prompt: Option<&str>) -> Action {
+    ///
+    /// `started` is when the filter began on the decision (before reading the
+    /// prompt), for `prefixgate_decision_duration_seconds`.
+    fn route(&mut self, prompt: Option<&str>, started: SystemTime) -> Action {
         self.done = true;
         let upstream_header = self.router.config().upstream_header.clone();
         let now = now_ms(self.get_current_time());
@@ -89,7 +93,8 @@ impl HttpFilter {
         match self.router.route_within(&HostStore, prompt, subset.as_deref(), now, &mut self.rng) {
             Ok(decision) => {
                 self.set_http_request_header(&upstream_header, Some(&decision.upstream_value()));
-                self.metrics.decision(decision.reason, decision.match_ratio);
+                let took = self.get_current_time().duration_since(started).ok().map(|d| d.as_secs_f64());
+                self.metrics.decision(decision.reason, decision.match_ratio, took);
                 log(
                     LogLevel::Debug,
                     &format!(
@@ -141,7 +146,7 @@ impl HttpContext for HttpFilter {
             .is_some_and(|n| n > self.router.config().max_body_bytes);
         if end_of_stream || declared_too_big {
             // Routed by load now: a body over the limit is never buffered.
-            return self.route(None);
+            return self.route(None, self.get_current_time());
         }
         // Hold the headers (and so the choice of upstream) until the body is in.
         Action::Pause
@@ -151,19 +156,20 @@ impl HttpContext for HttpFilter {
         if self.done {
             return Action::Continue;
         }
+        let started = self.get_current_time();
         if body_size > self.router.config().max_body_bytes {
             log(
                 LogLevel::Debug,
                 &format!("prefixgate: body over {} bytes, routing without prompt", body_size),
             );
-            return self.route(None);
+            return self.route(None, started);
         }
         if !end_of_stream {
             return Action::Pause;
         }
         let body = self.get_http_request_body(0, body_size).unwrap_or_default();
         let prompt = extract_prompt(&self.path, &body, self.router.config().max_prompt_chars);
-        self.route(prompt.as_deref())
+        self.route(prompt.as_deref(), started)
     }
 
     fn on_http_request_trailers(&mut self, _: usize) -> Action {
@@ -171,7 +177,7 @@ impl HttpContext for HttpFilter {
             return Action::Continue;
         }
         // The body ended without an end-of-stream body callback: no prompt seen.
-        self.route(None)
+        self.route(None, self.get_current_time())
     }
 
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {

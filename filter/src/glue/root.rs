@@ -132,7 +132,14 @@ impl Context for FilterRoot {
             }
         };
         if let Some(metrics) = &self.metrics {
-            metrics.scrape(ok);
+            metrics.scrape(&address, ok);
+            if !ok {
+                // The backend may be skipped from now on: the gauges say so
+                // now rather than at the next tick.
+                if let Some(router) = &self.router {
+                    metrics.backends(&router.snapshot(&HostStore, now));
+                }
+            }
         }
     }
 }
@@ -159,6 +166,7 @@ impl RootContext for FilterRoot {
         let removed = router.on_configure(&HostStore);
         if !removed.is_empty() {
             log(LogLevel::Info, &format!("prefixgate: backends removed from the index: {removed:?}"));
+            FilterMetrics::forget(&removed);
         }
         log(
             LogLevel::Info,
@@ -173,10 +181,13 @@ impl RootContext for FilterRoot {
         if router.config().scrape_interval_ms > 0 {
             fleet::take_lease(&HostStore, self.poller_id, now, lease_ms(router.config()));
         }
+        let metrics = FilterMetrics::define(
+            router.config().policy,
+            router.config().backends.iter().map(|b| b.address()),
+        );
+        metrics.backends(&router.snapshot(&HostStore, now));
+        self.metrics = Some(Rc::new(metrics));
         self.router = Some(Rc::new(router));
-        if self.metrics.is_none() {
-            self.metrics = Some(Rc::new(FilterMetrics::define()));
-        }
         // Ticks beat this VM's heartbeat (its in-flight counts stay believed)
         // and, every scrape interval, poll the backends.
         self.next_scrape_ms = 0;
@@ -188,6 +199,9 @@ impl RootContext for FilterRoot {
         if let Some(router) = self.router.clone() {
             let now = now_ms(self.get_current_time());
             router.heartbeat(&HostStore, now);
+            if let Some(metrics) = &self.metrics {
+                metrics.backends(&router.snapshot(&HostStore, now));
+            }
             let interval = router.config().scrape_interval_ms;
             if interval > 0 && now >= self.next_scrape_ms {
                 // Due again one interval on, less half a tick of jitter.

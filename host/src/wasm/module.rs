@@ -7,6 +7,9 @@ use super::host_state::HostState;
 use sha2::{Digest, Sha256};
 use wasmtime::{InstancePre, Module};
 
+/// The custom section describing a module's metric families.
+pub const METRIC_HELP_SECTION: &str = "prometheus.help";
+
 /// A compiled proxy-wasm module, ready to instantiate cheaply.
 pub struct ModuleVersion {
     /// Hex sha256 of the module bytes.
@@ -17,6 +20,21 @@ pub struct ModuleVersion {
     pub abi: &'static str,
     /// Linked and type-checked, ready for a new store.
     pub instance_pre: InstancePre<HostState>,
+    /// The module's `prometheus.help` custom section, if it has one: the
+    /// descriptions of its metric families (see [`crate::wasm::metrics`]).
+    pub metric_help: Option<String>,
+}
+
+/// The UTF-8 content of the custom section `name` of a module, if any.
+pub fn custom_section(bytes: &[u8], name: &str) -> Option<String> {
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        if let Ok(wasmparser::Payload::CustomSection(section)) = payload {
+            if section.name() == name {
+                return std::str::from_utf8(section.data()).ok().map(str::to_owned);
+            }
+        }
+    }
+    None
 }
 
 impl ModuleVersion {
@@ -38,6 +56,7 @@ impl ModuleVersion {
         table::stub_unknown_imports(&mut linker, &module).map_err(WasmError::Compile)?;
         let instance_pre = linker.instantiate_pre(&module).map_err(WasmError::Compile)?;
         let sha256 = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
-        Ok(Self { sha256, size: bytes.len(), abi, instance_pre })
+        let metric_help = custom_section(bytes, METRIC_HELP_SECTION);
+        Ok(Self { sha256, size: bytes.len(), abi, instance_pre, metric_help })
     }
 }
