@@ -11,6 +11,7 @@ pub use prefixgate_launch::envoy_config;
 pub mod client;
 pub mod envoy;
 pub mod error;
+pub mod exposition;
 pub mod failing_replica;
 pub mod fleet;
 pub mod prefixgate;

@@ -89,8 +89,8 @@ async fn scraped_load_steers_pow2_and_prefix_aware_away_from_a_busy_replica() {
     // pow2: the router has nothing in flight there; only the scrape shows the load.
     let envoy = filter_envoy(&addrs, "pow2", &[]).await;
     let client = Client::new(envoy.base_url()).unwrap();
-    eventually(Duration::from_secs(10), "a successful scrape", || async {
-        envoy.stat("prefixgate_scrapes_ok_total").await.unwrap() >= 3
+    eventually(Duration::from_secs(10), "three completed scrapes", || async {
+        envoy.stat("prefixgate_backend_scrapes_total").await.unwrap() >= 3
     })
     .await;
     for i in 0..24 {
@@ -155,7 +155,7 @@ async fn killed_replica_is_skipped_until_it_returns() {
     let envoy = filter_envoy(&addrs, "round_robin", &[("unhealthy_after", "2")]).await;
     // A refused connection is retried on the fallback the filter named: nothing fails.
     scenarios::killed_replica_is_skipped_until_it_returns(&envoy, &mut fleet).await.unwrap();
-    assert!(envoy.stat("prefixgate_scrapes_failed_total").await.unwrap() >= 2);
+    assert!(envoy.stat("prefixgate_backend_scrape_failures_total").await.unwrap() >= 2);
     drop(envoy);
     fleet.shutdown().await;
 }

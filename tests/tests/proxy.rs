@@ -8,14 +8,18 @@
     reason = "test helpers too: a failed unwrap is a failed test; Config is built field by field"
 )]
 
+use openmetrics_parser::PrometheusType;
 use prefixgate::app::{self, Running};
 use prefixgate::config::Config;
+use prefixgate_filter::{PolicyKind, Reason};
 use prefixgate_tests::client::Client;
 use prefixgate_tests::envoy::plugin_config;
+use prefixgate_tests::exposition;
 use prefixgate_tests::failing_replica::Failure;
 use prefixgate_tests::fleet::{served, sim_queued, start_fleet, start_fleet_with_failure, FleetWithFailure};
 use prefixgate_tests::scenarios::{self, prompt, routed_to, SwapLoad};
 use prefixgate_tests::Proxy;
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -264,6 +268,217 @@ async fn admin_hot_swap_changes_policy_and_module_without_failed_requests() {
     let status = reqwest::get(format!("http://{}/admin/status", proxy.running.admin)).await.unwrap();
     let status = status.text().await.unwrap();
     assert!(status.contains("prefix_aware"), "status does not show the new config: {status}");
+    drop(proxy);
+    fleet.shutdown().await;
+}
+
+/// A GET on the admin listener of `proxy`.
+async fn admin_get(proxy: &Prefixgate, path: &str) -> String {
+    let url = format!("http://{}{path}", proxy.running.admin);
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
+/// The label names of every series in `series`, each set sorted.
+fn label_sets(series: &[exposition::Series]) -> BTreeSet<Vec<String>> {
+    series.iter().map(|(labels, _)| labels.keys().cloned().collect()).collect()
+}
+
+/// `/metrics` checked as a whole: every family has HELP and TYPE, it parses,
+/// histograms are cumulative, and promtool (when installed) finds no fault.
+fn check_exposition(text: &str) -> exposition::Exposition {
+    let problems = exposition::missing_help_or_type(text);
+    assert!(problems.is_empty(), "{problems:?}\n{text}");
+    let parsed = exposition::parse(text).unwrap();
+    let problems = exposition::non_cumulative_histograms(&parsed);
+    assert!(problems.is_empty(), "{problems:?}\n{text}");
+    match exposition::promtool_check(text) {
+        Some(verdict) => verdict.unwrap_or_else(|e| panic!("promtool check metrics: {e}\n{text}")),
+        None => eprintln!("promtool is not installed (cargo xtask setup installs it): lint skipped"),
+    }
+    parsed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_labelled_families_that_parse_and_lint() {
+    let _serial = SERIAL.lock().await;
+    let fleet = start_fleet(2, FAST).await.unwrap();
+    let addrs = fleet.addrs();
+    let proxy = filter_proxy(&addrs, "prefix_aware", &[]).await;
+    let client = Client::new(proxy.base_url()).unwrap();
+    let shared = prompt("one conversation", 1_000);
+    for i in 0..6 {
+        let reply = client.completion(&format!("{shared} turn {i}"), 2).await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    // No prompt to match: routed by load.
+    let reply = client.post("/v1/completions", "not json", &[]).await.unwrap();
+    assert_eq!(reply.reason(), Some("no_prompt"), "{:?}", reply.decision);
+    let scraped = |text: &str| {
+        let parsed = exposition::parse(text).unwrap();
+        let scrapes = exposition::series(&parsed, "prefixgate_backend_scrapes_total");
+        scrapes.len() == addrs.len() && scrapes.iter().all(|(_, n)| *n > 0.0)
+    };
+    scenarios::eventually(Duration::from_secs(10), "a scrape of every backend", || async {
+        scraped(&admin_get(&proxy, "/metrics").await)
+    })
+    .await;
+
+    let text = admin_get(&proxy, "/metrics").await;
+    let parsed = check_exposition(&text);
+    for family in [
+        "prefixgate_match_ratio",
+        "prefixgate_decision_duration_seconds",
+        "prefixgate_upstream_latency_seconds",
+        "prefixgate_request_phase_duration_seconds",
+    ] {
+        assert_eq!(exposition::family_type(&parsed, family), Some(PrometheusType::Histogram), "{family}");
+    }
+
+    // Decisions: labelled by policy and reason, the names the filter knows.
+    let policies: BTreeSet<&str> = PolicyKind::ALL.iter().map(|p| p.as_str()).collect();
+    let reasons: BTreeSet<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+    let decisions = exposition::series(&parsed, "prefixgate_decisions_total");
+    assert_eq!(label_sets(&decisions), BTreeSet::from([vec!["policy".to_owned(), "reason".to_owned()]]));
+    for (labels, _) in &decisions {
+        assert!(policies.contains(labels["policy"].as_str()), "{labels:?}");
+        assert!(reasons.contains(labels["reason"].as_str()), "{labels:?}");
+    }
+    let count = |reason: &str| {
+        decisions
+            .iter()
+            .filter(|(l, _)| l["policy"] == "prefix_aware" && l["reason"] == reason)
+            .map(|(_, n)| n)
+            .sum::<f64>()
+    };
+    assert!(count("prefix_match") >= 5.0, "{decisions:?}");
+    assert!(count("no_prompt") >= 1.0, "{decisions:?}");
+    let decided: f64 = decisions.iter().map(|(_, n)| n).sum();
+    assert!(decided >= 7.0, "{decisions:?}");
+    // The histograms count the decisions they describe.
+    let [(_, timed)] = exposition::series(&parsed, "prefixgate_decision_duration_seconds")[..] else {
+        panic!("one unlabelled decision-duration histogram expected:\n{text}")
+    };
+    assert_eq!(timed, decided, "every decision is timed");
+    let [(_, matched)] = exposition::series(&parsed, "prefixgate_match_ratio")[..] else {
+        panic!("one unlabelled match-ratio histogram expected:\n{text}")
+    };
+    assert!(matched >= 6.0 && matched < decided, "{matched} match ratios of {decided} decisions");
+
+    // One series per backend in every per-backend family.
+    let backends: BTreeSet<String> = addrs.iter().map(SocketAddr::to_string).collect();
+    for family in [
+        "prefixgate_backend_healthy",
+        "prefixgate_backend_in_flight",
+        "prefixgate_backend_load",
+        "prefixgate_backend_requests_running",
+        "prefixgate_backend_requests_waiting",
+        "prefixgate_backend_kv_cache_usage_ratio",
+        "prefixgate_backend_scrapes_total",
+        "prefixgate_backend_scrape_failures_total",
+        "prefixgate_backend_ejections_total",
+    ] {
+        let series = exposition::series(&parsed, family);
+        assert_eq!(label_sets(&series), BTreeSet::from([vec!["backend".to_owned()]]), "{family}");
+        let named: BTreeSet<String> = series.iter().map(|(l, _)| l["backend"].clone()).collect();
+        assert_eq!(named, backends, "{family}");
+        for (labels, value) in &series {
+            let ok = match family {
+                "prefixgate_backend_healthy" => *value == 1.0,
+                "prefixgate_backend_kv_cache_usage_ratio" => (0.0..=1.0).contains(value),
+                "prefixgate_backend_scrape_failures_total" | "prefixgate_backend_ejections_total" => {
+                    *value == 0.0
+                }
+                _ => *value >= 0.0,
+            };
+            assert!(ok, "{family}{labels:?} = {value}");
+        }
+    }
+
+    // A swap is counted by kind and result, and the filter's families stay.
+    let (status, answer) =
+        proxy.admin_put("config", plugin_config("pow2", &addrs, 100, &[]).into_bytes()).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, _) = proxy.admin_put("config", br#"{"backends": []}"#.to_vec()).await;
+    assert_eq!(status, 400);
+    let reply = client.completion("after the swap", 2).await.unwrap();
+    assert_eq!(reply.reason(), Some("pow2"), "{:?}", reply.decision);
+    let text = admin_get(&proxy, "/metrics").await;
+    let parsed = check_exposition(&text);
+    let swaps = exposition::series(&parsed, "prefixgate_hot_swaps_total");
+    let swap = |result: &str| {
+        swaps.iter().find(|(l, _)| l["kind"] == "config" && l["result"] == result).map(|(_, n)| *n)
+    };
+    assert_eq!((swap("ok"), swap("refused")), (Some(1.0), Some(1.0)), "{swaps:?}");
+    let decisions = exposition::series(&parsed, "prefixgate_decisions_total");
+    assert!(
+        decisions.iter().any(|(l, n)| l["policy"] == "pow2" && l["reason"] == "pow2" && *n >= 1.0),
+        "{decisions:?}"
+    );
+    drop(proxy);
+    fleet.shutdown().await;
+}
+
+/// One backend's entry in `/admin/status`.
+async fn backend_status(proxy: &Prefixgate, backend: &str) -> serde_json::Value {
+    let status: serde_json::Value = serde_json::from_str(&admin_get(proxy, "/admin/status").await).unwrap();
+    let backends = status["backends"].as_array().cloned().unwrap_or_default();
+    backends
+        .into_iter()
+        .find(|b| b["address"] == backend)
+        .unwrap_or_else(|| panic!("{backend} not in {status}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_status_says_unhealthy_as_soon_as_the_filter_skips_a_backend() {
+    let _serial = SERIAL.lock().await;
+    let FleetWithFailure { mut fleet, failing, addrs } =
+        start_fleet_with_failure(2, FAST, Failure::Error).await.unwrap();
+    let extra = [("ejection_ms", "60000"), ("unhealthy_after", "2")];
+    let proxy = filter_proxy(&addrs, "round_robin", &extra).await;
+    let client = Client::new(proxy.base_url()).unwrap();
+    let failing_addr = failing.addr.to_string();
+    let before = backend_status(&proxy, &failing_addr).await;
+    assert_eq!((&before["healthy"], &before["filter_healthy"]), (&true.into(), &true.into()), "{before}");
+
+    // Passive ejection: the response that ejects it is answered after the
+    // filter marked it, so the status says so at once.
+    for i in 0..40 {
+        let _ = client.completion(&format!("request {i}"), 1).await.unwrap();
+        if failing.failed() == 5 {
+            break;
+        }
+    }
+    assert_eq!(failing.failed(), 5, "the failing replica was not chosen five times");
+    let ejected = backend_status(&proxy, &failing_addr).await;
+    assert_eq!(
+        (&ejected["healthy"], &ejected["filter_healthy"]),
+        (&false.into(), &false.into()),
+        "{ejected}"
+    );
+    for i in 0..6 {
+        let reply = client.completion(&format!("after the ejection {i}"), 1).await.unwrap();
+        assert_eq!(reply.status, 200);
+    }
+    assert_eq!(failing.failed(), 5, "the ejected replica took more requests");
+
+    // Failed scrapes: a stopped replica that no request touched (so the
+    // proxy saw no connection fail) is unhealthy once the filter skips it.
+    let stopped = addrs[0].to_string();
+    fleet.stop_replica(0).await.unwrap();
+    scenarios::eventually(Duration::from_secs(5), "the stopped replica to show unhealthy", || async {
+        backend_status(&proxy, &stopped).await["healthy"] == false
+    })
+    .await;
+    let down = backend_status(&proxy, &stopped).await;
+    assert_eq!((&down["proxy_healthy"], &down["filter_healthy"]), (&true.into(), &false.into()), "{down}");
+    let parsed = exposition::parse(&admin_get(&proxy, "/metrics").await).unwrap();
+    let failures = exposition::series(&parsed, "prefixgate_backend_scrape_failures_total");
+    assert!(failures.iter().any(|(l, n)| l["backend"] == stopped && *n >= 2.0), "{failures:?}");
+    fleet.restart_replica(0).await.unwrap();
+    scenarios::eventually(Duration::from_secs(5), "the restarted replica to show healthy", || async {
+        backend_status(&proxy, &stopped).await["healthy"] == true
+    })
+    .await;
     drop(proxy);
     fleet.shutdown().await;
 }

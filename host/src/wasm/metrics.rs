@@ -335,7 +335,7 @@ impl FilterMetrics {
         let inner = self.lock();
         for m in &inner.metrics {
             let parsed = parse_name(&m.name);
-            let scale = if parsed.micro { 1e-6 } else { 1.0 };
+            let scale = if parsed.micro { 1e6 } else { 1.0 };
             let mut labels = parsed.labels;
             let (family, role) = if m.kind == MetricKind::Histogram {
                 (parsed.sample, Role::Plain)
@@ -371,11 +371,11 @@ impl FilterMetrics {
                 out.series.push(Series {
                     role: Role::Sum,
                     labels: labels.clone(),
-                    value: m.sum as f64 * scale,
+                    value: m.sum as f64 / scale,
                 });
                 out.series.push(Series { role: Role::Count, labels, value: m.count as f64 });
             } else {
-                out.series.push(Series { role, labels, value: m.value as f64 * scale });
+                out.series.push(Series { role, labels, value: m.value as f64 / scale });
             }
         }
         drop(inner);

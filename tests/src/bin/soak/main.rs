@@ -503,7 +503,7 @@ async fn skip_counters(http: &reqwest::Client, url: &str) -> Option<(f64, f64)> 
     let text = http.get(url).send().await.ok()?.text().await.ok()?;
     Some((
         counter(&text, "prefixgate_backend_ejections_total"),
-        counter(&text, "prefixgate_scrapes_failed_total"),
+        counter(&text, "prefixgate_backend_scrape_failures_total"),
     ))
 }
 
