@@ -58,7 +58,8 @@ async fn a_config_that_traps_or_loops_on_the_canary_request_or_tick_is_refused()
         assert!(message.contains("canary") && message.contains(callback), "{cfg}: {message}");
         assert!(message.contains("previous filter keeps serving"), "{message}");
         assert_eq!(doc["error"]["code"], 400);
-        assert_eq!(p.app.metrics.canary_failures.get(), i as u64 + 1, "{cfg}: counted");
+        let failed = p.app.metrics.hot_swaps.with_label_values(&["config", "canary_failed"]).get();
+        assert_eq!(failed, i as u64 + 1, "{cfg}: counted");
         assert_eq!(status(&p)["swaps"], 0, "{cfg}: nothing swapped");
         old_filter_serves(&p, a.addr, &cfg).await;
     }
@@ -226,7 +227,8 @@ async fn a_swapped_in_config_whose_trap_rate_spikes_is_rolled_back() {
     assert_eq!(doc["rollbacks"], 1);
     assert!(doc["last_rollback"].as_str().unwrap().contains("trapped 3 times"), "{doc}");
     let metrics = send("GET", &format!("http://{}/metrics", p.admin), &[], "").await.body;
-    assert!(metrics.contains("prefixgate_rollbacks_total 1"), "{metrics}");
+    let rolled_back = r#"prefixgate_hot_swaps_total{kind="config",result="rolled_back"} 1"#;
+    assert!(metrics.contains(rolled_back), "{metrics}");
     for i in 0..4 {
         old_filter_serves(&p, a.addr, &format!("after the rollback, request {i}")).await;
     }

@@ -68,7 +68,7 @@ async fn connection_refused_is_retried_on_another_backend() {
     let r = send("POST", &format!("http://{}/", p.listen), &[], "x").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["port"], a.addr.port());
-    assert_eq!(p.app.metrics.retries.get(), 1);
+    assert_eq!(p.app.metrics.retries.with_label_values(&["upstream_error"]).get(), 1);
     assert_eq!(r.headers["x-prefixgate-decision"], "retry");
     assert_eq!(r.headers["x-prefixgate-backend"], a.addr.to_string().as_str(), "names where it went");
 }

@@ -41,6 +41,14 @@ async fn failing(status: u16) -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, hits)
 }
 
+/// Retries counted under every reason.
+fn all_retries(p: &prefixgate::app::Running) -> u64 {
+    ["upstream_error", "upstream_timeout", "upstream_unavailable"]
+        .iter()
+        .map(|reason| p.app.metrics.retries.with_label_values(&[reason]).get())
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_502_or_503_before_the_first_byte_is_retried_on_another_backend() {
     for status in [502, 503] {
@@ -53,7 +61,7 @@ async fn a_502_or_503_before_the_first_byte_is_retried_on_another_backend() {
         assert_eq!(r.headers["x-prefixgate-decision"], "retry", "{status}");
         assert_eq!(r.headers["x-prefixgate-backend"], good.addr.to_string().as_str());
         assert_eq!(hits.load(Ordering::SeqCst), 1, "{status}");
-        assert_eq!(p.app.metrics.retries.get(), 1, "{status}");
+        assert_eq!(p.app.metrics.retries.with_label_values(&["upstream_unavailable"]).get(), 1, "{status}");
         let failed = p.app.current.get().backends.all()[0].failures.load(Ordering::Relaxed);
         assert_eq!(failed, 1, "{status}: counted as a failure of the backend");
     }
@@ -66,7 +74,7 @@ async fn other_5xx_and_streamed_bodies_are_not_retried() {
     let p = proxy(config(&[bad500, good.addr], &format!("mode=route route={bad500}"))).await;
     let r = send("POST", &format!("http://{}/", p.listen), &[], "x").await;
     assert_eq!((r.status, hits500.load(Ordering::SeqCst)), (500, 1), "500 passed through");
-    assert_eq!(p.app.metrics.retries.get(), 0);
+    assert_eq!(all_retries(&p), 0);
 
     // A body over max_body_bytes is streamed: it cannot be replayed.
     let (bad503, hits503) = failing(503).await;
@@ -84,7 +92,7 @@ async fn other_5xx_and_streamed_bodies_are_not_retried() {
     .await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(hits503.load(Ordering::SeqCst), 1);
-    assert_eq!(p.app.metrics.retries.get(), 0);
+    assert_eq!(all_retries(&p), 0);
     assert_eq!(good.hits(), 0);
 }
 
@@ -125,7 +133,7 @@ async fn a_connect_timeout_is_retried_on_another_backend() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["port"], good.addr.port());
     assert_eq!(r.headers["x-prefixgate-decision"], "retry");
-    assert_eq!(p.app.metrics.retries.get(), 1);
+    assert_eq!(p.app.metrics.retries.with_label_values(&["upstream_error"]).get(), 1);
     let hole_backend = p.app.current.get().backends.all()[0].clone();
     assert_eq!(hole_backend.failures.load(Ordering::Relaxed), 1);
 }

@@ -2,13 +2,16 @@
 //! simulated vLLM replicas on loopback. Envoy missing is a failure, not a skip.
 #![allow(clippy::unwrap_used, reason = "test helpers too: a failed unwrap is a failed test")]
 
+use prefixgate_filter::Reason;
 use prefixgate_tests::client::Client;
 use prefixgate_tests::envoy::plugin_config;
 use prefixgate_tests::envoy_config::UpstreamTimeouts;
+use prefixgate_tests::exposition;
 use prefixgate_tests::failing_replica::Failure;
 use prefixgate_tests::fleet::{served, sim_queued, start_fleet, start_fleet_with_failure, FleetWithFailure};
 use prefixgate_tests::scenarios::{self, eventually, prompt, routed_to, SwapLoad};
 use prefixgate_tests::{Envoy, EnvoyMode};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -320,6 +323,53 @@ async fn no_healthy_replica_gets_a_json_503() {
         client.completion("back?", 1).await.unwrap().status == 200
     })
     .await;
+    drop(envoy);
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_prometheus_shows_the_labelled_decision_family() {
+    let _serial = SERIAL.lock().await;
+    let fleet = start_fleet(2, FAST).await.unwrap();
+    let addrs = fleet.addrs();
+    let envoy = filter_envoy(&addrs, "prefix_aware", &[]).await;
+    let client = Client::new(envoy.base_url()).unwrap();
+    let shared = prompt("one conversation", 1_000);
+    for i in 0..4 {
+        let reply = client.completion(&format!("{shared} turn {i}"), 2).await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    let reply = client.post("/v1/completions", "not json", &[]).await.unwrap();
+    assert_eq!(reply.reason(), Some("no_prompt"), "{:?}", reply.decision);
+    eventually(Duration::from_secs(10), "a scrape of every backend", || async {
+        envoy.stat("prefixgate_backend_scrapes_total").await.unwrap() >= 2
+    })
+    .await;
+
+    let text = envoy.admin_get("/stats/prometheus").await.unwrap();
+    let parsed = exposition::parse(&text).unwrap();
+    let reasons: BTreeSet<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+    let decisions = exposition::series(&parsed, "prefixgate_decisions_total");
+    assert!(!decisions.is_empty(), "no prefixgate_decisions_total family in\n{text}");
+    for (labels, _) in &decisions {
+        let names: Vec<&str> = labels.keys().map(String::as_str).collect();
+        assert_eq!(names, ["policy", "reason"], "{labels:?}");
+        assert_eq!(labels["policy"], "prefix_aware");
+        assert!(reasons.contains(labels["reason"].as_str()), "{labels:?}");
+    }
+    let count =
+        |reason: &str| decisions.iter().filter(|(l, _)| l["reason"] == reason).map(|(_, n)| n).sum::<f64>();
+    assert!(count("prefix_match") >= 3.0 && count("no_prompt") >= 1.0, "{decisions:?}");
+    // The per-backend gauges, labelled the same way as in prefixgate.
+    let healthy = exposition::series(&parsed, "prefixgate_backend_healthy");
+    let named: BTreeSet<String> = healthy.iter().map(|(l, _)| l["backend"].clone()).collect();
+    assert_eq!(named, addrs.iter().map(SocketAddr::to_string).collect::<BTreeSet<_>>(), "{healthy:?}");
+    assert!(healthy.iter().all(|(_, v)| *v == 1.0), "{healthy:?}");
+    // The histogram's buckets are cumulative counters with an `le` tag.
+    let buckets = exposition::series(&parsed, "prefixgate_match_ratio_bucket");
+    let by_bound = |le: &str| buckets.iter().find(|(l, _)| l["le"] == le).map(|(_, n)| *n);
+    assert_eq!(by_bound("+Inf"), Some(4.0), "{buckets:?}");
+    assert!(by_bound("0.5") <= by_bound("1"), "{buckets:?}");
     drop(envoy);
     fleet.shutdown().await;
 }

@@ -7,6 +7,7 @@ mod demo;
 mod envoy;
 mod envoy_cmd;
 mod paths;
+mod promtool;
 mod proxy_bench;
 mod run;
 mod soak;
@@ -18,7 +19,8 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  setup           install what a fresh machine lacks (wasm32-wasip1 target, Envoy 1.40)
+  setup           install what a fresh machine lacks (wasm32-wasip1 target, Envoy 1.40, and
+                  promtool from the `prometheus` package where apt-get has it)
   build-filter    build the filter module (release, wasm32-wasip1) and print its path
   test            setup, build the module, then fmt, clippy (native and wasm), every test and
                   a short soak (both hosts, kill -9 and swaps)
@@ -128,11 +130,13 @@ fn dispatch(args: &[String]) -> Result<()> {
     }
 }
 
-/// Installs the wasm target and Envoy; does nothing for what is already there.
+/// Installs the wasm target, Envoy and (where the platform packages it)
+/// promtool; does nothing for what is already there.
 fn setup() -> Result<()> {
     run::ensure_wasm_target()?;
     let envoy = envoy::ensure_envoy()?;
     eprintln!("xtask: envoy ready at {}", envoy.display());
+    promtool::ensure_promtool();
     Ok(())
 }
 
