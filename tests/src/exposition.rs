@@ -131,3 +131,31 @@ pub fn promtool_check(text: &str) -> Option<Result<(), String>> {
         format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     Some(if output.status.success() { Ok(()) } else { Err(format!("{}: {said}", output.status)) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_family_without_help_or_type_is_named() {
+        let text = "# TYPE a_total counter\na_total 1\n# HELP b x\n# TYPE b gauge\nb 2\nc 3\n";
+        assert_eq!(missing_help_or_type(text), ["a_total: no HELP", "c: no HELP"]);
+        let hist = "# HELP h x\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n";
+        assert!(missing_help_or_type(hist).is_empty());
+    }
+
+    #[test]
+    fn per_bin_counts_are_not_cumulative() {
+        let good = "# HELP h x\n# TYPE h histogram\nh_bucket{le=\"0.5\"} 1\nh_bucket{le=\"1\"} 3\n\
+                    h_bucket{le=\"+Inf\"} 3\nh_sum 2\nh_count 3\n";
+        let parsed = parse(good).ok();
+        assert!(parsed.as_ref().is_some_and(|p| non_cumulative_histograms(p).is_empty()), "{parsed:?}");
+        // The old filter's shape: le_0_75 = 105 > le_1 = 76.
+        let bad = good.replace("le=\"0.5\"} 1", "le=\"0.5\"} 5");
+        // The parser refuses it already; were it to accept it, the check must not.
+        match parse(&bad) {
+            Ok(parsed) => assert_eq!(non_cumulative_histograms(&parsed).len(), 1),
+            Err(e) => assert!(e.to_string().contains("does not parse"), "{e}"),
+        }
+    }
+}

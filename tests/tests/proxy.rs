@@ -325,6 +325,12 @@ async fn metrics_are_labelled_families_that_parse_and_lint() {
 
     let text = admin_get(&proxy, "/metrics").await;
     let parsed = check_exposition(&text);
+    // The filter's HELP comes from its module (prometheus.help), for every family.
+    assert!(!text.contains("does not describe"), "{text}");
+    for family in prefixgate_filter::metrics::FAMILIES {
+        let help = format!("# HELP {} {}\n", family.name, family.help);
+        assert!(text.contains(&help), "missing {help:?} in\n{text}");
+    }
     for family in [
         "prefixgate_match_ratio",
         "prefixgate_decision_duration_seconds",
