@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod in_flight;
 pub mod outlier;
 pub mod policy;
+pub mod prefill_queue;
 pub mod prefix_index;
 pub mod prompt;
 pub mod router;

@@ -82,6 +82,15 @@ impl PromptKeys {
         self.chars
     }
 
+    /// The key naming the prompt's first `chars` characters: that of the
+    /// last chunk ending within them (the first chunk's if even it is
+    /// longer), `None` for a prompt shorter than one chunk. Prompts sharing
+    /// that head share the key.
+    pub fn head_key(&self, chars: usize) -> Option<u64> {
+        let within = self.ends.partition_point(|&end| end <= chars).max(1);
+        self.keys.get(within - 1).copied()
+    }
+
     /// Characters covered by the first `chunks` chunks.
     fn covered(&self, chunks: usize) -> usize {
         chunks.checked_sub(1).and_then(|last| self.ends.get(last)).copied().unwrap_or(0)

@@ -6,7 +6,8 @@ use crate::config::FilterConfig;
 use crate::fleet::{self, BackendView};
 use crate::in_flight::{self, LiveVms};
 use crate::outlier::{self, Transition};
-use crate::policy::{Candidates, Policy, PolicyKind, Pow2, PrefixAware, Reason, RoundRobin};
+use crate::policy::{Candidates, LeastTtft, Policy, PolicyKind, Pow2, PrefixAware, Reason, RoundRobin};
+use crate::prefill_queue;
 use crate::prefix_index::{IndexShape, PrefixIndex, PromptKeys};
 use crate::store::{ReadCache, SharedStore};
 use std::fmt;
@@ -105,6 +106,14 @@ impl Router {
                 match_rate_threshold: config.match_rate_threshold,
                 miss_policy: config.miss_policy,
             }),
+            PolicyKind::LeastTtft => Box::new(LeastTtft {
+                queue_tokens: config.queue_tokens,
+                load_slack: config.load_slack,
+                kv_pressure_threshold: config.kv_pressure_threshold,
+                chars_per_token: config.chars_per_token,
+                rendezvous_chars: config.rendezvous_chars,
+                tolerance_tokens: config.tolerance_tokens,
+            }),
         };
         Self { config, index, policy, vm: 0 }
     }
@@ -202,6 +211,10 @@ impl Router {
         if let Some(keys) = &keys {
             self.index.insert(store, keys, chosen.indexed(), now_ms);
         }
+        if self.policy.kind() == PolicyKind::LeastTtft {
+            let rate = self.config.prefill_tokens_per_s;
+            prefill_queue::add(store, &chosen.address, pick.prefill_tokens, rate, now_ms);
+        }
         if chosen.passive.is_half_open() {
             outlier::claim_probe(store, &chosen.address, now_ms, PROBE_WINDOW_MS);
         }
@@ -278,3 +291,6 @@ fn head(text: &str, chars: usize) -> &str {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod least_ttft_tests;
