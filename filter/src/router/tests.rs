@@ -436,3 +436,21 @@ fn credit_moves_a_prompt_to_the_backend_that_served() {
     assert!(holders.iter().all(|h| h == &d.backend || h == served), "{holders:?}");
     assert!(holders.iter().any(|h| h == served), "the served backend never matched: {holders:?}");
 }
+
+#[test]
+fn prompts_shorter_than_a_chunk_spread_over_the_smallest_tenants() {
+    // Ray's tree counts every character a replica received, so distinct
+    // short prompts spread; a count of whole chunks only would see every
+    // backend empty forever and send them all to the first tie.
+    let json = format!(r#"{{"backends":["{A}","{B}","{C}"],"chunk_chars":64,"scrape_interval_ms":0}}"#);
+    let r = Router::new(FilterConfig::from_json(json.as_bytes()).unwrap());
+    let (store, mut rng) = (MemoryStore::new(), rng());
+    let mut counts = std::collections::HashMap::new();
+    for i in 0..30 {
+        let d = route(&r, &store, Some(&format!("a distinct short prompt #{i:04}")), &mut rng);
+        assert_eq!(d.reason, Reason::SmallestTenant);
+        *counts.entry(d.backend).or_insert(0) += 1;
+    }
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    assert!(counts.values().all(|&n| (8..=12).contains(&n)), "{counts:?}");
+}
