@@ -163,6 +163,14 @@ pub struct FilterConfig {
     /// Add `x-prefixgate-backend` and `x-prefixgate-decision` to responses. Default true.
     #[serde(default = "defaults::decision_headers")]
     pub decision_headers: bool,
+    /// Most requests one backend takes at once (its load: this router's
+    /// in-flight count or its scraped running + waiting, whichever is more),
+    /// for every policy, as Ray's `max_ongoing_requests`: a backend at its
+    /// cap is not picked, and a request that finds every available backend
+    /// at its cap gets 429. Default none (no cap): vLLM queues requests
+    /// itself, and a cap set too low turns away work the fleet could do.
+    #[serde(default)]
+    pub max_ongoing_requests: Option<u64>,
     /// Seed for the random choices; default: from the host's clock.
     #[serde(default)]
     pub seed: Option<u64>,
@@ -200,6 +208,10 @@ pub struct BackendDetails {
     /// Cache capacity in chunks, overriding the global setting.
     #[serde(default)]
     pub capacity_chunks: Option<u64>,
+    /// Most requests the backend takes at once, overriding the global
+    /// `max_ongoing_requests`.
+    #[serde(default)]
+    pub max_ongoing_requests: Option<u64>,
 }
 
 impl BackendConfig {
@@ -232,6 +244,14 @@ impl BackendConfig {
         match self {
             Self::Address(_) => None,
             Self::Detailed(d) => d.cluster.as_deref(),
+        }
+    }
+
+    /// The backend's own cap on requests at once, if it sets one.
+    pub fn max_ongoing_requests(&self) -> Option<u64> {
+        match self {
+            Self::Address(_) => None,
+            Self::Detailed(d) => d.max_ongoing_requests,
         }
     }
 
@@ -310,6 +330,7 @@ impl FilterConfig {
             max_prompt_chars: defaults::max_prompt_chars(),
             max_body_bytes: defaults::max_body_bytes(),
             decision_headers: defaults::decision_headers(),
+            max_ongoing_requests: None,
             seed: None,
             version: None,
         }
@@ -353,6 +374,9 @@ impl FilterConfig {
             if !(b.weight().is_finite() && b.weight() > 0.0) {
                 return Err(ConfigError::new(format!("{field}.weight"), "must be a positive number"));
             }
+            if b.max_ongoing_requests() == Some(0) {
+                return Err(ConfigError::new(format!("{field}.max_ongoing_requests"), "must be at least 1"));
+            }
             if b.capacity_chunks() == Some(0) {
                 return Err(ConfigError::new(format!("{field}.capacity_chunks"), "must be at least 1"));
             }
@@ -394,6 +418,9 @@ impl FilterConfig {
         }
         if !(1..=1 << 26).contains(&self.index_slots) {
             return Err(ConfigError::new("index_slots", "must be between 1 and 67108864"));
+        }
+        if self.max_ongoing_requests == Some(0) {
+            return Err(ConfigError::new("max_ongoing_requests", "must be at least 1, or absent for no cap"));
         }
         if self.capacity_chunks == Some(0) {
             return Err(ConfigError::new("capacity_chunks", "must be at least 1"));

@@ -36,6 +36,8 @@ pub struct BackendView {
     /// Prompt tokens this router predicts are still waiting for prefill
     /// there ([`crate::prefill_queue`]); kept only for `least_ttft`, else 0.
     pub queued_prefill_tokens: f64,
+    /// Most requests the backend takes at once (`max_ongoing_requests`).
+    pub max_ongoing: Option<u64>,
 }
 
 impl BackendView {
@@ -56,6 +58,11 @@ impl BackendView {
     /// health admits it (not ejected, no half-open probe outstanding).
     pub fn available(&self) -> bool {
         self.healthy && self.passive.admits_requests()
+    }
+
+    /// Whether the backend carries its `max_ongoing_requests` already.
+    pub fn at_capacity(&self) -> bool {
+        self.max_ongoing.is_some_and(|cap| self.load() >= cap)
     }
 
     /// The backend as the prefix index knows it.
@@ -111,6 +118,7 @@ pub fn snapshot<S: SharedStore + ?Sized>(
                 _ => 0.0,
             };
             BackendView {
+                max_ongoing: b.max_ongoing_requests().or(config.max_ongoing_requests),
                 queued_prefill_tokens,
                 in_flight: in_flight::count(store, &address, live),
                 passive: Health::read(store, &address, now_ms),
@@ -275,6 +283,7 @@ pub(crate) mod tests {
             scraped: None,
             capacity_chars: u64::MAX,
             queued_prefill_tokens: 0.0,
+            max_ongoing: None,
         }
     }
 

@@ -23,4 +23,4 @@ mod glue;
 
 pub use config::{ConfigError, FilterConfig, MissPolicy};
 pub use policy::{PolicyKind, Reason};
-pub use router::{Decision, NoHealthyBackend, Router};
+pub use router::{Decision, RouteError, Router};

@@ -76,15 +76,35 @@ impl Decision {
     }
 }
 
-/// No eligible backend is healthy: the request gets a local 503.
+/// Why a request could not be routed; the host answers it locally.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("no healthy backend among {eligible} eligible of {configured} configured")]
-pub struct NoHealthyBackend {
-    /// Backends in the configuration.
-    pub configured: usize,
-    /// Configured backends the request may go to: all of them, or those of
-    /// its subset hint.
-    pub eligible: usize,
+pub enum RouteError {
+    /// No eligible backend is healthy: 503.
+    #[error("no healthy backend among {eligible} eligible of {configured} configured")]
+    NoHealthyBackend {
+        /// Backends in the configuration.
+        configured: usize,
+        /// Configured backends the request may go to: all of them, or those
+        /// of its subset hint.
+        eligible: usize,
+    },
+    /// Every available backend carries its `max_ongoing_requests`: 429, so
+    /// that the client backs off instead of piling onto a full replica.
+    #[error("all {available} available backends are at their max_ongoing_requests cap")]
+    AtCapacity {
+        /// Healthy backends the request could have gone to.
+        available: usize,
+    },
+}
+
+impl RouteError {
+    /// The HTTP status of the local reply.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::NoHealthyBackend { .. } => 503,
+            Self::AtCapacity { .. } => 429,
+        }
+    }
 }
 
 impl Router {
@@ -167,14 +187,14 @@ impl Router {
         prompt: Option<&str>,
         now_ms: u64,
         rng: &mut fastrand::Rng,
-    ) -> Result<Decision, NoHealthyBackend> {
+    ) -> Result<Decision, RouteError> {
         self.route_within(store, prompt, None, now_ms, rng)
     }
 
     /// As [`Router::route`], choosing only among the backends of `subset`
     /// (`ip:port` strings, as a gateway's endpoint-subset hint lists them)
     /// when it is given: addresses not configured are ignored, and a subset
-    /// with no healthy configured member is a [`NoHealthyBackend`], never a
+    /// with no healthy configured member is a [`RouteError::NoHealthyBackend`], never a
     /// pick outside it.
     pub fn route_within(
         &self,
@@ -183,7 +203,7 @@ impl Router {
         subset: Option<&[&str]>,
         now_ms: u64,
         rng: &mut fastrand::Rng,
-    ) -> Result<Decision, NoHealthyBackend> {
+    ) -> Result<Decision, RouteError> {
         let cache = ReadCache::new(store);
         let store: &dyn SharedStore = &cache;
         let live = self.live_vms(store, now_ms);
@@ -201,7 +221,12 @@ impl Router {
             healthy = snapshot.into_iter().filter(|b| b.healthy).collect();
         }
         if healthy.is_empty() {
-            return Err(NoHealthyBackend { configured: self.config.backends.len(), eligible });
+            return Err(RouteError::NoHealthyBackend { configured: self.config.backends.len(), eligible });
+        }
+        let available = healthy.len();
+        healthy.retain(|b| !b.at_capacity());
+        if healthy.is_empty() {
+            return Err(RouteError::AtCapacity { available });
         }
         let keys = prompt.map(|p| self.index.prompt_keys(head(p, self.config.max_prompt_chars)));
         let candidates =

@@ -15,6 +15,7 @@ pub struct FilterMetrics {
     decisions: Vec<(Reason, u32)>,
     ratios: Vec<u32>,
     no_healthy_backend: Option<u32>,
+    at_capacity: Option<u32>,
     scrapes_ok: Option<u32>,
     scrapes_failed: Option<u32>,
     ejections: Option<u32>,
@@ -35,6 +36,7 @@ impl FilterMetrics {
                 .filter_map(|(_, name)| counter(&format!("prefixgate_match_ratio_le_{name}_total")))
                 .collect(),
             no_healthy_backend: counter("prefixgate_no_healthy_backend_total"),
+            at_capacity: counter("prefixgate_at_capacity_total"),
             scrapes_ok: counter("prefixgate_scrapes_ok_total"),
             scrapes_failed: counter("prefixgate_scrapes_failed_total"),
             ejections: counter("prefixgate_backend_ejections_total"),
@@ -57,6 +59,11 @@ impl FilterMetrics {
     /// Counts a request answered 503 for lack of a healthy backend.
     pub fn no_healthy_backend(&self) {
         bump(self.no_healthy_backend);
+    }
+
+    /// Counts a request answered 429: every backend at its cap.
+    pub fn at_capacity(&self) {
+        bump(self.at_capacity);
     }
 
     /// Counts what passive health did with a response outcome, and logs it.
