@@ -209,3 +209,28 @@ fn lab_and_run_send_the_same_requests() {
     let built: Vec<u64> = a.requests.iter().map(|r| r.prompt_len).collect();
     assert_eq!(sent, built);
 }
+
+#[test]
+fn least_ttft_beats_round_robin_with_roomy_and_with_cut_caches_and_keeps_hits_across_routers() {
+    // 1,500 blocks per replica hold a fraction of this workload's working
+    // set; 8,000 hold all of it at this size.
+    for blocks in [1500, 8000] {
+        let runs = lab(&lab_args(&format!(
+            "{SMALL} --num-gpu-blocks {blocks} --policy round_robin,prefix_aware,least_ttft"
+        )))
+        .unwrap();
+        let ttft = |i: usize| runs[i].report.metrics.ttft_ms.mean;
+        assert!(
+            ttft(2) < ttft(0),
+            "{blocks} blocks: least_ttft {} ms vs round_robin {} ms",
+            ttft(2),
+            ttft(0)
+        );
+        assert!(runs.iter().all(|r| r.report.metrics.completed == 150));
+    }
+    // Four routers with separate indexes: rendezvous placement keeps more
+    // of the hits than prefix_aware's independent choices do.
+    let four = lab(&lab_args(&format!("{SMALL} --policy prefix_aware,least_ttft --routers 4"))).unwrap();
+    let delivered = |i: usize| four[i].report.scorecard.clone().unwrap().delivered;
+    assert!(delivered(1) > delivered(0), "least_ttft {} vs prefix_aware {}", delivered(1), delivered(0));
+}

@@ -38,6 +38,45 @@ pub struct FilterConfig {
     /// `smallest_tenant` (default, as Ray) or `least_loaded` (as SGLang now does).
     #[serde(default)]
     pub miss_policy: MissPolicy,
+    /// least_ttft: prompt tokens of work each request already at a backend
+    /// stands for in the predicted time to first token, beside the prefill
+    /// queue (it decodes in the same engine steps, and other routers'
+    /// requests show only in the scraped load). Default 100, the best of
+    /// 0, 100 on the policy lab's grid (README, "Policy lab").
+    #[serde(default = "defaults::queue_tokens")]
+    pub queue_tokens: f64,
+    /// least_ttft: prompt tokens one backend prefills per second, at which
+    /// the prefill work this router sent it is taken to drain. Default
+    /// 15000: an NVIDIA L4 serving a 1.5B model (the simulated fleet's
+    /// profile); set it for your fleet, e.g. from vLLM's logged prompt
+    /// throughput under load. Too low errs towards spreading prompts, too
+    /// high towards affinity.
+    #[serde(default = "defaults::prefill_tokens_per_s")]
+    pub prefill_tokens_per_s: f64,
+    /// least_ttft: how far above the fleet's mean load (as a share of it) a
+    /// backend may be and still take a request; the bound of consistent
+    /// hashing with bounded loads. Default 0.25.
+    #[serde(default = "defaults::load_slack")]
+    pub load_slack: f64,
+    /// least_ttft: scraped KV-cache usage above which a backend's matched
+    /// prefix counts for less (none when full), as a replica near full
+    /// evicts. Default 0.9.
+    #[serde(default = "defaults::kv_pressure_threshold")]
+    pub kv_pressure_threshold: f64,
+    /// least_ttft: backends whose predicted cost is within this many tokens
+    /// of the least count as tied, and the prompt head's rendezvous hash
+    /// chooses among them, so that independent routers agree where their
+    /// predictions differ by little. Default 500 (about 30 ms of prefill at
+    /// the default rate), the best of 0, 500, 2000 and 8000 on the policy
+    /// lab's grid: more buys coherence across routers with TTFT.
+    #[serde(default = "defaults::tolerance_tokens")]
+    pub tolerance_tokens: f64,
+    /// least_ttft: characters of a prompt's head hashed to place a prompt no
+    /// backend holds (rendezvous hashing); prompts sharing this head go to
+    /// the same backend from every router. Default 1024: past a short system
+    /// prompt, within the first turn of a conversation.
+    #[serde(default = "defaults::rendezvous_chars")]
+    pub rendezvous_chars: usize,
     /// Characters per index chunk at the start of a prompt; 64 is about one
     /// 16-token vLLM block.
     #[serde(default = "defaults::chunk_chars")]
@@ -124,6 +163,14 @@ pub struct FilterConfig {
     /// Add `x-prefixgate-backend` and `x-prefixgate-decision` to responses. Default true.
     #[serde(default = "defaults::decision_headers")]
     pub decision_headers: bool,
+    /// Most requests one backend takes at once (its load: this router's
+    /// in-flight count or its scraped running + waiting, whichever is more),
+    /// for every policy, as Ray's `max_ongoing_requests`: a backend at its
+    /// cap is not picked, and a request that finds every available backend
+    /// at its cap gets 429. Default none (no cap): vLLM queues requests
+    /// itself, and a cap set too low turns away work the fleet could do.
+    #[serde(default)]
+    pub max_ongoing_requests: Option<u64>,
     /// Seed for the random choices; default: from the host's clock.
     #[serde(default)]
     pub seed: Option<u64>,
@@ -161,6 +208,10 @@ pub struct BackendDetails {
     /// Cache capacity in chunks, overriding the global setting.
     #[serde(default)]
     pub capacity_chunks: Option<u64>,
+    /// Most requests the backend takes at once, overriding the global
+    /// `max_ongoing_requests`.
+    #[serde(default)]
+    pub max_ongoing_requests: Option<u64>,
 }
 
 impl BackendConfig {
@@ -193,6 +244,14 @@ impl BackendConfig {
         match self {
             Self::Address(_) => None,
             Self::Detailed(d) => d.cluster.as_deref(),
+        }
+    }
+
+    /// The backend's own cap on requests at once, if it sets one.
+    pub fn max_ongoing_requests(&self) -> Option<u64> {
+        match self {
+            Self::Address(_) => None,
+            Self::Detailed(d) => d.max_ongoing_requests,
         }
     }
 
@@ -246,6 +305,12 @@ impl FilterConfig {
             imbalanced_threshold: defaults::imbalanced_threshold(),
             match_rate_threshold: defaults::match_rate_threshold(),
             miss_policy: MissPolicy::default(),
+            queue_tokens: defaults::queue_tokens(),
+            prefill_tokens_per_s: defaults::prefill_tokens_per_s(),
+            load_slack: defaults::load_slack(),
+            kv_pressure_threshold: defaults::kv_pressure_threshold(),
+            rendezvous_chars: defaults::rendezvous_chars(),
+            tolerance_tokens: defaults::tolerance_tokens(),
             chunk_chars: defaults::chunk_chars(),
             chunk_growth: defaults::chunk_growth(),
             index_slots: defaults::index_slots(),
@@ -265,6 +330,7 @@ impl FilterConfig {
             max_prompt_chars: defaults::max_prompt_chars(),
             max_body_bytes: defaults::max_body_bytes(),
             decision_headers: defaults::decision_headers(),
+            max_ongoing_requests: None,
             seed: None,
             version: None,
         }
@@ -308,6 +374,9 @@ impl FilterConfig {
             if !(b.weight().is_finite() && b.weight() > 0.0) {
                 return Err(ConfigError::new(format!("{field}.weight"), "must be a positive number"));
             }
+            if b.max_ongoing_requests() == Some(0) {
+                return Err(ConfigError::new(format!("{field}.max_ongoing_requests"), "must be at least 1"));
+            }
             if b.capacity_chunks() == Some(0) {
                 return Err(ConfigError::new(format!("{field}.capacity_chunks"), "must be at least 1"));
             }
@@ -323,6 +392,24 @@ impl FilterConfig {
         if !(0.0..=1.0).contains(&self.match_rate_threshold) {
             return Err(ConfigError::new("match_rate_threshold", "must be between 0 and 1"));
         }
+        if !(self.queue_tokens.is_finite() && self.queue_tokens >= 0.0) {
+            return Err(ConfigError::new("queue_tokens", "must be a number >= 0"));
+        }
+        if !(self.prefill_tokens_per_s.is_finite() && self.prefill_tokens_per_s > 0.0) {
+            return Err(ConfigError::new("prefill_tokens_per_s", "must be a positive number"));
+        }
+        if !(self.load_slack.is_finite() && self.load_slack >= 0.0) {
+            return Err(ConfigError::new("load_slack", "must be a number >= 0"));
+        }
+        if !(0.0..=1.0).contains(&self.kv_pressure_threshold) {
+            return Err(ConfigError::new("kv_pressure_threshold", "must be between 0 and 1"));
+        }
+        if !(self.tolerance_tokens.is_finite() && self.tolerance_tokens >= 0.0) {
+            return Err(ConfigError::new("tolerance_tokens", "must be a number >= 0"));
+        }
+        if self.rendezvous_chars == 0 {
+            return Err(ConfigError::new("rendezvous_chars", "must be at least 1"));
+        }
         if !(1..=1 << 16).contains(&self.chunk_chars) {
             return Err(ConfigError::new("chunk_chars", "must be between 1 and 65536"));
         }
@@ -331,6 +418,9 @@ impl FilterConfig {
         }
         if !(1..=1 << 26).contains(&self.index_slots) {
             return Err(ConfigError::new("index_slots", "must be between 1 and 67108864"));
+        }
+        if self.max_ongoing_requests == Some(0) {
+            return Err(ConfigError::new("max_ongoing_requests", "must be at least 1, or absent for no cap"));
         }
         if self.capacity_chunks == Some(0) {
             return Err(ConfigError::new("capacity_chunks", "must be at least 1"));
@@ -428,6 +518,24 @@ mod defaults {
     }
     pub fn match_rate_threshold() -> f64 {
         0.1
+    }
+    pub fn queue_tokens() -> f64 {
+        100.0
+    }
+    pub fn prefill_tokens_per_s() -> f64 {
+        15_000.0
+    }
+    pub fn load_slack() -> f64 {
+        0.25
+    }
+    pub fn kv_pressure_threshold() -> f64 {
+        0.9
+    }
+    pub fn tolerance_tokens() -> f64 {
+        500.0
+    }
+    pub fn rendezvous_chars() -> usize {
+        1024
     }
     pub fn chunk_chars() -> usize {
         64

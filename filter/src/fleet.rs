@@ -5,6 +5,8 @@
 use crate::config::FilterConfig;
 use crate::in_flight::{self, LiveVms};
 use crate::outlier::Health;
+use crate::policy::PolicyKind;
+use crate::prefill_queue;
 use crate::prefix_index::{IndexedBackend, PrefixIndex};
 use crate::store::{update, SharedStore};
 use crate::vllm_metrics::VllmLoad;
@@ -31,6 +33,11 @@ pub struct BackendView {
     pub scraped: Option<VllmLoad>,
     /// Characters of prompt the backend's KV cache holds.
     pub capacity_chars: u64,
+    /// Prompt tokens this router predicts are still waiting for prefill
+    /// there ([`crate::prefill_queue`]); kept only for `least_ttft`, else 0.
+    pub queued_prefill_tokens: f64,
+    /// Most requests the backend takes at once (`max_ongoing_requests`).
+    pub max_ongoing: Option<u64>,
 }
 
 impl BackendView {
@@ -51,6 +58,11 @@ impl BackendView {
     /// health admits it (not ejected, no half-open probe outstanding).
     pub fn available(&self) -> bool {
         self.healthy && self.passive.admits_requests()
+    }
+
+    /// Whether the backend carries its `max_ongoing_requests` already.
+    pub fn at_capacity(&self) -> bool {
+        self.max_ongoing.is_some_and(|cap| self.load() >= cap)
     }
 
     /// The backend as the prefix index knows it.
@@ -99,7 +111,15 @@ pub fn snapshot<S: SharedStore + ?Sized>(
             let scraped = state
                 .load
                 .filter(|_| state.last_success_ms.is_some_and(|t| now_ms.saturating_sub(t) <= fresh_for));
+            let queued_prefill_tokens = match config.policy {
+                PolicyKind::LeastTtft => {
+                    prefill_queue::queued(store, &address, config.prefill_tokens_per_s, now_ms)
+                }
+                _ => 0.0,
+            };
             BackendView {
+                max_ongoing: b.max_ongoing_requests().or(config.max_ongoing_requests),
+                queued_prefill_tokens,
                 in_flight: in_flight::count(store, &address, live),
                 passive: Health::read(store, &address, now_ms),
                 address,
@@ -262,6 +282,8 @@ pub(crate) mod tests {
             in_flight,
             scraped: None,
             capacity_chars: u64::MAX,
+            queued_prefill_tokens: 0.0,
+            max_ongoing: None,
         }
     }
 

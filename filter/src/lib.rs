@@ -11,6 +11,7 @@ pub mod in_flight;
 pub mod metrics;
 pub mod outlier;
 pub mod policy;
+pub mod prefill_queue;
 pub mod prefix_index;
 pub mod prompt;
 pub mod router;
@@ -23,4 +24,4 @@ mod glue;
 
 pub use config::{ConfigError, FilterConfig, MissPolicy};
 pub use policy::{PolicyKind, Reason};
-pub use router::{Decision, NoHealthyBackend, Router};
+pub use router::{Decision, RouteError, Router};

@@ -101,12 +101,19 @@ pub const NO_HEALTHY_BACKEND: Family = family(
     &[],
     "Requests answered 503 by the filter because no eligible backend was healthy",
 );
+/// `prefixgate_at_capacity_total`.
+pub const AT_CAPACITY: Family = family(
+    "prefixgate_at_capacity_total",
+    Kind::Counter,
+    &[],
+    "Requests answered 429 by the filter because every available backend was at its max_ongoing_requests cap",
+);
 /// `prefixgate_match_ratio`.
 pub const MATCH_RATIO: Family = family(
     "prefixgate_match_ratio",
     Kind::Histogram,
     &[],
-    "Longest cached prefix over prompt length, of prefix_aware decisions that matched the prompt",
+    "Longest cached prefix over prompt length at the chosen backend, of decisions that matched the prompt (prefix_aware, least_ttft)",
 );
 /// `prefixgate_decision_duration_seconds`.
 pub const DECISION_DURATION: Family = family(
@@ -190,6 +197,7 @@ pub const BACKEND_READMISSIONS: Family = family(
 pub const FAMILIES: &[Family] = &[
     DECISIONS,
     NO_HEALTHY_BACKEND,
+    AT_CAPACITY,
     MATCH_RATIO,
     DECISION_DURATION,
     BACKEND_HEALTHY,
@@ -297,9 +305,16 @@ pub fn micro(value: f64) -> i64 {
 }
 
 /// Whether a decision's match ratio goes into [`MATCH_RATIO`]: the
-/// prefix_aware reasons reached after matching the prompt.
+/// Reasons reached after matching the prompt (prefix_aware's and least_ttft's).
 pub fn records_match_ratio(reason: Reason) -> bool {
-    matches!(reason, Reason::PrefixMatch | Reason::SmallestTenant | Reason::LeastLoaded)
+    matches!(
+        reason,
+        Reason::PrefixMatch
+            | Reason::SmallestTenant
+            | Reason::LeastLoaded
+            | Reason::Rendezvous
+            | Reason::LeastCost
+    )
 }
 
 const fn section_len(families: &[Family]) -> usize {

@@ -1,9 +1,11 @@
 //! Routing policies: one trait, one file each, chosen by name in the config.
 
+mod least_ttft;
 mod pow2;
 mod prefix_aware;
 mod round_robin;
 
+pub use least_ttft::{kv_trust, load_bound, rendezvous, LeastTtft};
 pub use pow2::{least_loaded, pow2_pick, Pow2};
 pub use prefix_aware::PrefixAware;
 pub use round_robin::RoundRobin;
@@ -26,11 +28,14 @@ pub enum PolicyKind {
     /// Ray's PrefixAwareReplicaScheduler: follow the cached prefix unless load is imbalanced.
     #[default]
     PrefixAware,
+    /// The least predicted time to first token (uncached prefill plus queue),
+    /// under a load bound; unseen prompts by rendezvous hashing.
+    LeastTtft,
 }
 
 impl PolicyKind {
     /// Every policy, in documentation order.
-    pub const ALL: [PolicyKind; 3] = [Self::RoundRobin, Self::Pow2, Self::PrefixAware];
+    pub const ALL: [PolicyKind; 4] = [Self::RoundRobin, Self::Pow2, Self::PrefixAware, Self::LeastTtft];
 
     /// The configuration name.
     pub fn as_str(self) -> &'static str {
@@ -38,6 +43,7 @@ impl PolicyKind {
             Self::RoundRobin => "round_robin",
             Self::Pow2 => "pow2",
             Self::PrefixAware => "prefix_aware",
+            Self::LeastTtft => "least_ttft",
         }
     }
 }
@@ -50,7 +56,7 @@ impl fmt::Display for PolicyKind {
 
 /// A policy name that is not one of [`PolicyKind::ALL`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown policy `{0}` (expected round_robin, pow2 or prefix_aware)")]
+#[error("unknown policy `{0}` (expected round_robin, pow2, prefix_aware or least_ttft)")]
 pub struct UnknownPolicy(pub String);
 
 impl FromStr for PolicyKind {
@@ -78,11 +84,17 @@ pub enum Reason {
     RoundRobin,
     /// The pow2 policy.
     Pow2,
+    /// least_ttft: no backend under the load bound holds more of the prompt
+    /// than another, so its head's rendezvous hash chose.
+    Rendezvous,
+    /// least_ttft: a backend holding less of the prompt than the best match,
+    /// whose shorter queue makes up for it.
+    LeastCost,
 }
 
 impl Reason {
     /// Every reason, in the order metrics are defined.
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 9] = [
         Self::PrefixMatch,
         Self::SmallestTenant,
         Self::LeastLoaded,
@@ -90,6 +102,8 @@ impl Reason {
         Self::NoPrompt,
         Self::RoundRobin,
         Self::Pow2,
+        Self::Rendezvous,
+        Self::LeastCost,
     ];
 
     /// Name used in headers, logs and metric names.
@@ -102,6 +116,8 @@ impl Reason {
             Self::NoPrompt => "no_prompt",
             Self::RoundRobin => "round_robin",
             Self::Pow2 => "pow2",
+            Self::Rendezvous => "rendezvous",
+            Self::LeastCost => "least_cost",
         }
     }
 }
@@ -115,6 +131,9 @@ pub struct Pick {
     pub reason: Reason,
     /// Longest matched prefix over prompt length (0 when not matched).
     pub match_ratio: f64,
+    /// Prompt tokens the chosen backend is predicted to prefill (those it
+    /// does not hold); 0 for policies that do not predict it.
+    pub prefill_tokens: f64,
 }
 
 /// What a policy chooses from: the healthy backends and the request's prompt.

@@ -82,6 +82,15 @@ impl PromptKeys {
         self.chars
     }
 
+    /// The key naming the prompt's first `chars` characters: that of the
+    /// last chunk ending within them (the first chunk's if even it is
+    /// longer), `None` for a prompt shorter than one chunk. Prompts sharing
+    /// that head share the key.
+    pub fn head_key(&self, chars: usize) -> Option<u64> {
+        let within = self.ends.partition_point(|&end| end <= chars).max(1);
+        self.keys.get(within - 1).copied()
+    }
+
     /// Characters covered by the first `chunks` chunks.
     fn covered(&self, chunks: usize) -> usize {
         chunks.checked_sub(1).and_then(|last| self.ends.get(last)).copied().unwrap_or(0)
@@ -318,10 +327,23 @@ impl PrefixIndex {
         now_ms: u64,
     ) {
         let covered = keys.covered(keys.chunks()) as u64;
+        // The text after the last whole chunk is not indexed, but it is in
+        // the replica's cache all the same: it counts towards the backend's
+        // cached size (as in Ray's tree, where every character does), so
+        // that prompts shorter than a chunk do not all look like they went
+        // nowhere and pile onto one "smallest tenant".
+        let tail = (keys.chars() as u64).saturating_sub(covered);
+        let record_key = record_key(backend.name);
         if covered == 0 {
+            if tail > 0 {
+                update(store, &record_key, |bytes| {
+                    let mut record = BackendRecord::decode(bytes);
+                    record.new_chars = record.new_chars.saturating_add(tail);
+                    Some(record.encode())
+                });
+            }
             return;
         }
-        let record_key = record_key(backend.name);
         let mut before = BackendRecord::default();
         let reserved = update(store, &record_key, |bytes| {
             before = BackendRecord::decode(bytes);
@@ -362,6 +384,7 @@ impl PrefixIndex {
                 new_chars += keys.width(i) as u64;
             }
         }
+        new_chars += tail;
         if new_chars == 0 {
             return;
         }

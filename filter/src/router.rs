@@ -6,7 +6,8 @@ use crate::config::FilterConfig;
 use crate::fleet::{self, BackendView};
 use crate::in_flight::{self, LiveVms};
 use crate::outlier::{self, Transition};
-use crate::policy::{Candidates, Policy, PolicyKind, Pow2, PrefixAware, Reason, RoundRobin};
+use crate::policy::{Candidates, LeastTtft, Policy, PolicyKind, Pow2, PrefixAware, Reason, RoundRobin};
+use crate::prefill_queue;
 use crate::prefix_index::{IndexShape, PrefixIndex, PromptKeys};
 use crate::store::{ReadCache, SharedStore};
 use std::fmt;
@@ -75,15 +76,35 @@ impl Decision {
     }
 }
 
-/// No eligible backend is healthy: the request gets a local 503.
+/// Why a request could not be routed; the host answers it locally.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("no healthy backend among {eligible} eligible of {configured} configured")]
-pub struct NoHealthyBackend {
-    /// Backends in the configuration.
-    pub configured: usize,
-    /// Configured backends the request may go to: all of them, or those of
-    /// its subset hint.
-    pub eligible: usize,
+pub enum RouteError {
+    /// No eligible backend is healthy: 503.
+    #[error("no healthy backend among {eligible} eligible of {configured} configured")]
+    NoHealthyBackend {
+        /// Backends in the configuration.
+        configured: usize,
+        /// Configured backends the request may go to: all of them, or those
+        /// of its subset hint.
+        eligible: usize,
+    },
+    /// Every available backend carries its `max_ongoing_requests`: 429, so
+    /// that the client backs off instead of piling onto a full replica.
+    #[error("all {available} available backends are at their max_ongoing_requests cap")]
+    AtCapacity {
+        /// Healthy backends the request could have gone to.
+        available: usize,
+    },
+}
+
+impl RouteError {
+    /// The HTTP status of the local reply.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::NoHealthyBackend { .. } => 503,
+            Self::AtCapacity { .. } => 429,
+        }
+    }
 }
 
 impl Router {
@@ -104,6 +125,14 @@ impl Router {
                 imbalanced_threshold: config.imbalanced_threshold,
                 match_rate_threshold: config.match_rate_threshold,
                 miss_policy: config.miss_policy,
+            }),
+            PolicyKind::LeastTtft => Box::new(LeastTtft {
+                queue_tokens: config.queue_tokens,
+                load_slack: config.load_slack,
+                kv_pressure_threshold: config.kv_pressure_threshold,
+                chars_per_token: config.chars_per_token,
+                rendezvous_chars: config.rendezvous_chars,
+                tolerance_tokens: config.tolerance_tokens,
             }),
         };
         Self { config, index, policy, vm: 0 }
@@ -158,14 +187,14 @@ impl Router {
         prompt: Option<&str>,
         now_ms: u64,
         rng: &mut fastrand::Rng,
-    ) -> Result<Decision, NoHealthyBackend> {
+    ) -> Result<Decision, RouteError> {
         self.route_within(store, prompt, None, now_ms, rng)
     }
 
     /// As [`Router::route`], choosing only among the backends of `subset`
     /// (`ip:port` strings, as a gateway's endpoint-subset hint lists them)
     /// when it is given: addresses not configured are ignored, and a subset
-    /// with no healthy configured member is a [`NoHealthyBackend`], never a
+    /// with no healthy configured member is a [`RouteError::NoHealthyBackend`], never a
     /// pick outside it.
     pub fn route_within(
         &self,
@@ -174,7 +203,7 @@ impl Router {
         subset: Option<&[&str]>,
         now_ms: u64,
         rng: &mut fastrand::Rng,
-    ) -> Result<Decision, NoHealthyBackend> {
+    ) -> Result<Decision, RouteError> {
         let cache = ReadCache::new(store);
         let store: &dyn SharedStore = &cache;
         let live = self.live_vms(store, now_ms);
@@ -192,7 +221,12 @@ impl Router {
             healthy = snapshot.into_iter().filter(|b| b.healthy).collect();
         }
         if healthy.is_empty() {
-            return Err(NoHealthyBackend { configured: self.config.backends.len(), eligible });
+            return Err(RouteError::NoHealthyBackend { configured: self.config.backends.len(), eligible });
+        }
+        let available = healthy.len();
+        healthy.retain(|b| !b.at_capacity());
+        if healthy.is_empty() {
+            return Err(RouteError::AtCapacity { available });
         }
         let keys = prompt.map(|p| self.index.prompt_keys(head(p, self.config.max_prompt_chars)));
         let candidates =
@@ -201,6 +235,10 @@ impl Router {
         let chosen = healthy.get(pick.backend).unwrap_or(&healthy[0]);
         if let Some(keys) = &keys {
             self.index.insert(store, keys, chosen.indexed(), now_ms);
+        }
+        if self.policy.kind() == PolicyKind::LeastTtft {
+            let rate = self.config.prefill_tokens_per_s;
+            prefill_queue::add(store, &chosen.address, pick.prefill_tokens, rate, now_ms);
         }
         if chosen.passive.is_half_open() {
             outlier::claim_probe(store, &chosen.address, now_ms, PROBE_WINDOW_MS);
@@ -278,3 +316,6 @@ fn head(text: &str, chars: usize) -> &str {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod least_ttft_tests;

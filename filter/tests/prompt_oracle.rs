@@ -202,6 +202,15 @@ fn chat_body() -> impl Strategy<Value = Json> {
                 (("text".into(), false), Json::Str(t, false)),
             ])
         }),
+        // Ray's reader takes a part's string `content` where it has no
+        // string `text`; the keys in either order, the text maybe escaped.
+        (text(), any::<bool>(), json()).prop_map(|(t, escaped, text_value)| {
+            let mut fields = vec![(("content".into(), false), Json::Str(t, escaped))];
+            if escaped {
+                fields.insert(0, (("text".into(), false), text_value));
+            }
+            Json::Object(fields)
+        }),
         json(),
     ];
     let content = prop_oneof![
@@ -218,6 +227,7 @@ fn chat_body() -> impl Strategy<Value = Json> {
             fields.extend(extra);
             Json::Object(fields)
         }),
+        1 => (text(), any::<bool>()).prop_map(|(t, e)| Json::Str(t, e)),
         1 => json(),
     ];
     (prop::collection::vec(message, 0..5), prop::collection::vec((key(), json()), 0..3)).prop_map(

@@ -59,6 +59,7 @@ pub fn for_envoy(mut config: FilterConfig) -> FilterConfig {
                 weight: 1.0,
                 cluster: None,
                 capacity_chunks: None,
+                max_ongoing_requests: None,
             },
             BackendConfig::Detailed(details) => details.clone(),
         };

@@ -488,3 +488,42 @@ async fn admin_status_says_unhealthy_as_soon_as_the_filter_skips_a_backend() {
     drop(proxy);
     fleet.shutdown().await;
 }
+
+/// With `max_ongoing_requests` set, a request that finds every replica at
+/// its cap gets an OpenAI-shaped 429 instead of piling onto a full replica;
+/// once the replica has room again, requests are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_at_its_cap_answers_a_json_429() {
+    let _serial = SERIAL.lock().await;
+    // Real time: the long request stays in flight for seconds.
+    let fleet = start_fleet(1, 1.0).await.unwrap();
+    let addrs = fleet.addrs();
+    let proxy = filter_proxy(&addrs, "least_ttft", &[("max_ongoing_requests", "1")]).await;
+    let (a, b) = (Client::new(&proxy.base).unwrap(), Client::new(&proxy.base).unwrap());
+    // Two requests at once, each taking seconds: one is served, the other
+    // finds the only replica at its cap.
+    let (first, second) = (prompt("a long answer", 400), prompt("another long answer", 400));
+    let (one, two) = tokio::join!(a.completion(&first, 300), b.completion(&second, 300));
+    let (one, two) = (one.unwrap(), two.unwrap());
+    let mut statuses = [one.status, two.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 429], "{} / {}", one.text(), two.text());
+    let refused = if one.status == 429 { one } else { two };
+    assert_eq!(refused.headers.get("content-type").and_then(|v| v.to_str().ok()), Some("application/json"));
+    let body: serde_json::Value = serde_json::from_slice(&refused.body).unwrap();
+    assert_eq!(body["error"]["type"], "RateLimitError", "{body}");
+    assert_eq!(body["error"]["code"], 429, "{body}");
+    let client = a;
+    // Room again once the next scrape shows the replica idle.
+    let mut statuses = Vec::new();
+    for _ in 0..50 {
+        let status = client.completion(&prompt("a short one", 100), 1).await.unwrap().status;
+        statuses.push(status);
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
+    fleet.shutdown().await;
+}

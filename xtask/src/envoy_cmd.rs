@@ -85,9 +85,7 @@ fn parse_envoy_args(args: &[String]) -> Result<EnvoyArgs> {
                     .collect::<Result<_>>()?;
             }
             "--policy" => {
-                parsed.policy = serde_json::from_value(value.into()).with_context(|| {
-                    format!("--policy: `{value}` is not one of prefix_aware, pow2, round_robin")
-                })?;
+                parsed.policy = value.parse().context("--policy")?;
             }
             "--listen" => parsed.listen = parse_addr(flag, value)?,
             "--admin" => parsed.admin = parse_addr(flag, value)?,

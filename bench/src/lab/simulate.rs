@@ -401,7 +401,7 @@ impl Lab<'_> {
         let decision = match router.router.route(&router.store, prompt.as_deref(), now, &mut rng) {
             Ok(d) => d,
             Err(e) => {
-                outcome.error = Some(format!("HTTP 503 Service Unavailable: {e}"));
+                outcome.error = Some(format!("HTTP {}: {e}", e.status()));
                 self.end(i, t, outcome);
                 return;
             }

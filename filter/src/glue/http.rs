@@ -5,7 +5,7 @@ use super::host_store::HostStore;
 use super::metrics::FilterMetrics;
 use super::{log, now_ms};
 use crate::prompt::extract_prompt;
-use crate::router::{Decision, Router};
+use crate::router::{Decision, RouteError, Router};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 use std::rc::Rc;
@@ -17,6 +17,8 @@ const BACKEND_HEADER: &str = "x-prefixgate-backend";
 const DECISION_HEADER: &str = "x-prefixgate-decision";
 /// OpenAI-style error body of the local 503.
 const NO_BACKEND_BODY: &str = r#"{"error":{"message":"no healthy backend is available","type":"ServiceUnavailableError","param":null,"code":503}}"#;
+/// OpenAI-style error body of the local 429 (every backend at its cap).
+const AT_CAPACITY_BODY: &str = r#"{"error":{"message":"every backend is at its max_ongoing_requests cap; retry later","type":"RateLimitError","param":null,"code":429}}"#;
 
 /// Routing state of one request.
 pub struct HttpFilter {
@@ -109,15 +111,21 @@ impl HttpFilter {
             }
             Err(e) => {
                 self.set_http_request_header(&upstream_header, None);
-                self.metrics.no_healthy_backend();
-                log(LogLevel::Warn, &format!("prefixgate: {e}; answering 503"));
+                let (decision, body) = match e {
+                    RouteError::NoHealthyBackend { .. } => {
+                        self.metrics.no_healthy_backend();
+                        ("no_healthy_backend", NO_BACKEND_BODY)
+                    }
+                    RouteError::AtCapacity { .. } => {
+                        self.metrics.at_capacity();
+                        ("at_capacity", AT_CAPACITY_BODY)
+                    }
+                };
+                log(LogLevel::Warn, &format!("prefixgate: {e}; answering {}", e.status()));
                 self.send_http_response(
-                    503,
-                    vec![
-                        ("content-type", "application/json"),
-                        ("x-prefixgate-decision", "no_healthy_backend"),
-                    ],
-                    Some(NO_BACKEND_BODY.as_bytes()),
+                    u32::from(e.status()),
+                    vec![("content-type", "application/json"), ("x-prefixgate-decision", decision)],
+                    Some(body.as_bytes()),
                 );
                 Action::Pause
             }

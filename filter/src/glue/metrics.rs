@@ -4,7 +4,7 @@
 
 use crate::fleet::BackendView;
 use crate::metrics::{
-    self as names, backend_name, decision_name, first_bucket, histogram_names, micro, Family,
+    self as names, backend_name, decision_name, first_bucket, histogram_names, micro, Family, AT_CAPACITY,
     BACKEND_EJECTIONS, BACKEND_HEALTHY, BACKEND_IN_FLIGHT, BACKEND_KV_CACHE, BACKEND_LOAD,
     BACKEND_READMISSIONS, BACKEND_RUNNING, BACKEND_SCRAPES, BACKEND_SCRAPE_FAILURES, BACKEND_WAITING,
     DECISION_DURATION, DECISION_DURATION_BOUNDS, MATCH_RATIO, MATCH_RATIO_BOUNDS, NO_HEALTHY_BACKEND,
@@ -112,6 +112,7 @@ pub struct FilterMetrics {
     match_ratio: Histogram,
     duration: Histogram,
     no_healthy_backend: Option<u32>,
+    at_capacity: Option<u32>,
     backends: Vec<BackendIds>,
 }
 
@@ -128,6 +129,7 @@ impl FilterMetrics {
             match_ratio: Histogram::define(&MATCH_RATIO, MATCH_RATIO_BOUNDS),
             duration: Histogram::define(&DECISION_DURATION, DECISION_DURATION_BOUNDS),
             no_healthy_backend: define(MetricType::Counter, NO_HEALTHY_BACKEND.name),
+            at_capacity: define(MetricType::Counter, AT_CAPACITY.name),
             backends: backends.into_iter().map(BackendIds::define).collect(),
         }
     }
@@ -159,6 +161,11 @@ impl FilterMetrics {
     /// Counts a request answered 503 for lack of a healthy backend.
     pub fn no_healthy_backend(&self) {
         bump(self.no_healthy_backend);
+    }
+
+    /// Counts a request answered 429: every backend at its cap.
+    pub fn at_capacity(&self) {
+        bump(self.at_capacity);
     }
 
     /// Counts what passive health did with a response outcome, and logs it.

@@ -13,7 +13,12 @@ impl Policy for Pow2 {
     }
 
     fn pick(&self, c: &Candidates<'_>, rng: &mut fastrand::Rng) -> Pick {
-        Pick { backend: pow2_pick(c.backends, rng), reason: Reason::Pow2, match_ratio: 0.0 }
+        Pick {
+            backend: pow2_pick(c.backends, rng),
+            reason: Reason::Pow2,
+            match_ratio: 0.0,
+            prefill_tokens: 0.0,
+        }
     }
 }
 

@@ -38,10 +38,16 @@ impl Policy for PrefixAware {
                 backend: pow2_pick(c.backends, rng),
                 reason: Reason::Imbalanced,
                 match_ratio: 0.0,
+                prefill_tokens: 0.0,
             };
         }
         let Some(keys) = c.prompt.filter(|k| k.chars() > 0) else {
-            return Pick { backend: pow2_pick(c.backends, rng), reason: Reason::NoPrompt, match_ratio: 0.0 };
+            return Pick {
+                backend: pow2_pick(c.backends, rng),
+                reason: Reason::NoPrompt,
+                match_ratio: 0.0,
+                prefill_tokens: 0.0,
+            };
         };
         let indexed: Vec<IndexedBackend<'_>> = c.backends.iter().map(|b| b.indexed()).collect();
         let matched = c.index.longest_match(c.store, keys, &indexed, c.now_ms);
@@ -51,7 +57,7 @@ impl Policy for PrefixAware {
         if best > 0 && match_ratio >= self.match_rate_threshold {
             let holders: Vec<usize> = all.iter().copied().filter(|&i| matched[i] == best).collect();
             if let Some(backend) = least_loaded(c.backends, &holders, rng) {
-                return Pick { backend, reason: Reason::PrefixMatch, match_ratio };
+                return Pick { backend, reason: Reason::PrefixMatch, match_ratio, prefill_tokens: 0.0 };
             }
         }
         let (among, reason) = match self.miss_policy {
@@ -64,6 +70,6 @@ impl Policy for PrefixAware {
             }
         };
         let backend = least_loaded(c.backends, &among, rng).unwrap_or(0);
-        Pick { backend, reason, match_ratio }
+        Pick { backend, reason, match_ratio, prefill_tokens: 0.0 }
     }
 }

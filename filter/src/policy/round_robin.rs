@@ -27,6 +27,6 @@ impl Policy for RoundRobin {
         // pick keeps the spread even.
         let turn = turn.unwrap_or_else(|| rng.u64(..));
         let backend = (turn % c.backends.len() as u64) as usize;
-        Pick { backend, reason: Reason::RoundRobin, match_ratio: 0.0 }
+        Pick { backend, reason: Reason::RoundRobin, match_ratio: 0.0, prefill_tokens: 0.0 }
     }
 }

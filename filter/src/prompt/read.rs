@@ -1,6 +1,9 @@
 //! The few paths of an OpenAI request that routing reads, as a pull reader:
 //! top-level object → `prompt` (completions) or `messages[].content` (chat)
-//! → a string, or a list of strings and `{type, text}` parts. Every other
+//! → a string, or a list of strings and `{type, text}` parts (or `{content}`
+//! parts, whose string `content` stands in for a missing `text`, as Ray's
+//! prefix router reads them); a bare string among the messages is its own
+//! text. Every other
 //! value is skipped with [`Scanner::skip_value`].
 //!
 //! Later keys win: a repeated key goes back to the [`Mark`] taken before the
@@ -48,12 +51,14 @@ fn prompt<'b>(s: &mut Scanner<'b>, text: &mut Text<'b>) -> Step {
 }
 
 /// `messages` of a chat: the content of every message, in order and without
-/// separators. (A bare string counts as the text itself.)
+/// separators. (A bare string, as the list or one of its elements, counts as
+/// the text itself.)
 fn messages<'b>(s: &mut Scanner<'b>, text: &mut Text<'b>) -> Step {
     match s.peek()? {
         b'"' => string(s, text),
         b'[' => each_element(s, |s| match s.peek()? {
             b'{' => message(s, text),
+            b'"' => string(s, text),
             _ => s.skip_value(),
         }),
         _ => s.skip_value(),
@@ -85,8 +90,9 @@ fn content<'b>(s: &mut Scanner<'b>, text: &mut Text<'b>) -> Step {
     }
 }
 
-/// A content part (an object): the string `text`, unless its `type` is a
-/// string other than `"text"` (images, audio and other typed parts).
+/// A content part (an object): the string `text` (else a string `content`),
+/// unless its `type` is a string other than `"text"` (images, audio and
+/// other typed parts).
 ///
 /// `text` is read where it stands and dropped at the end of the part if its
 /// `type` says so. Either order of the keys counts: if the budget is
@@ -97,8 +103,13 @@ fn content<'b>(s: &mut Scanner<'b>, text: &mut Text<'b>) -> Step {
 fn part<'b>(s: &mut Scanner<'b>, text: &mut Text<'b>) -> Step {
     let start = text.mark();
     let (mut other_type, mut text_at, mut full) = (false, None, false);
-    each_member(s, &["type", "text"], |s, key| {
+    // Where the last string `content` starts: read at the end, only if no
+    // string `text` came.
+    let mut content_at = None;
+    each_member(s, &["type", "text", "content"], |s, key| {
         match (key, s.peek()?) {
+            (Some(2), b'"') => content_at = Some(s.position()),
+            (Some(2), _) => content_at = None,
             (Some(0), b'"') => {
                 s.eat(b'"')?;
                 other_type = s.string_is_one_of(&["text"])?.is_none();
@@ -129,9 +140,15 @@ fn part<'b>(s: &mut Scanner<'b>, text: &mut Text<'b>) -> Step {
         }
         s.skip_value()
     })?;
-    if other_type {
-        text.back_to(start);
-    } else if let (true, Some(at)) = (full, text_at) {
+    let reread = match (other_type, text_at) {
+        (true, _) => {
+            text.back_to(start);
+            None
+        }
+        (false, Some(at)) => full.then_some(at),
+        (false, None) => content_at,
+    };
+    if let Some(at) = reread {
         let end = s.position();
         s.seek(at);
         string(s, text)?;

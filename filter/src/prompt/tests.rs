@@ -218,3 +218,18 @@ fn deep_nesting_anywhere_is_skipped_without_recursion() {
     let mismatched = format!(r#"{{"x":{}1{},"prompt":"p"}}"#, "[".repeat(100), "}".repeat(100));
     assert_eq!(extract_prompt(COMPLETIONS, mismatched.as_bytes(), MAX), None);
 }
+
+#[test]
+fn bare_string_messages_and_content_parts_are_read_as_ray_reads_them() {
+    let bare = br#"{"messages":["You are terse. ",{"role":"user","content":"Hi"}]}"#;
+    assert_eq!(extract_prompt(CHAT, bare, MAX).as_deref(), Some("You are terse. Hi"));
+    // A part's string `content` stands in for a missing or non-string `text`...
+    let parts = br#"{"messages":[{"content":[{"content":"ab"},{"text":7,"content":"cd"},"ef"]}]}"#;
+    assert_eq!(extract_prompt(CHAT, parts, MAX).as_deref(), Some("abcdef"));
+    // ...but a string `text` wins whatever the order, and a typed part drops both.
+    let both =
+        br#"{"messages":[{"content":[{"content":"no","text":"yes"},{"type":"image","content":"no"}]}]}"#;
+    assert_eq!(extract_prompt(CHAT, both, MAX).as_deref(), Some("yes"));
+    // Within the budget too.
+    assert_eq!(extract_prompt(CHAT, parts, 3).as_deref(), Some("abc"));
+}

@@ -147,7 +147,10 @@ fn no_healthy_backend_is_an_error() {
             record_scrape_failure(&store, b);
         }
     }
-    assert_eq!(r.route(&store, Some("x"), 0, &mut rng), Err(NoHealthyBackend { configured: 3, eligible: 3 }));
+    assert_eq!(
+        r.route(&store, Some("x"), 0, &mut rng),
+        Err(RouteError::NoHealthyBackend { configured: 3, eligible: 3 })
+    );
 }
 
 #[test]
@@ -409,14 +412,14 @@ fn a_subset_hint_confines_the_pick() {
     }
     // Nothing eligible: an error, not a pick outside the subset.
     let none = r.route_within(&store, None, Some(&["10.9.9.9:1"]), 0, &mut rng).unwrap_err();
-    assert_eq!(none, NoHealthyBackend { configured: 3, eligible: 0 });
+    assert_eq!(none, RouteError::NoHealthyBackend { configured: 3, eligible: 0 });
     assert!(r.route_within(&store, None, Some(&[]), 0, &mut rng).is_err());
     // An unhealthy member leaves nothing either.
     for _ in 0..3 {
         record_scrape_failure(&store, C);
     }
     let unhealthy = r.route_within(&store, None, Some(&[C]), 1, &mut rng).unwrap_err();
-    assert_eq!(unhealthy.eligible, 1);
+    assert!(matches!(unhealthy, RouteError::NoHealthyBackend { eligible: 1, .. }), "{unhealthy:?}");
 }
 
 #[test]
@@ -435,4 +438,49 @@ fn credit_moves_a_prompt_to_the_backend_that_served() {
         .collect();
     assert!(holders.iter().all(|h| h == &d.backend || h == served), "{holders:?}");
     assert!(holders.iter().any(|h| h == served), "the served backend never matched: {holders:?}");
+}
+
+#[test]
+fn prompts_shorter_than_a_chunk_spread_over_the_smallest_tenants() {
+    // Ray's tree counts every character a replica received, so distinct
+    // short prompts spread; a count of whole chunks only would see every
+    // backend empty forever and send them all to the first tie.
+    let json = format!(r#"{{"backends":["{A}","{B}","{C}"],"chunk_chars":64,"scrape_interval_ms":0}}"#);
+    let r = Router::new(FilterConfig::from_json(json.as_bytes()).unwrap());
+    let (store, mut rng) = (MemoryStore::new(), rng());
+    let mut counts = std::collections::HashMap::new();
+    for i in 0..30 {
+        let d = route(&r, &store, Some(&format!("a distinct short prompt #{i:04}")), &mut rng);
+        assert_eq!(d.reason, Reason::SmallestTenant);
+        *counts.entry(d.backend).or_insert(0) += 1;
+    }
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    assert!(counts.values().all(|&n| (8..=12).contains(&n)), "{counts:?}");
+}
+
+#[test]
+fn no_policy_picks_a_backend_at_its_cap_and_a_full_fleet_gets_429() {
+    for policy in PolicyKind::ALL {
+        let extra = format!(
+            r#","policy":"{policy}","max_ongoing_requests":2,"scrape_interval_ms":0,"backends":["{A}",{{"address":"{B}","max_ongoing_requests":1}},"{C}"]"#
+        );
+        let json = format!(r#"{{"chunk_chars":8{extra}}}"#);
+        let r = Router::new(FilterConfig::from_json(json.as_bytes()).unwrap());
+        let (store, mut rng) = (MemoryStore::new(), rng());
+        // The same prompt every time, never finished: affinity would pile
+        // it onto one backend.
+        let p = prompt("hot", 10);
+        let picks: Vec<Decision> = (0..5).map(|_| r.route(&store, Some(&p), 0, &mut rng).unwrap()).collect();
+        let on = |b: &str| picks.iter().filter(|d| d.backend == b).count();
+        assert_eq!((on(A), on(B), on(C)), (2, 1, 2), "{policy}");
+        assert_eq!(
+            r.route(&store, Some(&p), 0, &mut rng),
+            Err(RouteError::AtCapacity { available: 3 }),
+            "{policy}"
+        );
+        assert_eq!(RouteError::AtCapacity { available: 3 }.status(), 429);
+        // One finishes: there is room again, on that backend.
+        r.finish(&store, B);
+        assert_eq!(r.route(&store, Some(&p), 0, &mut rng).map(|d| d.backend), Ok(B.to_owned()), "{policy}");
+    }
 }

@@ -179,24 +179,29 @@ impl<'de> Visitor<'de> for Prompt {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut text = Text::default();
         while let Some(item) = seq.next_element_seed(StringOnly)? {
-            text.push(item);
+            text.push(item.unwrap_or_default());
         }
         Ok(text)
     }
 }
 
-/// A value that counts only when it is a string.
+/// A value that is text only when it is a string: `None` for any other.
 struct StringOnly;
-seed_reads_any_value!(StringOnly, Text<'de>);
+seed_reads_any_value!(StringOnly, Option<Text<'de>>);
 
 impl<'de> Visitor<'de> for StringOnly {
-    type Value = Text<'de>;
+    type Value = Option<Text<'de>>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a string")
     }
 
-    strings_are_text!();
+    fn visit_borrowed_str<E: Error>(self, s: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Text(Cow::Borrowed(s))))
+    }
+    fn visit_str<E: Error>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(Some(Text(Cow::Owned(s.to_owned()))))
+    }
     skip!(scalars, arrays, objects);
 }
 
@@ -224,8 +229,8 @@ impl<'de> Visitor<'de> for Messages {
     }
 }
 
-/// One chat message: its `content` (the last one, if repeated); anything
-/// that is not an object has none.
+/// One chat message: its `content` (the last one, if repeated); a bare
+/// string is its own text; anything else has none.
 struct Message;
 seed_reads_any_value!(Message, Text<'de>);
 
@@ -236,7 +241,8 @@ impl<'de> Visitor<'de> for Message {
         f.write_str("a message")
     }
 
-    skip!(scalars, strings, arrays);
+    strings_are_text!();
+    skip!(scalars, arrays);
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut content = Text::default();
@@ -275,9 +281,9 @@ impl<'de> Visitor<'de> for Content {
     }
 }
 
-/// One part of a list content: a string, or the string `text` of an object
-/// whose `type` is `"text"` or not a string at all (images, audio and other
-/// typed parts are skipped).
+/// One part of a list content: a string, or the string `text` (else the
+/// string `content`) of an object whose `type` is `"text"` or not a string
+/// at all (images, audio and other typed parts are skipped).
 struct Part;
 seed_reads_any_value!(Part, Text<'de>);
 
@@ -292,17 +298,18 @@ impl<'de> Visitor<'de> for Part {
     skip!(scalars, arrays);
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let (mut other_type, mut text) = (false, Text::default());
-        while let Some(key) = map.next_key_seed(KeyIs(&["type", "text"]))? {
+        let (mut other_type, mut text, mut content) = (false, None, None);
+        while let Some(key) = map.next_key_seed(KeyIs(&["type", "text", "content"]))? {
             match key {
                 Some(0) => other_type = map.next_value_seed(NonTextType)?,
-                Some(_) => text = map.next_value_seed(StringOnly)?,
+                Some(1) => text = map.next_value_seed(StringOnly)?,
+                Some(_) => content = map.next_value_seed(StringOnly)?,
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(if other_type { Text::default() } else { text })
+        Ok(if other_type { Text::default() } else { text.or(content).unwrap_or_default() })
     }
 }
 

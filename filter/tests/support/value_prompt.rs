@@ -29,8 +29,13 @@ fn chat_prompt(messages: &Value) -> String {
     match messages {
         Value::Array(list) => {
             for message in list {
-                if let Some(content) = message.get("content") {
-                    push_content(content, &mut text);
+                match message {
+                    Value::String(s) => text.push_str(s),
+                    _ => {
+                        if let Some(content) = message.get("content") {
+                            push_content(content, &mut text);
+                        }
+                    }
                 }
             }
         }
@@ -49,7 +54,8 @@ fn push_content(content: &Value, out: &mut String) {
                     Value::String(s) => out.push_str(s),
                     Value::Object(fields) => {
                         let is_text = fields.get("type").and_then(Value::as_str).is_none_or(|t| t == "text");
-                        if let (true, Some(Value::String(s))) = (is_text, fields.get("text")) {
+                        let string = |key| fields.get(key).and_then(Value::as_str);
+                        if let (true, Some(s)) = (is_text, string("text").or_else(|| string("content"))) {
                             out.push_str(s);
                         }
                     }
