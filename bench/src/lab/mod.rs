@@ -290,6 +290,7 @@ pub fn sweep_in_lab(config: &SweepConfig, output_dir: &Path) -> Result<Vec<LabRu
             ..EngineLimits::default()
         },
         tokenizer: args.tokenizer.clone(),
+        num_gpu_blocks: s.num_gpu_blocks,
         ..SimConfig::default()
     };
     let fleet = LabFleet { sim, replicas: s.num_servers, routers: s.routers.max(1), server: s.clone() };

@@ -103,6 +103,9 @@ pub struct ServerSettings {
     pub enable_chunked_prefill: bool,
     /// Simulated seconds per wall-clock second. Default 1; must be 1 with real backends.
     pub time_scale: f64,
+    /// KV blocks per simulated replica (`vllm-sim --num-gpu-blocks`), e.g. to
+    /// cut the caches below the working set. Default: the profile's.
+    pub num_gpu_blocks: Option<usize>,
     /// Real replicas (`ip:port`) instead of a fresh simulated fleet per
     /// strategy. Their caches are not reset between strategies. Default none.
     pub backends: Vec<String>,
@@ -124,6 +127,7 @@ impl Default for ServerSettings {
             enable_prefix_caching: true,
             enable_chunked_prefill: true,
             time_scale: 1.0,
+            num_gpu_blocks: None,
             backends: Vec::new(),
             startup_timeout_s: 60.0,
         }

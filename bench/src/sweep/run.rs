@@ -90,6 +90,9 @@ async fn run_strategy(
             if !server.enable_chunked_prefill {
                 cmd.arg("--no-enable-chunked-prefill");
             }
+            if let Some(blocks) = server.num_gpu_blocks {
+                cmd.args(["--num-gpu-blocks", &blocks.to_string()]);
+            }
             let mut sim = Component::spawn("vllm-sim", cmd, &logs)?;
             let lines = sim.wait_for_lines("vllm-sim replica ", server.num_servers, timeout).await?;
             fleet = Some(sim);
