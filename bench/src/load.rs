@@ -4,6 +4,7 @@
 pub mod client;
 pub mod dataset;
 pub mod run;
+pub mod shapes;
 pub mod stats;
 pub mod vllm_side;
 pub mod workload;

@@ -234,3 +234,39 @@ fn least_ttft_beats_round_robin_with_roomy_and_with_cut_caches_and_keeps_hits_ac
     let delivered = |i: usize| four[i].report.scorecard.clone().unwrap().delivered;
     assert!(delivered(1) > delivered(0), "least_ttft {} vs prefix_aware {}", delivered(1), delivered(0));
 }
+
+#[test]
+fn the_generated_shapes_run_in_the_lab_with_the_reuse_they_promise() {
+    let run = |flags: &str| {
+        let runs = lab(&lab_args(&format!(
+            "--request-rate 100 --max-concurrency 16 --replicas 2 --policy round_robin,prefix_aware {flags}"
+        )))
+        .unwrap();
+        runs.into_iter().map(|r| r.report).collect::<Vec<_>>()
+    };
+    // Prefix-free: nothing an ideal router could reuse, through the filter and the engines.
+    for flags in [
+        "--dataset-name random --num-prompts 60 --random-input-len 512 --random-output-len 16",
+        "--dataset-name decode-heavy --num-prompts 40 --decode-min-output-len 20 --decode-max-output-len 40",
+    ] {
+        for report in run(flags) {
+            let c = report.scorecard.unwrap();
+            assert!(c.reuse_bound < 0.02, "{flags}: {c:?}");
+            assert_eq!(report.metrics.completed, report.outcomes.len() as u64);
+        }
+    }
+    // Three system prompts of 400 tokens, 10 questions of 20 tokens each: 9 of every 10
+    // requests could reuse their group's prompt; prefix_aware captures more than round robin.
+    let gsp =
+        run("--dataset-name gsp --gsp-num-groups 3 --gsp-prompts-per-group 10 --gsp-system-prompt-len 400 \
+         --gsp-question-len 20 --gsp-output-len 8");
+    assert_eq!(gsp[0].metrics.completed, 30);
+    let (rr, pa) = (gsp[0].scorecard.clone().unwrap(), gsp[1].scorecard.clone().unwrap());
+    assert!(rr.reuse_bound > 0.75 && rr.reuse_bound == pa.reuse_bound, "{rr:?}");
+    assert!(pa.captured > rr.captured, "{pa:?} vs {rr:?}");
+    let docs =
+        run("--dataset-name long-document --num-prompts 24 --long-doc-num-docs 2 --long-doc-min-len 1000 \
+         --long-doc-max-len 1200 --max-output-len 16");
+    let c = docs[1].scorecard.clone().unwrap();
+    assert!(c.reuse_bound > 0.85, "{c:?}");
+}

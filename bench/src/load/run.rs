@@ -3,6 +3,7 @@
 
 use super::client::{http_client, send, Api, BenchRequest, ClientSettings, HttpClient};
 use super::dataset::{read_sharegpt, synthetic};
+use super::shapes::ShapeArgs;
 use super::stats::{BenchMetrics, RequestOutcome, Scorecard};
 use super::vllm_side::{compare, scrape, VllmSide};
 use super::workload::{build_workload, Workload, WorkloadSpec};
@@ -15,14 +16,34 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vllm_sim::tokenizer::SimTokenizer;
 
-/// Which dataset prompts come from.
+/// Which dataset prompts come from. Every one but `sharegpt` is generated from `--seed`,
+/// with no download.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum DatasetName {
-    /// A ShareGPT JSON file (`--dataset-path`).
+    /// A ShareGPT JSON file (`--dataset-path`), conversations cut into growing pieces.
     Sharegpt,
-    /// Deterministic generated conversations (no download).
+    /// Generated multi-turn conversations with ShareGPT's shape, cut the same way.
     Synthetic,
+    /// Prefix-free random prompts (bench_serving's `random`): `--random-*` flags.
+    Random,
+    /// Groups behind long shared system prompts, a distinct question each (bench_serving's
+    /// gsp): `--gsp-*` flags; one group is one hot system prompt shared by all users.
+    #[value(alias = "gsp")]
+    GeneratedSharedPrefix,
+    /// A few long documents, many short questions each; prefill-heavy shared prefixes:
+    /// `--long-doc-*` flags.
+    LongDocument,
+    /// Short distinct prompts with long outputs, where cache-aware routing cannot help:
+    /// `--decode-*` flags.
+    DecodeHeavy,
+}
+
+impl DatasetName {
+    /// The flag value (`sharegpt`, `generated-shared-prefix`, ...).
+    pub fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self).map(|v| v.get_name().to_owned()).unwrap_or_default()
+    }
 }
 
 /// Flags of `run`, named as bench_serving names them.
@@ -43,7 +64,8 @@ pub struct RunArgs {
     /// Model name; default: the first model the server lists.
     #[arg(long)]
     pub model: Option<String>,
-    /// Dataset; default `sharegpt` with --dataset-path, else `synthetic`.
+    /// Dataset; default `sharegpt` with --dataset-path, else `synthetic`. Requests of one
+    /// group (conversation, system prompt, document) arrive interleaved with others'.
     #[arg(long, value_enum)]
     pub dataset_name: Option<DatasetName>,
     /// ShareGPT JSON file (read as a stream; a truncated file is fine).
@@ -52,19 +74,20 @@ pub struct RunArgs {
     /// Conversation pieces considered, in dataset order.
     #[arg(long, default_value_t = 10_000)]
     pub max_conversations: usize,
-    /// Requests to send.
+    /// Requests to send (`generated-shared-prefix` sends groups × prompts per group).
     #[arg(long, default_value_t = 1_000)]
     pub num_prompts: usize,
-    /// Smallest output length (tokens); each request's is uniform in [min, max].
+    /// Smallest output length (tokens); each request's is uniform in [min, max]. For
+    /// `sharegpt`, `synthetic` and `long-document`; the other shapes have their own.
     #[arg(long, default_value_t = 10)]
     pub min_output_len: u64,
     /// Largest output length (tokens).
     #[arg(long, default_value_t = 200)]
     pub max_output_len: u64,
-    /// Prompts shorter than this (tokens) are skipped.
+    /// Prompts shorter than this (tokens) are skipped (`sharegpt` and `synthetic` only).
     #[arg(long, default_value_t = 1_500)]
     pub min_prompt_len: usize,
-    /// Prompts longer than this (tokens) are skipped.
+    /// Prompts longer than this (tokens) are skipped (`sharegpt` and `synthetic` only).
     #[arg(long, default_value_t = 8_192)]
     pub max_prompt_len: usize,
     /// Requests per second (Poisson arrivals); `inf` sends all at once.
@@ -101,6 +124,9 @@ pub struct RunArgs {
     /// times are multiplied by it so that they read in simulated seconds.
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
+    /// The generated shapes' flags.
+    #[command(flatten)]
+    pub shapes: ShapeArgs,
 }
 
 /// Everything one run produced.
@@ -132,8 +158,9 @@ impl RunArgs {
 }
 
 /// The requests `args` describe, in send order: the dataset read, pieces filtered by
-/// prompt length and sampled with the seed, output lengths drawn. `run` and `lab` both
-/// call it, so the same flags send the same requests.
+/// prompt length and sampled with the seed, output lengths drawn; or a generated shape
+/// ([`super::shapes`]). `run` and `lab` both call it, so the same flags send the same
+/// requests.
 pub fn build_requests(args: &RunArgs) -> Result<Workload> {
     let tokenizer = SimTokenizer::load(args.tokenizer.as_deref()).context("loading --tokenizer")?;
     let dataset = args.dataset_name.unwrap_or(if args.dataset_path.is_some() {
@@ -141,6 +168,14 @@ pub fn build_requests(args: &RunArgs) -> Result<Workload> {
     } else {
         DatasetName::Synthetic
     });
+    if let Some(shape) = args.shapes.shape(dataset, args.min_output_len, args.max_output_len) {
+        shape.validate()?;
+        let workload = shape.workload(args.num_prompts, args.seed, &tokenizer);
+        if workload.requests.is_empty() {
+            bail!("--dataset-name {} generated no request; raise --num-prompts", dataset.name());
+        }
+        return Ok(workload);
+    }
     let conversations = match dataset {
         // About ten pieces per conversation, of which three to five fall in the
         // prompt-length window: ~330 prefix groups for 10,000 pieces, as the
@@ -151,6 +186,7 @@ pub fn build_requests(args: &RunArgs) -> Result<Workload> {
             let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
             read_sharegpt(file).with_context(|| format!("reading {}", path.display()))?
         }
+        shape => bail!("--dataset-name {}: not a conversation dataset", shape.name()),
     };
     let spec = WorkloadSpec {
         max_conversations: args.max_conversations,

@@ -17,10 +17,17 @@
 //! num_prompts = 1000
 //! max_concurrency = 40
 //! request_rate = 100.0
+//!
+//! # A generated shape takes its flags without the leading `--`:
+//! # dataset_name = "generated-shared-prefix"
+//! # [bench.shape]
+//! # gsp_num_groups = 1
+//! # gsp_prompts_per_group = 1024
 //! ```
 
 use crate::load::client::Api;
 use crate::load::run::{DatasetName, RunArgs};
+use crate::load::shapes::ShapeArgs;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use indexmap::IndexMap;
@@ -203,7 +210,8 @@ pub struct BenchSettings {
     pub with_warmup: bool,
     /// `vllm` (completions) or `vllm-chat`. Default `vllm`.
     pub backend: Option<Api>,
-    /// `sharegpt` or `synthetic`. Default: `sharegpt` with a path, else `synthetic`.
+    /// `sharegpt`, `synthetic`, or a generated shape (`random`, `generated-shared-prefix`,
+    /// `long-document`, `decode-heavy`). Default: `sharegpt` with a path, else `synthetic`.
     pub dataset_name: Option<DatasetName>,
     /// ShareGPT JSON file, relative to the config file.
     pub dataset_path: Option<PathBuf>,
@@ -231,6 +239,9 @@ pub struct BenchSettings {
     pub seed: Option<u64>,
     /// `tokenizer.json` for client-side token counts, relative to the config file.
     pub tokenizer: Option<PathBuf>,
+    /// The generated shapes' flags, named as `run` names them without the leading `--`
+    /// (`gsp_num_groups = 1`, `random-input-len = 512`). Default: `run`'s.
+    pub shape: toml::Table,
 }
 
 /// `RunArgs` with clap's defaults, so the sweep and `run` share one set.
@@ -259,7 +270,24 @@ impl BenchSettings {
         }
         set!(backend, max_conversations, num_prompts, min_output_len, max_output_len);
         set!(min_prompt_len, max_prompt_len, request_rate, seed);
+        a.shapes = self.shape_args()?;
         Ok(a)
+    }
+
+    /// `[bench.shape]` parsed as `run` parses the shapes' flags.
+    fn shape_args(&self) -> Result<ShapeArgs> {
+        let mut argv = vec!["shape".to_owned()];
+        for (key, value) in &self.shape {
+            argv.push(format!("--{}", key.replace('_', "-")));
+            argv.push(match value {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+        }
+        let command = <ShapeArgs as clap::Args>::augment_args(clap::Command::new("shape"));
+        let matches =
+            command.try_get_matches_from(argv).map_err(|e| anyhow::anyhow!("`bench.shape`: {e}"))?;
+        <ShapeArgs as clap::FromArgMatches>::from_arg_matches(&matches).context("`bench.shape`")
     }
 
     /// The sweep's label.
@@ -328,6 +356,7 @@ impl SweepConfig {
                 bail!("`bench.request_rate`: must be positive (or `inf`), got {r}");
             }
         }
+        self.bench.shape_args()?;
         if let (Some(lo), Some(hi)) = (self.bench.min_output_len, self.bench.max_output_len) {
             if lo > hi {
                 bail!("`bench.min_output_len` ({lo}) is above `bench.max_output_len` ({hi})");
@@ -368,6 +397,23 @@ mod tests {
             assert!(c.strategies.len() >= 2);
             assert_eq!(c.bench.run_args("x", "m", 1.0).unwrap().num_prompts, 1000);
         }
+    }
+
+    #[test]
+    fn a_shape_takes_its_flags_from_bench_shape() {
+        let c = SweepConfig::parse(
+            "[strategies]\na = \"pow2\"\n[bench]\ndataset_name = \"generated-shared-prefix\"\n\
+             [bench.shape]\ngsp_num_groups = 1\ngsp-prompts-per-group = 300\nrandom_range_ratio = 0.5\n",
+        )
+        .unwrap();
+        let a = c.bench.run_args("x", "m", 1.0).unwrap();
+        assert_eq!(a.dataset_name, Some(DatasetName::GeneratedSharedPrefix));
+        assert_eq!((a.shapes.gsp_num_groups, a.shapes.gsp_prompts_per_group), (1, 300));
+        assert_eq!(a.shapes.random_range_ratio, 0.5);
+        assert_eq!(a.shapes.gsp_system_prompt_len, 2048, "the others keep run's defaults");
+        let bad = SweepConfig::parse("[strategies]\na = \"pow2\"\n[bench.shape]\nnum_prompts = 3\n");
+        let e = format!("{:#}", bad.unwrap_err());
+        assert!(e.contains("bench.shape") && e.contains("--num-prompts"), "{e}");
     }
 
     #[test]
