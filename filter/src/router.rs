@@ -236,10 +236,9 @@ impl Router {
         if let Some(keys) = &keys {
             self.index.insert(store, keys, chosen.indexed(), now_ms);
         }
-        if self.policy.kind() == PolicyKind::LeastTtft {
-            let rate = self.config.prefill_tokens_per_s;
-            prefill_queue::add(store, &chosen.address, pick.prefill_tokens, rate, now_ms);
-        }
+        // Policies that predict no prefill report 0, which adds nothing.
+        let rate = self.config.prefill_tokens_per_s;
+        prefill_queue::add(store, &chosen.address, pick.prefill_tokens, rate, now_ms);
         if chosen.passive.is_half_open() {
             outlier::claim_probe(store, &chosen.address, now_ms, PROBE_WINDOW_MS);
         }

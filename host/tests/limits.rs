@@ -17,22 +17,6 @@ use tokio::net::{TcpListener, TcpStream};
 /// Generous upper bound on any cut-off that is configured far shorter.
 const BOUND: Duration = Duration::from_secs(10);
 
-/// Reads until the peer closes (or `BOUND` passes); returns what came and
-/// whether the peer closed.
-async fn read_until_closed(stream: &mut TcpStream) -> (String, bool) {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let until = Instant::now() + BOUND;
-    loop {
-        let left = until.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&got).into_owned(), true),
-            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), false),
-        }
-    }
-}
-
 fn counter(p: &prefixgate::app::Running, kind: &str) -> u64 {
     p.app.metrics.timeouts.with_label_values(&[kind]).get()
 }

@@ -210,3 +210,22 @@ pub async fn eventually(tries: usize, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// Longest [`read_until_closed`] waits for the peer to close.
+pub const READ_BOUND: Duration = Duration::from_secs(10);
+
+/// Reads until the peer closes (or `READ_BOUND` passes); returns what came and
+/// whether the peer closed.
+pub async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> (String, bool) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let until = std::time::Instant::now() + READ_BOUND;
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        match tokio::time::timeout(left, tokio::io::AsyncReadExt::read(stream, &mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&got).into_owned(), true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), false),
+        }
+    }
+}
