@@ -260,6 +260,9 @@ pub fn sync_backends<S: SharedStore + ?Sized>(
         removed = previous.into_iter().filter(|p| !current.contains(p)).collect();
         serde_json::to_vec(&current).ok()
     });
+    for address in &current {
+        in_flight::ensure_record(store, address);
+    }
     for address in &removed {
         index.remove_backend(store, address);
         write_scrape_state(store, address, &ScrapeState::default());

@@ -103,22 +103,52 @@ pub fn count<S: SharedStore + ?Sized>(store: &S, address: &str, live: &LiveVms) 
     decode_counts(&bytes).into_iter().filter(|(vm, _)| live.contains(*vm)).map(|(_, n)| u64::from(n)).sum()
 }
 
-/// Counts a request `vm` routed to `address`; drops the counts of VMs that
-/// are no longer alive from the record on the way.
-pub fn begin<S: SharedStore + ?Sized>(store: &S, address: &str, vm: u64, live: &LiveVms) {
-    update(store, &key(address), |bytes| {
+/// Counts a request `vm` routed to `address`, unless the live VMs already
+/// have `cap` requests there (`max_ongoing_requests`): the check and the
+/// count are one compare-and-swap, so two VMs routing at once cannot both
+/// take a backend's last place. Drops the counts of VMs that are no longer
+/// alive from the record on the way. Returns whether the request was counted.
+pub fn begin<S: SharedStore + ?Sized>(
+    store: &S,
+    address: &str,
+    vm: u64,
+    live: &LiveVms,
+    cap: Option<u64>,
+) -> bool {
+    let mut full = false;
+    let counted = update(store, &key(address), |bytes| {
         let mut counts: Vec<(u64, u32)> = bytes
             .map(decode_counts)
             .unwrap_or_default()
             .into_iter()
-            .filter(|(id, _)| *id == vm || live.contains(*id))
+            .filter(|(id, n)| *n > 0 && (*id == vm || live.contains(*id)))
             .collect();
+        let total: u64 = counts.iter().map(|(_, n)| u64::from(*n)).sum();
+        full = cap.is_some_and(|cap| total >= cap);
+        if full {
+            return None;
+        }
         match counts.iter_mut().find(|(id, _)| *id == vm) {
             Some((_, n)) => *n = n.saturating_add(1),
             None => counts.push((vm, 1)),
         }
         Some(encode_counts(&counts))
     });
+    // A write the store refused (CAS retries exhausted, host error) leaves
+    // the count low but must not refuse the request.
+    counted || !full
+}
+
+/// Writes an idle record for `address` if it has none, so that the first
+/// requests routed there are counted by compare-and-swap like every later
+/// one (an absent key has no stamp to check). Called when a configuration
+/// is applied, before the backend takes traffic.
+pub fn ensure_record<S: SharedStore + ?Sized>(store: &S, address: &str) {
+    let key = key(address);
+    if store.get(&key).is_none() {
+        // Ignored on failure: the first write of `begin` is then unconditional.
+        let _ = store.set(&key, &encode_counts(&[]), None);
+    }
 }
 
 /// Counts a request `vm` routed to `address` as finished.
@@ -178,16 +208,16 @@ mod tests {
         heartbeat(&store, 1, 0, EXPIRY);
         heartbeat(&store, 2, 0, EXPIRY);
         for _ in 0..3 {
-            begin(&store, "a", 1, &live(&store, 1, 0));
+            begin(&store, "a", 1, &live(&store, 1, 0), None);
         }
-        begin(&store, "a", 2, &live(&store, 2, 0));
+        begin(&store, "a", 2, &live(&store, 2, 0), None);
         assert_eq!(count(&store, "a", &live(&store, 2, 100)), 4);
         // VM 1 traps: it never beats again and never ends its requests.
         heartbeat(&store, 2, 400, EXPIRY);
         assert_eq!(count(&store, "a", &live(&store, 2, 499)), 4);
         assert_eq!(count(&store, "a", &live(&store, 2, 500)), 1);
         // The next request routed there drops VM 1's counts from the record.
-        begin(&store, "a", 2, &live(&store, 2, 600));
+        begin(&store, "a", 2, &live(&store, 2, 600), None);
         let (bytes, _) = store.get("pg/inflight/a").unwrap();
         assert_eq!(decode_counts(&bytes), vec![(2, 2)]);
         end(&store, "a", 2);
@@ -201,7 +231,7 @@ mod tests {
         // Never beat: its own requests still count for it, and it is due a beat.
         let view = live(&store, 7, 1_000);
         assert!(view.stale_self);
-        begin(&store, "a", 7, &view);
+        begin(&store, "a", 7, &view, None);
         assert_eq!(count(&store, "a", &live(&store, 7, 1_000)), 1);
         // Others do not believe it until it beats.
         assert_eq!(count(&store, "a", &live(&store, 8, 1_000)), 0);
@@ -212,11 +242,43 @@ mod tests {
     }
 
     #[test]
+    fn a_cap_admits_no_more_than_its_count_across_vms() {
+        let store = MemoryStore::new();
+        ensure_record(&store, "a");
+        heartbeat(&store, 1, 0, EXPIRY);
+        heartbeat(&store, 2, 0, EXPIRY);
+        // Both VMs read their view before either counts, as two workers
+        // routing at once do: only one takes the last place.
+        let (one, two) = (live(&store, 1, 0), live(&store, 2, 0));
+        assert!(begin(&store, "a", 1, &one, Some(1)));
+        assert!(!begin(&store, "a", 2, &two, Some(1)));
+        assert_eq!(count(&store, "a", &live(&store, 2, 0)), 1);
+        // Once the request ends there is room again.
+        end(&store, "a", 1);
+        assert!(begin(&store, "a", 2, &two, Some(1)));
+        // The counts of a dead VM do not take places.
+        assert!(!begin(&store, "a", 1, &live(&store, 1, 0), Some(1)));
+        heartbeat(&store, 1, 600, EXPIRY);
+        assert!(begin(&store, "a", 1, &live(&store, 1, 600), Some(1)));
+    }
+
+    #[test]
+    fn ensure_record_keeps_existing_counts() {
+        let store = MemoryStore::new();
+        begin(&store, "a", 1, &live(&store, 1, 0), None);
+        ensure_record(&store, "a");
+        assert_eq!(count(&store, "a", &live(&store, 1, 0)), 1);
+        ensure_record(&store, "b");
+        assert!(store.get("pg/inflight/b").is_some());
+        assert_eq!(count(&store, "b", &live(&store, 1, 0)), 0);
+    }
+
+    #[test]
     fn end_never_goes_negative_and_ignores_unknown_vms() {
         let store = MemoryStore::new();
         heartbeat(&store, 1, 0, EXPIRY);
         end(&store, "a", 1);
-        begin(&store, "a", 1, &live(&store, 1, 0));
+        begin(&store, "a", 1, &live(&store, 1, 0), None);
         end(&store, "a", 9);
         end(&store, "a", 1);
         end(&store, "a", 1);
@@ -280,7 +342,7 @@ mod tests {
                         let me = id(vm, &generation);
                         let view = LiveVms::read(&store, me, now, EXPIRY);
                         heartbeat_if_due(&store, &view, me, now, EXPIRY);
-                        begin(&store, &backend.to_string(), me, &view);
+                        begin(&store, &backend.to_string(), me, &view, None);
                         *model.entry((me, backend)).or_default() += 1;
                     }
                     Step::End { vm, backend } => {

@@ -229,10 +229,23 @@ impl Router {
             return Err(RouteError::AtCapacity { available });
         }
         let keys = prompt.map(|p| self.index.prompt_keys(head(p, self.config.max_prompt_chars)));
-        let candidates =
-            Candidates { backends: &healthy, prompt: keys.as_ref(), store, index: &self.index, now_ms };
-        let pick = self.policy.pick(&candidates, rng);
-        let chosen = healthy.get(pick.backend).unwrap_or(&healthy[0]);
+        // The policy picks; the pick is counted in flight only if the backend
+        // still has room (another worker may have taken its last place since
+        // the snapshot), else the policy picks again among the rest.
+        let chosen = loop {
+            let candidates =
+                Candidates { backends: &healthy, prompt: keys.as_ref(), store, index: &self.index, now_ms };
+            let pick = self.policy.pick(&candidates, rng);
+            let at = if pick.backend < healthy.len() { pick.backend } else { 0 };
+            if in_flight::begin(store, &healthy[at].address, self.vm, &live, healthy[at].max_ongoing) {
+                break (healthy.swap_remove(at), pick);
+            }
+            healthy.swap_remove(at);
+            if healthy.is_empty() {
+                return Err(RouteError::AtCapacity { available });
+            }
+        };
+        let (chosen, pick) = chosen;
         if let Some(keys) = &keys {
             self.index.insert(store, keys, chosen.indexed(), now_ms);
         }
@@ -242,7 +255,6 @@ impl Router {
         if chosen.passive.is_half_open() {
             outlier::claim_probe(store, &chosen.address, now_ms, PROBE_WINDOW_MS);
         }
-        in_flight::begin(store, &chosen.address, self.vm, &live);
         let fallbacks = fallbacks(&healthy, &chosen.address, self.config.upstream_fallbacks, rng);
         Ok(Decision {
             backend: chosen.address.clone(),

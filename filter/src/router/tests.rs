@@ -221,8 +221,8 @@ fn in_flight_requests_count_as_load() {
     let (r, store, mut rng) = (router(r#","policy":"pow2""#), MemoryStore::new(), rng());
     // Another VM has a request in flight on A and on B.
     in_flight::heartbeat(&store, 9, 0, 500);
-    in_flight::begin(&store, A, 9, &LiveVms::default());
-    in_flight::begin(&store, B, 9, &LiveVms::default());
+    in_flight::begin(&store, A, 9, &LiveVms::default(), None);
+    in_flight::begin(&store, B, 9, &LiveVms::default(), None);
     let d = r.route(&store, None, 0, &mut rng).unwrap();
     assert_eq!(d.backend, C);
     let in_flight =
