@@ -28,7 +28,7 @@
 //!
 //! [filter]
 //! # module = "prefixgate_filter.wasm"  # default: the module embedded in the binary
-//! # policy = "prefix_aware"            # builds {"policy":…,"backends":[…]}
+//! # policy = "prefix_aware"            # builds the filter's configuration from `backends`
 //! # plugin_config = '{"policy":"pow2","backends":["127.0.0.1:8001"]}'  # inline JSON
 //! # plugin_config_file = "plugin.json"
 //! name = "prefixgate"              # plugin_name property
@@ -51,6 +51,8 @@
 //! probation_ms = 60000             # during this long after the swap
 //! ```
 
+use prefixgate_filter::config::BackendConfig;
+use prefixgate_filter::{FilterConfig as PluginConfig, PolicyKind};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -75,6 +77,14 @@ pub enum ConfigError {
         path: PathBuf,
         /// Parser message (names the field).
         message: String,
+    },
+    /// The plugin configuration built from `backends` and `[filter]` did
+    /// not serialise.
+    #[error("building the plugin configuration: {source}")]
+    PluginConfig {
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
     },
     /// A field has an invalid value.
     #[error("invalid config field `{field}`: {reason}")]
@@ -241,8 +251,10 @@ impl Default for Config {
 pub struct FilterConfig {
     /// Path of the `.wasm` module. Default: the embedded module.
     pub module: Option<PathBuf>,
-    /// Policy name, for the plugin configuration built from the backends.
-    pub policy: Option<String>,
+    /// Routing policy of the plugin configuration built from `backends`
+    /// (when neither `plugin_config` nor `plugin_config_file` is given).
+    /// Default: the filter's default, `prefix_aware`.
+    pub policy: Option<PolicyKind>,
     /// Plugin configuration, inline (opaque to the host).
     pub plugin_config: Option<String>,
     /// Plugin configuration file.
@@ -442,7 +454,8 @@ impl Config {
     }
 
     /// The plugin configuration bytes: inline, from the file, or built from
-    /// `policy` and `backends` (`{"policy":…,"backends":[…]}`).
+    /// `policy`, `backends` and `upstream_header` as the filter's typed
+    /// configuration, every other field at the filter's default.
     pub fn plugin_config(&self) -> Result<Vec<u8>, ConfigError> {
         if let Some(inline) = &self.filter.plugin_config {
             return Ok(inline.as_bytes().to_vec());
@@ -450,12 +463,13 @@ impl Config {
         if let Some(path) = &self.filter.plugin_config_file {
             return std::fs::read(path).map_err(|source| ConfigError::Read { path: path.clone(), source });
         }
-        let mut obj = serde_json::Map::new();
-        if let Some(p) = &self.filter.policy {
-            obj.insert("policy".into(), p.clone().into());
+        let backends = self.backends.iter().cloned().map(BackendConfig::Address).collect();
+        let mut config = PluginConfig::new(backends);
+        if let Some(policy) = self.filter.policy {
+            config.policy = policy;
         }
-        obj.insert("backends".into(), self.backends.clone().into());
-        Ok(serde_json::Value::Object(obj).to_string().into_bytes())
+        config.upstream_header = self.upstream_header.clone();
+        serde_json::to_vec(&config).map_err(|source| ConfigError::PluginConfig { source })
     }
 
     /// Number of VMs to run.
@@ -507,8 +521,14 @@ mod tests {
             Config::parse("backends = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n[filter]\npolicy = \"pow2\"\n")
                 .unwrap();
         c.validate().unwrap();
+        c.upstream_header = "x-gateway-destination-endpoint".into();
         let pc = String::from_utf8(c.plugin_config().unwrap()).unwrap();
-        assert_eq!(pc, r#"{"backends":["127.0.0.1:1","127.0.0.1:2"],"policy":"pow2"}"#);
+        // The filter reads it back as the typed configuration it was built from.
+        let parsed = PluginConfig::from_json(pc.as_bytes()).unwrap();
+        assert_eq!(parsed.policy, PolicyKind::Pow2);
+        assert_eq!(parsed.upstream_header, "x-gateway-destination-endpoint");
+        let defaults = PluginConfig::new(parsed.backends.clone());
+        assert_eq!(parsed.cluster, defaults.cluster);
         assert_eq!(backends_in_plugin_config(pc.as_bytes()).unwrap().len(), 2);
         let detailed = br#"{"backends":["127.0.0.1:1",{"address":"127.0.0.1:2","weight":2}]}"#;
         assert_eq!(backends_in_plugin_config(detailed).unwrap(), vec!["127.0.0.1:1", "127.0.0.1:2"]);

@@ -16,7 +16,7 @@ fn real(backends: &[std::net::SocketAddr], policy: &str) -> prefixgate::config::
     let mut c = config(backends, "");
     c.filter.module = None;
     c.filter.plugin_config = None;
-    c.filter.policy = Some(policy.into());
+    c.filter.policy = Some(policy.parse().unwrap());
     c
 }
 
