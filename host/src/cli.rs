@@ -45,9 +45,15 @@ pub struct RunArgs {
     /// Backends, comma-separated `ip:port`.
     #[arg(long, value_delimiter = ',')]
     pub backends: Vec<String>,
-    /// Routing policy of the plugin configuration built from `--backends`:
-    /// round_robin, pow2, prefix_aware (the filter's default) or least_ttft.
-    #[arg(long)]
+    /// Routing policy of the plugin configuration built from `--backends`.
+    ///
+    /// round_robin: cycle through the healthy backends (baseline).
+    /// pow2: the less loaded of two random healthy backends.
+    /// prefix_aware (default): the backend holding the longest cached prefix
+    ///   of the prompt unless load is imbalanced, as Ray Serve's router.
+    /// least_ttft: the least predicted time to first token (uncached prefill
+    ///   plus queue) under a load bound.
+    #[arg(long, verbatim_doc_comment)]
     pub policy: Option<PolicyKind>,
     /// Filter module (default: the embedded one).
     #[arg(long)]

@@ -361,8 +361,24 @@ impl Config {
 
     /// Checks values that serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.backends.is_empty() {
-            return Err(field("backends", "at least one backend is required"));
+        let from_plugin = self.plugin_backends();
+        match &from_plugin {
+            None if self.backends.is_empty() => {
+                return Err(field(
+                    "backends",
+                    "at least one backend is required (here, or in the plugin configuration's `backends`)",
+                ));
+            }
+            Some(listed) if !self.backends.is_empty() && !same_set(listed, &self.backends) => {
+                return Err(field(
+                    "backends",
+                    format!(
+                        "{:?} and the plugin configuration's backends {listed:?} differ; give the backends in one place (the plugin configuration's are the ones the proxy uses)",
+                        self.backends
+                    ),
+                ));
+            }
+            _ => {}
         }
         for b in &self.backends {
             crate::upstream::parse_backend(b).map_err(|e| field("backends", crate::error_chain(&e)))?;
@@ -432,13 +448,10 @@ impl Config {
     /// (one request would loop until file descriptors run out).
     fn refuse_own_addresses(&self) -> Result<(), ConfigError> {
         let own = [("listen", self.listen), ("admin", self.admin)];
-        let from_plugin = match (&self.filter.plugin_config, &self.filter.plugin_config_file) {
-            (Some(inline), _) => backends_in_plugin_config(inline.as_bytes()),
-            (None, Some(path)) => std::fs::read(path).ok().and_then(|b| backends_in_plugin_config(&b)),
-            (None, None) => None,
-        };
-        let lists =
-            [("backends", self.backends.clone()), ("filter.plugin_config", from_plugin.unwrap_or_default())];
+        let lists = [
+            ("backends", self.backends.clone()),
+            ("filter.plugin_config", self.plugin_backends().unwrap_or_default()),
+        ];
         for (list_field, list) in lists {
             for b in &list {
                 let Ok((_, addr)) = crate::upstream::parse_backend(b) else { continue };
@@ -451,6 +464,17 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The `backends` of the given plugin configuration (inline or file), if
+    /// it lists any. A file that cannot be read lists none here; reading it
+    /// for the filter reports the error.
+    fn plugin_backends(&self) -> Option<Vec<String>> {
+        match (&self.filter.plugin_config, &self.filter.plugin_config_file) {
+            (Some(inline), _) => backends_in_plugin_config(inline.as_bytes()),
+            (None, Some(path)) => std::fs::read(path).ok().and_then(|b| backends_in_plugin_config(&b)),
+            (None, None) => None,
+        }
     }
 
     /// The plugin configuration bytes: inline, from the file, or built from
@@ -490,6 +514,12 @@ pub fn is_same_listener(own: SocketAddr, addr: SocketAddr) -> bool {
     }
     own.ip() == addr.ip()
         || (own.ip().is_unspecified() && (addr.ip().is_loopback() || addr.ip().is_unspecified()))
+}
+
+/// Whether `a` and `b` hold the same addresses, in any order.
+fn same_set(a: &[String], b: &[String]) -> bool {
+    let set = |l: &[String]| l.iter().map(|s| s.trim().to_owned()).collect::<std::collections::BTreeSet<_>>();
+    set(a) == set(b)
 }
 
 /// The `backends` array of a JSON plugin configuration, if it has one
@@ -537,6 +567,29 @@ mod tests {
     }
 
     #[test]
+    fn backends_are_given_in_one_place() {
+        let plugin = |list: &str| format!("[filter]\nplugin_config = '{{\"backends\":[{list}]}}'\n");
+        // Only in the plugin configuration: the proxy takes them from there.
+        Config::parse(&plugin("\"127.0.0.1:1\"")).unwrap().validate().unwrap();
+        // In both, the same set in any order: no conflict.
+        let both = format!(
+            "backends = [\"127.0.0.1:2\", \"127.0.0.1:1\"]\n{}",
+            plugin("\"127.0.0.1:1\",\"127.0.0.1:2\"")
+        );
+        Config::parse(&both).unwrap().validate().unwrap();
+        // In both and different: refused, naming both lists, never one silently replacing the other.
+        let differ = format!("backends = [\"127.0.0.1:1\"]\n{}", plugin("\"127.0.0.1:2\""));
+        let err = Config::parse(&differ).unwrap().validate().unwrap_err().to_string();
+        assert!(
+            err.contains("`backends`") && err.contains("127.0.0.1:1") && err.contains("127.0.0.1:2"),
+            "{err}"
+        );
+        // Nowhere: refused.
+        let err = Config::parse("[filter]\npolicy = \"pow2\"\n").unwrap().validate().unwrap_err().to_string();
+        assert!(err.contains("`backends`"), "{err}");
+    }
+
+    #[test]
     fn timeouts_and_caps_are_validated_by_name() {
         let ok = "backends = [\"127.0.0.1:1\"]\n";
         Config::parse(ok).unwrap().validate().unwrap();
@@ -566,12 +619,12 @@ mod tests {
     fn backends_naming_the_proxy_itself_are_refused() {
         for (text, name) in [
             ("listen = \"127.0.0.1:8000\"\nbackends = [\"127.0.0.1:8000\"]\n", "`backends`"),
-            ("admin = \"127.0.0.1:9901\"\nbackends = [\"127.0.0.1:1\", \"http://127.0.0.1:9901/\"]\n", "`backends`"),
-            ("listen = \"0.0.0.0:8000\"\nbackends = [\"127.0.0.1:8000\"]\n", "`backends`"),
             (
-                "backends = [\"127.0.0.1:1\"]\n[filter]\nplugin_config = '{\"backends\":[\"127.0.0.1:8000\"]}'\n",
-                "`filter.plugin_config`",
+                "admin = \"127.0.0.1:9901\"\nbackends = [\"127.0.0.1:1\", \"http://127.0.0.1:9901/\"]\n",
+                "`backends`",
             ),
+            ("listen = \"0.0.0.0:8000\"\nbackends = [\"127.0.0.1:8000\"]\n", "`backends`"),
+            ("[filter]\nplugin_config = '{\"backends\":[\"127.0.0.1:8000\"]}'\n", "`filter.plugin_config`"),
         ] {
             let err = Config::parse(text).unwrap().validate().unwrap_err().to_string();
             assert!(err.contains(name) && err.contains("own"), "{text}: {err}");
