@@ -103,51 +103,46 @@ fn repeated(c: &mut Criterion, name: &str, step_ms: u64, router: &Router, store:
     group.finish();
 }
 
-fn decision(c: &mut Criterion) {
-    let router = router();
-    let mut rng = fastrand::Rng::with_seed(1);
-    let store = filled_store(&router, &mut rng);
-
-    repeated(c, "decision_repeated", 0, &router, &store);
-
-    let mut novel = c.benchmark_group("decision_novel_suffix");
-    let mut tail = REPEATED;
+/// Prompts whose tails no earlier request had, on `store`, or with `None` on
+/// a fresh, configured and empty store for every request. `tail` numbers the
+/// tails, so no two requests of the run share one.
+fn novel(c: &mut Criterion, name: &str, router: &Router, store: Option<&MemoryStore>, tail: &mut u64) {
+    let mut rng = fastrand::Rng::with_seed(3);
+    let mut group = c.benchmark_group(name);
     for chars in SIZES {
         let known = prompt(7, chars / 2);
-        novel.throughput(Throughput::Bytes(chars as u64));
-        novel.bench_function(BenchmarkId::from_parameter(chars), |b| {
-            b.iter_batched(
-                || {
-                    tail += 1;
-                    query(&known, chars, tail)
-                },
-                |q| decide(&router, &store, &q, 1, &mut rng),
-                BatchSize::SmallInput,
-            )
-        });
-    }
-    novel.finish();
-
-    repeated(c, "decision_advancing_clock", STEP_MS, &router, &store);
-
-    let mut cold = c.benchmark_group("decision_cold_index");
-    for chars in SIZES {
-        let known = prompt(7, chars / 2);
-        cold.throughput(Throughput::Bytes(chars as u64));
-        cold.bench_function(BenchmarkId::from_parameter(chars), |b| {
+        group.throughput(Throughput::Bytes(chars as u64));
+        group.bench_function(BenchmarkId::from_parameter(chars), |b| {
             b.iter_batched_ref(
                 || {
-                    let empty = MemoryStore::new();
-                    router.on_configure(&empty);
-                    tail += 1;
-                    (empty, query(&known, chars, tail))
+                    *tail += 1;
+                    let empty = store.is_none().then(|| {
+                        let empty = MemoryStore::new();
+                        router.on_configure(&empty);
+                        empty
+                    });
+                    (empty, query(&known, chars, *tail))
                 },
-                |(empty, q)| decide(&router, empty, q, 1, &mut rng),
+                |(empty, q)| {
+                    if let Some(store) = empty.as_ref().or(store) {
+                        decide(router, store, q, 1, &mut rng);
+                    }
+                },
                 BatchSize::SmallInput,
             )
         });
     }
-    cold.finish();
+    group.finish();
+}
+
+fn decision(c: &mut Criterion) {
+    let router = router();
+    let store = filled_store(&router, &mut fastrand::Rng::with_seed(1));
+    let mut tail = REPEATED;
+    repeated(c, "decision_repeated", 0, &router, &store);
+    novel(c, "decision_novel_suffix", &router, Some(&store), &mut tail);
+    repeated(c, "decision_advancing_clock", STEP_MS, &router, &store);
+    novel(c, "decision_cold_index", &router, None, &mut tail);
 }
 
 criterion_group!(benches, decision);
