@@ -32,7 +32,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use indexmap::IndexMap;
 use prefixgate_filter::config::BackendConfig;
-use prefixgate_filter::{FilterConfig, PolicyKind};
+use prefixgate_filter::{ConfigError, FilterConfig, PolicyKind};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -190,10 +190,24 @@ enum StrategyEntry {
 /// Stands in for the fleet while a strategy is validated.
 const PLACEHOLDER_BACKEND: &str = "127.0.0.1:9";
 
-impl TryFrom<StrategyEntry> for Strategy {
-    type Error = String;
+/// A strategy the filter would refuse.
+#[derive(Debug, thiserror::Error)]
+pub enum StrategyError {
+    /// A table without `policy`.
+    #[error("`policy` is required, e.g. `{{ policy = \"prefix_aware\" }}`")]
+    NoPolicy,
+    /// A table naming backends.
+    #[error("`backends` is the fleet's: set `server.backends`, not a strategy's")]
+    Backends,
+    /// A setting the filter refuses (named in the error).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
 
-    fn try_from(entry: StrategyEntry) -> Result<Self, String> {
+impl TryFrom<StrategyEntry> for Strategy {
+    type Error = StrategyError;
+
+    fn try_from(entry: StrategyEntry) -> Result<Self, StrategyError> {
         let mut fields = match entry {
             StrategyEntry::Policy(policy) => {
                 serde_json::Map::from_iter([("policy".to_owned(), serde_json::Value::String(policy))])
@@ -201,14 +215,14 @@ impl TryFrom<StrategyEntry> for Strategy {
             StrategyEntry::Detailed(fields) => fields,
         };
         if !fields.contains_key("policy") {
-            return Err("`policy` is required, e.g. `{ policy = \"prefix_aware\" }`".to_owned());
+            return Err(StrategyError::NoPolicy);
         }
         if fields.contains_key("backends") {
-            return Err("`backends` is the fleet's: set `server.backends`, not a strategy's".to_owned());
+            return Err(StrategyError::Backends);
         }
         fields.insert("backends".to_owned(), vec![PLACEHOLDER_BACKEND].into());
         let json = serde_json::Value::Object(fields).to_string();
-        let mut config = FilterConfig::from_json(json.as_bytes()).map_err(|e| e.to_string())?;
+        let mut config = FilterConfig::from_json(json.as_bytes())?;
         config.backends.clear();
         Ok(Self { config })
     }
@@ -415,11 +429,7 @@ mod tests {
         assert_eq!(pc.policy, PolicyKind::PrefixAware);
         assert_eq!(pc.miss_policy, prefixgate_filter::MissPolicy::LeastLoaded);
         assert_eq!(pc.backends, [BackendConfig::Address("127.0.0.1:1".into())]);
-        assert_eq!(c.strategies["z"].filter_config(&[]), {
-            let mut d = FilterConfig::new(Vec::new());
-            d.policy = PolicyKind::Pow2;
-            d
-        });
+        assert_eq!(c.strategies["z"], Strategy::of_policy(PolicyKind::Pow2), "defaults for the rest");
         let args = c.bench.run_args("a", "m", 2.0).unwrap();
         assert_eq!(args.num_prompts, 20);
         assert!(args.request_rate.is_infinite());
