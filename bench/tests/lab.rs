@@ -192,8 +192,12 @@ fn a_grid_of_two_points_writes_two_rows() {
     let at = |name: &str| headers.iter().position(|h| h == name).unwrap();
     let configs: Vec<serde_json::Value> =
         rows.iter().map(|r| serde_json::from_str(&r[at("plugin_config")]).unwrap()).collect();
-    assert_eq!(configs[0]["imbalanced_threshold"], 2);
-    assert_eq!(configs[1]["imbalanced_threshold"], 20);
+    // The configuration each run ran: the grid point, and the simulated fleet as backends.
+    assert_eq!(configs[0]["imbalanced_threshold"], 2.0);
+    assert_eq!(configs[1]["imbalanced_threshold"], 20.0);
+    for c in &configs {
+        assert_eq!(c["backends"].as_array().map(Vec::len), Some(4), "{c}");
+    }
     assert_ne!(rows[0][at("scheduler_strategy")], rows[1][at("scheduler_strategy")]);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -10,6 +10,7 @@ use prefixgate_bench::report::write_report;
 use prefixgate_bench::sweep::config::SweepConfig;
 use prefixgate_bench::sweep::results_csv::{SERVE_CSV, VLLM_CSV};
 use prefixgate_bench::sweep::run::{run_sweep, SweepOptions};
+use prefixgate_filter::{FilterConfig, MissPolicy};
 use std::path::{Path, PathBuf};
 
 /// The settings columns both CSVs start with, in order.
@@ -119,7 +120,19 @@ async fn a_two_strategy_sweep_writes_both_csvs_and_a_report() {
         assert_eq!(row[col("request_rate")], "inf");
         assert!(row[col("mean_ttft_ms")].parse::<f64>().unwrap() > 0.0);
     }
-    assert!(rows[1][col("plugin_config")].contains("least_loaded"), "filter settings recorded");
+    // The configuration each router ran: the strategy's settings and the fleet.
+    let replicas: Vec<String> =
+        reports[1].1.args.replica_urls.iter().map(|u| u.replace("http://", "")).collect();
+    assert_eq!(replicas.len(), 2);
+    for (row, policy) in rows.iter().zip(["round_robin", "prefix_aware"]) {
+        let ran: FilterConfig = serde_json::from_str(&row[col("plugin_config")]).unwrap();
+        assert_eq!(ran.policy.as_str(), policy);
+        assert_eq!(ran.backends.len(), 2, "the fleet it ran in front of: {ran:?}");
+    }
+    let ran: FilterConfig = serde_json::from_str(&rows[1][col("plugin_config")]).unwrap();
+    assert_eq!(ran.miss_policy, MissPolicy::LeastLoaded, "filter settings recorded");
+    let listed: Vec<&str> = ran.backends.iter().map(|b| b.address()).collect();
+    assert_eq!(listed, replicas);
 
     let (vheader, vrows) = read_csv(&dir.join(VLLM_CSV));
     assert_eq!(&vheader[..SETTINGS.len()], &SETTINGS[..], "vllm CSV starts with the settings");
@@ -132,9 +145,9 @@ async fn a_two_strategy_sweep_writes_both_csvs_and_a_report() {
         assert_eq!(shares.len(), 2);
         assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-9);
     }
-    // Round robin spreads over the fleet (the per-VM cursors may start apart).
+    // Round robin takes turns through one counter shared by every worker.
     let rr: Vec<f64> = vrows[0][vcol("replica_requests")].split(';').map(|x| x.parse().unwrap()).collect();
-    assert!(rr.iter().all(|n| *n >= 8.0), "round robin spread: {rr:?}");
+    assert_eq!(rr, [10.0, 10.0], "round robin spread");
 
     for strategy in ["round_robin", "prefix_aware"] {
         let log = std::fs::read_to_string(dir.join(format!("logs/{strategy}_stdout.log"))).unwrap();
@@ -168,16 +181,20 @@ async fn a_two_strategy_sweep_writes_both_csvs_and_a_report() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_router_that_fails_to_start_stops_the_sweep_with_its_log() {
     let dir = fresh_dir("bad");
-    let config = SweepConfig::parse(
-        "[server]\nnum_servers = 1\ntime_scale = 50.0\n[strategies]\nbroken = \"no_such_policy\"\n\
-         [bench]\nnum_prompts = 2\n",
-    )
+    // The router cannot bind its listener: the port is held here.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let config = SweepConfig::parse(&format!(
+        "[server]\nnum_servers = 1\ntime_scale = 50.0\nrouter_port = {port}\n[strategies]\nbroken = \"pow2\"\n\
+         [bench]\nnum_prompts = 2\n"
+    ))
     .unwrap();
     let err = format!("{:#}", run_sweep(&config, &options(&dir)).await.unwrap_err());
     assert!(err.contains("strategy `broken`"), "{err}");
     assert!(err.contains("prefixgate exited during startup"), "{err}");
-    assert!(err.contains("no_such_policy"), "the log tail names the bad policy: {err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "the log tail names the address: {err}");
     assert!(!dir.join(SERVE_CSV).exists(), "no row for a run that did not happen");
+    drop(held);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

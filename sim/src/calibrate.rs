@@ -138,16 +138,22 @@ impl LatencySamples {
     }
 }
 
-/// numpy-style percentile (linear interpolation between closest ranks); 0 when empty.
+/// numpy-style percentile `q` (0–100) of `values` in any order; 0 when empty.
 pub fn percentile(values: &[f64], q: f64) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
-    let rank = q / 100.0 * (v.len() - 1) as f64;
+    percentile_of_sorted(&v, q)
+}
+
+/// numpy's default percentile `q` (0–100) of values sorted ascending: linear
+/// interpolation between the closest ranks; 0 when empty.
+pub fn percentile_of_sorted(sorted: &[f64], q: f64) -> f64 {
+    let Some(last) = sorted.len().checked_sub(1) else {
+        return 0.0;
+    };
+    let rank = (q / 100.0).clamp(0.0, 1.0) * last as f64;
     let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
-    v[lo] + (v[hi] - v[lo]) * (rank - lo as f64)
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
 }
 
 /// Arithmetic mean; 0 when empty.
@@ -779,6 +785,8 @@ mod tests {
         let v = [1.0, 2.0, 3.0, 4.0];
         assert!((percentile(&v, 50.0) - 2.5).abs() < 1e-12);
         assert!((percentile(&v, 99.0) - 3.97).abs() < 1e-12);
+        assert!((percentile(&[4.0, 1.0, 3.0, 2.0], 99.0) - 3.97).abs() < 1e-12, "any order");
+        assert_eq!(percentile_of_sorted(&[5.0], 99.0), 5.0);
         assert_eq!(percentile(&[], 50.0), 0.0);
     }
 

@@ -2,7 +2,7 @@
 //! freshly built filter in front of a list of backends, and roll a new filter
 //! configuration out through ECDS.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use prefixgate_launch::envoy_config::{
     plugin_config, render_bootstrap, render_ecds_resource, EnvoySpec, FilterMode, FilterSpec,
     UpstreamTimeouts,
@@ -13,17 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Usage of the Envoy tasks, appended to the xtask usage text.
-pub const USAGE: &str = "\
-\x20 envoy --backends IP:PORT,... [--policy P] [--listen ADDR] [--admin ADDR] [--concurrency N]
-        [--ecds DIR | --inline]
-                  render the Envoy config for the backends, build the filter and run Envoy
-                  (foreground); the filter config is read through ECDS from DIR/prefixgate.yaml
-                  (default DIR: <target>/envoy/ecds), or with --inline from the bootstrap
-  envoy-swap --config FILE.json [--dir DIR] [--wasm FILE]
-                  roll out a new plugin config (and module) to that Envoy, without a restart
-";
-
 /// Name of the ECDS resource file inside the ECDS directory.
 const ECDS_FILE: &str = "prefixgate.yaml";
 
@@ -33,72 +22,48 @@ fn default_ecds_dir() -> PathBuf {
 }
 
 /// Options of `cargo xtask envoy`.
-#[derive(Debug)]
-struct EnvoyArgs {
+#[derive(Debug, PartialEq, clap::Args)]
+pub struct EnvoyArgs {
+    /// The replicas, `ip:port,ip:port,...`.
+    #[arg(long, required = true, value_delimiter = ',', value_parser = parse_addr)]
     backends: Vec<SocketAddr>,
+    /// Routing policy: round_robin, pow2, prefix_aware or least_ttft.
+    #[arg(long, default_value = "prefix_aware")]
     policy: PolicyKind,
+    /// Envoy's listener.
+    #[arg(long, default_value = "127.0.0.1:10000", value_parser = parse_addr)]
     listen: SocketAddr,
+    /// Envoy's admin listener.
+    #[arg(long, default_value = "127.0.0.1:9901", value_parser = parse_addr)]
     admin: SocketAddr,
+    /// Envoy worker threads.
+    #[arg(long, default_value_t = 2)]
     concurrency: u32,
-    ecds: PathBuf,
+    /// ECDS directory (default `<target>/envoy/ecds`).
+    #[arg(long, value_name = "DIR", conflicts_with = "inline")]
+    ecds: Option<PathBuf>,
+    /// The filter config inline in the bootstrap, instead of through ECDS.
+    #[arg(long)]
     inline: bool,
 }
 
-/// Reads `--flag value` pairs; every flag must be known.
-fn flags<'a>(args: &'a [String], known: &[&str]) -> Result<Vec<(&'a str, &'a str)>> {
-    let mut out = Vec::new();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        if !known.contains(&flag.as_str()) {
-            bail!("unknown option `{flag}` (expected one of {})", known.join(", "));
-        }
-        let value = it.next().with_context(|| format!("`{flag}` needs a value"))?;
-        out.push((flag.as_str(), value.as_str()));
-    }
-    Ok(out)
+/// Options of `cargo xtask envoy-swap`.
+#[derive(Debug, PartialEq, clap::Args)]
+pub struct SwapArgs {
+    /// The new plugin configuration (JSON).
+    #[arg(long, value_name = "FILE.json")]
+    config: PathBuf,
+    /// The ECDS directory the running Envoy watches (default `<target>/envoy/ecds`).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// The module to roll out with it (default: the one just built).
+    #[arg(long, value_name = "FILE")]
+    wasm: Option<PathBuf>,
 }
 
-fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr> {
-    value.parse().with_context(|| format!("{flag}: `{value}` is not an ip:port address"))
-}
-
-fn parse_envoy_args(args: &[String]) -> Result<EnvoyArgs> {
-    let mut parsed = EnvoyArgs {
-        backends: Vec::new(),
-        policy: PolicyKind::PrefixAware,
-        listen: SocketAddr::from(([127, 0, 0, 1], 10000)),
-        admin: SocketAddr::from(([127, 0, 0, 1], 9901)),
-        concurrency: 2,
-        ecds: default_ecds_dir(),
-        inline: args.iter().any(|a| a == "--inline"),
-    };
-    let args: Vec<String> = args.iter().filter(|a| *a != "--inline").cloned().collect();
-    for (flag, value) in
-        flags(&args, &["--backends", "--policy", "--listen", "--admin", "--concurrency", "--ecds"])?
-    {
-        match flag {
-            "--backends" => {
-                parsed.backends = value
-                    .split(',')
-                    .filter(|s| !s.trim().is_empty())
-                    .map(|s| parse_addr("--backends", s.trim()))
-                    .collect::<Result<_>>()?;
-            }
-            "--policy" => {
-                parsed.policy = value.parse().context("--policy")?;
-            }
-            "--listen" => parsed.listen = parse_addr(flag, value)?,
-            "--admin" => parsed.admin = parse_addr(flag, value)?,
-            "--concurrency" => {
-                parsed.concurrency = value.parse().with_context(|| format!("--concurrency: `{value}`"))?;
-            }
-            _ => parsed.ecds = PathBuf::from(value),
-        }
-    }
-    if parsed.backends.is_empty() {
-        bail!("--backends is required, e.g. --backends 127.0.0.1:8001,127.0.0.1:8002");
-    }
-    Ok(parsed)
+/// An `ip:port` address, blanks around it ignored.
+fn parse_addr(value: &str) -> Result<SocketAddr, String> {
+    value.trim().parse().map_err(|_| format!("`{value}` is not an ip:port address"))
 }
 
 /// A rollout label unique to this moment, e.g. `v1764412345123`.
@@ -142,8 +107,7 @@ fn write_rollout(dir: &Path, wasm: &Path, mut spec: FilterSpec, version: &str) -
 }
 
 /// `cargo xtask envoy`: render, build, run in the foreground.
-pub fn envoy(args: &[String], wasm: &Path) -> Result<()> {
-    let args = parse_envoy_args(args)?;
+pub fn envoy(args: &EnvoyArgs, wasm: &Path) -> Result<()> {
     let envoy = crate::envoy::ensure_envoy()?;
     let version = new_version();
     let mut config = plugin_config(args.policy, &args.backends);
@@ -155,7 +119,7 @@ pub fn envoy(args: &[String], wasm: &Path) -> Result<()> {
         FilterMode::Inline(Box::new(FilterSpec { wasm_path, ..spec }))
     } else {
         // Through ECDS by default, so that `envoy-swap` can roll out the next config.
-        let dir = absolute(&args.ecds)?;
+        let dir = absolute(&args.ecds.clone().unwrap_or_else(default_ecds_dir))?;
         let resource = write_rollout(&dir, wasm, spec, &version)?;
         eprintln!(
             "xtask: filter config {} (roll out a new one with `cargo xtask envoy-swap --config new.json --dir {}`)",
@@ -167,7 +131,7 @@ pub fn envoy(args: &[String], wasm: &Path) -> Result<()> {
     let spec = EnvoySpec {
         listen: args.listen,
         admin: args.admin,
-        backends: args.backends,
+        backends: args.backends.clone(),
         mode,
         timeouts: UpstreamTimeouts::default(),
     };
@@ -190,20 +154,10 @@ pub fn envoy(args: &[String], wasm: &Path) -> Result<()> {
 }
 
 /// `cargo xtask envoy-swap`: writes the next ECDS rollout.
-pub fn envoy_swap(args: &[String], built_wasm: impl FnOnce() -> Result<PathBuf>) -> Result<()> {
-    let mut config = None;
-    let mut dir = default_ecds_dir();
-    let mut wasm = None;
-    for (flag, value) in flags(args, &["--config", "--dir", "--wasm"])? {
-        match flag {
-            "--config" => config = Some(PathBuf::from(value)),
-            "--dir" => dir = PathBuf::from(value),
-            _ => wasm = Some(PathBuf::from(value)),
-        }
-    }
-    let config = config.context("--config FILE.json is required (the new plugin configuration)")?;
+pub fn envoy_swap(args: &SwapArgs, built_wasm: impl FnOnce() -> Result<PathBuf>) -> Result<()> {
+    let config = &args.config;
     let text =
-        std::fs::read_to_string(&config).with_context(|| format!("cannot read {}", config.display()))?;
+        std::fs::read_to_string(config).with_context(|| format!("cannot read {}", config.display()))?;
     // Refused here, not by Envoy after the rollout: the old filter keeps serving.
     let mut spec = FilterSpec::from_json(String::new(), text.as_bytes())
         .with_context(|| format!("{} is refused", config.display()))?;
@@ -212,11 +166,11 @@ pub fn envoy_swap(args: &[String], built_wasm: impl FnOnce() -> Result<PathBuf>)
     // update whose hash equals the last one.
     spec.config.version = Some(version.clone());
     let plugin_config = spec.plugin_config_json();
-    let wasm = match wasm {
-        Some(w) => w,
+    let wasm = match &args.wasm {
+        Some(w) => w.clone(),
         None => built_wasm()?,
     };
-    let dir = absolute(&dir)?;
+    let dir = absolute(&args.dir.clone().unwrap_or_else(default_ecds_dir))?;
     let resource = write_rollout(&dir, &wasm, spec, &version)?;
     eprintln!("xtask: rolled out {} as {version}: {plugin_config}", resource.display());
     Ok(())
@@ -225,26 +179,36 @@ pub fn envoy_swap(args: &[String], built_wasm: impl FnOnce() -> Result<PathBuf>)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    fn strings(args: &[&str]) -> Vec<String> {
-        args.iter().map(|s| (*s).to_owned()).collect()
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: EnvoyArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<EnvoyArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("envoy").chain(args.iter().copied())).map(|c| c.args)
     }
 
     #[test]
     fn envoy_args_parse_backends_and_defaults() {
-        let args =
-            parse_envoy_args(&strings(&["--backends", "127.0.0.1:8001,127.0.0.1:8002", "--policy", "pow2"]))
-                .unwrap();
+        let args = parse(&["--backends", "127.0.0.1:8001, 127.0.0.1:8002", "--policy", "pow2"]).unwrap();
         assert_eq!(args.backends.len(), 2);
         assert_eq!(args.policy, PolicyKind::Pow2);
         assert_eq!(args.listen.port(), 10000);
+        assert_eq!((args.admin.port(), args.concurrency, args.inline, args.ecds), (9901, 2, false, None));
     }
 
     #[test]
     fn envoy_args_reject_unknown_flags_and_bad_addresses() {
-        assert!(parse_envoy_args(&strings(&["--backend", "x"])).is_err());
-        assert!(parse_envoy_args(&strings(&["--backends", "localhost:80"])).is_err());
-        assert!(parse_envoy_args(&strings(&[])).is_err());
-        assert!(parse_envoy_args(&strings(&["--backends", "127.0.0.1:1", "--policy", "fastest"])).is_err());
+        assert!(parse(&["--backend", "x"]).is_err());
+        assert!(parse(&["--backends", "localhost:80"]).is_err());
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--backends", "127.0.0.1:1", "--policy", "fastest"]).is_err());
+        assert!(
+            parse(&["--backends", "127.0.0.1:1", "--inline", "--ecds", "d"]).is_err(),
+            "one or the other"
+        );
     }
 }

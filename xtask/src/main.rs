@@ -13,29 +13,83 @@ mod run;
 mod soak;
 
 use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-usage: cargo xtask <task>
+/// The project's tasks.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
 
-tasks:
-  setup           install what a fresh machine lacks (wasm32-wasip1 target, Envoy 1.40, and
-                  promtool from the `prometheus` package where apt-get has it)
-  build-filter    build the filter module (release, wasm32-wasip1) and print its path
-  test            setup, build the module, then fmt, clippy (native and wasm), every test and
-                  a short soak (both hosts, kill -9 and swaps)
-  bench [filter]  criterion benchmarks: one routing decision at 1k/8k/32k characters,
-                  prompt extraction from 8 KiB and 2 MiB bodies
-  bench sim       vllm-sim's calibration: model tables beside the reference, live latency, scheduling lag
-  bench lab       the policy lab's speed: simulated requests per wall second on the seed workload
-                  (4 replicas, 1,000 prompts, three policies) and on 100k prompts over 16 replicas
-  demo            setup, then 4 simulated replicas; round_robin, pow2, prefix_aware compared
-                  behind prefixgate
-";
+/// A task named on the command line, with the arguments it takes.
+#[derive(Debug, PartialEq, Subcommand)]
+enum Task {
+    /// Install what a fresh machine lacks: the wasm32-wasip1 target, Envoy
+    /// 1.40, and promtool from the `prometheus` package where apt-get has it.
+    Setup,
+    /// Build the filter module (release, wasm32-wasip1) and print its path.
+    BuildFilter,
+    /// Setup, build the module, then fmt, clippy (native and wasm), every
+    /// test and a short soak (both hosts, kill -9 and swaps).
+    Test,
+    /// Run a benchmark (default: the filter's criterion benchmarks).
+    Bench {
+        #[command(subcommand)]
+        which: Option<Bench>,
+    },
+    /// Setup, then 4 simulated replicas; round_robin, pow2 and prefix_aware
+    /// compared behind prefixgate.
+    Demo,
+    /// Render the Envoy config for the backends, build the filter and run
+    /// Envoy in the foreground; the filter config is read through ECDS from
+    /// DIR/prefixgate.yaml, or with --inline from the bootstrap.
+    Envoy(envoy_cmd::EnvoyArgs),
+    /// Roll out a new plugin config (and module) to that Envoy, without a restart.
+    EnvoySwap(envoy_cmd::SwapArgs),
+    /// Streaming load through prefixgate (release) and Envoy with the filter
+    /// while one fault at a time hits it: one of 4 replicas killed,
+    /// SIGSTOPped, answering 500, never answering, with a 15 MB /metrics;
+    /// adversarial bodies; 100 config + 20 module swaps; a swap to a module
+    /// that traps. One Markdown table, exit 1 when a bound is broken.
+    Soak(Passthrough),
+}
+
+/// The benchmarks.
+#[derive(Debug, PartialEq, Subcommand)]
+enum Bench {
+    /// Criterion: one routing decision at 1k/8k/32k characters (hot index,
+    /// novel suffix, advancing clock, cold index); prompt extraction from
+    /// 8 KiB and 2 MiB bodies.
+    Filter,
+    /// vllm-sim's calibration: model tables beside the reference, live
+    /// latency, scheduling lag.
+    Sim,
+    /// The policy lab's speed: simulated requests per wall second on the seed
+    /// workload (4 replicas, 1,000 prompts, three policies) and on 100k
+    /// prompts over 16 replicas.
+    Lab,
+    /// 4 simulated replicas reached directly, through prefixgate (release;
+    /// round_robin, prefix_aware, prefix_aware on one worker thread), Envoy
+    /// with the filter and Envoy round robin, taking turns in rounds under a
+    /// closed and an open loop; Markdown tables on stdout; fails on any
+    /// error or fallback.
+    Proxy(Passthrough),
+}
+
+/// Options passed on to a driver as they are (`-- --help` lists them).
+#[derive(Debug, PartialEq, clap::Args)]
+struct Passthrough {
+    /// The driver's options, e.g. `--seconds 5 --rounds 2`.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match dispatch(&args) {
+    let cli = Cli::parse();
+    match dispatch(cli.task) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("xtask: {e:#}");
@@ -44,58 +98,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// A task named on the command line, with the arguments it takes.
-#[derive(Debug, PartialEq)]
-enum Task<'a> {
-    Setup,
-    BuildFilter,
-    Test,
-    BenchProxy(&'a [String]),
-    Bench(&'a str),
-    Demo,
-    Envoy(&'a [String]),
-    EnvoySwap(&'a [String]),
-    Soak(&'a [String]),
-    Help,
-}
-
-impl<'a> Task<'a> {
-    fn parse(args: &'a [String]) -> Result<Self> {
-        let rest = args.get(1..).unwrap_or_default();
-        Ok(match args.first().map(String::as_str) {
-            Some("setup") => Task::Setup,
-            Some("build-filter") => Task::BuildFilter,
-            Some("test") => Task::Test,
-            Some("bench") if rest.first().map(String::as_str) == Some("proxy") => {
-                Task::BenchProxy(&rest[1..])
-            }
-            Some("bench") => Task::Bench(rest.first().map(String::as_str).unwrap_or("filter")),
-            Some("demo") => Task::Demo,
-            Some("envoy") => Task::Envoy(rest),
-            Some("envoy-swap") => Task::EnvoySwap(rest),
-            Some("soak") => Task::Soak(rest),
-            Some("-h" | "--help" | "help") | None => Task::Help,
-            Some(other) => {
-                bail!(
-                    "unknown task `{other}`\n\n{USAGE}{}{}{}",
-                    proxy_bench::USAGE,
-                    soak::USAGE,
-                    envoy_cmd::USAGE
-                )
-            }
-        })
-    }
-
+impl Task {
     /// Whether the task builds or runs something that `setup` installs (the
     /// wasm target for the module the proxy embeds, Envoy): such a task runs
     /// `setup` first, so that it works on a fresh machine as the README says.
     fn needs_setup(&self) -> bool {
         match self {
-            // The criterion benchmarks and the simulator's calibration are native code only.
-            Task::Setup | Task::Help | Task::Bench(_) => false,
+            // The criterion benchmarks, the simulator's calibration and the
+            // lab are native code only.
+            Task::Setup | Task::Bench { which: None | Some(Bench::Filter | Bench::Sim | Bench::Lab) } => {
+                false
+            }
             Task::BuildFilter
             | Task::Test
-            | Task::BenchProxy(_)
+            | Task::Bench { which: Some(Bench::Proxy(_)) }
             | Task::Demo
             | Task::Envoy(_)
             | Task::EnvoySwap(_)
@@ -104,8 +120,7 @@ impl<'a> Task<'a> {
     }
 }
 
-fn dispatch(args: &[String]) -> Result<()> {
-    let task = Task::parse(args)?;
+fn dispatch(task: Task) -> Result<()> {
     if task.needs_setup() {
         setup()?;
     }
@@ -117,16 +132,11 @@ fn dispatch(args: &[String]) -> Result<()> {
             Ok(())
         }
         Task::Test => test(),
-        Task::BenchProxy(args) => proxy_bench::bench_proxy(args, &build_filter()?),
-        Task::Bench(which) => bench(which),
+        Task::Bench { which } => bench(which.unwrap_or(Bench::Filter)),
         Task::Demo => demo::demo(),
-        Task::Envoy(args) => envoy_cmd::envoy(args, &build_filter()?),
-        Task::EnvoySwap(args) => envoy_cmd::envoy_swap(args, build_filter),
-        Task::Soak(args) => soak::soak(args, &build_filter()?),
-        Task::Help => {
-            print!("{USAGE}{}{}{}", proxy_bench::USAGE, soak::USAGE, envoy_cmd::USAGE);
-            Ok(())
-        }
+        Task::Envoy(args) => envoy_cmd::envoy(&args, &build_filter()?),
+        Task::EnvoySwap(args) => envoy_cmd::envoy_swap(&args, build_filter),
+        Task::Soak(p) => soak::soak(&p.args, &build_filter()?),
     }
 }
 
@@ -181,10 +191,10 @@ fn test() -> Result<()> {
     soak::quick(&wasm, &prefixgate, &envoy)
 }
 
-fn bench(which: &str) -> Result<()> {
+fn bench(which: Bench) -> Result<()> {
     match which {
-        "filter" => run::cargo(&["bench", "--package", "prefixgate-filter"]),
-        "sim" => run::cargo(&[
+        Bench::Filter => run::cargo(&["bench", "--package", "prefixgate-filter"]),
+        Bench::Sim => run::cargo(&[
             "run",
             "--release",
             "--package",
@@ -194,7 +204,7 @@ fn bench(which: &str) -> Result<()> {
             "--",
             "--calibrate",
         ]),
-        "lab" => {
+        Bench::Lab => {
             let lab = |flags: &str| {
                 let mut args =
                     vec!["run", "--release", "--package", "prefixgate-bench", "--bin", "prefixgate-bench"];
@@ -207,16 +217,17 @@ fn bench(which: &str) -> Result<()> {
             lab("--num-prompts 100000 --request-rate 400 --max-concurrency 160 --replicas 16 \
                  --policy prefix_aware")
         }
-        other => bail!("unknown benchmark `{other}` (expected: filter, sim, lab, proxy)"),
+        Bench::Proxy(p) => proxy_bench::bench_proxy(&p.args, &build_filter()?),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Task;
+    use super::{Bench, Cli, Task};
+    use clap::Parser;
 
-    fn task(args: &[&str]) -> Vec<String> {
-        args.iter().map(|a| a.to_string()).collect()
+    fn parse(args: &[&str]) -> Result<Task, clap::Error> {
+        Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied())).map(|c| c.task)
     }
 
     #[test]
@@ -228,9 +239,9 @@ mod tests {
             &["bench", "proxy", "--seconds", "1"],
             &["envoy", "--backends", "127.0.0.1:1"],
             &["envoy-swap", "--config", "x.json"],
+            &["soak", "--host", "both"],
         ] {
-            let args = task(args);
-            let parsed = Task::parse(&args);
+            let parsed = parse(args);
             assert!(
                 parsed.as_ref().is_ok_and(Task::needs_setup),
                 "`cargo xtask {}` must run setup first: {parsed:?}",
@@ -240,10 +251,28 @@ mod tests {
     }
 
     #[test]
-    fn setup_help_and_unknown_tasks() {
-        assert!(!Task::parse(&task(&["setup"])).is_ok_and(|t| t.needs_setup()));
-        assert_eq!(Task::parse(&[]).ok(), Some(Task::Help));
-        let err = Task::parse(&task(&["deom"])).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("unknown task `deom`"), "{err}");
+    fn native_benchmarks_and_setup_do_not() {
+        for args in [&["setup"][..], &["bench"], &["bench", "filter"], &["bench", "sim"], &["bench", "lab"]] {
+            let parsed = parse(args);
+            assert!(parsed.as_ref().is_ok_and(|t| !t.needs_setup()), "{args:?}: {parsed:?}");
+        }
+    }
+
+    #[test]
+    fn drivers_get_their_options_as_given() {
+        let proxy = parse(&["bench", "proxy", "--seconds", "1", "--rate", "0"]).unwrap();
+        let Task::Bench { which: Some(Bench::Proxy(p)) } = proxy else { panic!("{proxy:?}") };
+        assert_eq!(p.args, ["--seconds", "1", "--rate", "0"]);
+        let soak = parse(&["soak", "--", "--help"]).unwrap();
+        let Task::Soak(p) = soak else { panic!("{soak:?}") };
+        assert_eq!(p.args, ["--help"]);
+    }
+
+    #[test]
+    fn unknown_tasks_and_options_are_refused() {
+        let err = parse(&["deom"]).unwrap_err().to_string();
+        assert!(err.contains("deom"), "{err}");
+        assert!(parse(&["bench", "gpu"]).is_err());
+        assert!(parse(&["demo", "--fast"]).is_err());
     }
 }

@@ -6,16 +6,6 @@
 use anyhow::{bail, Result};
 use std::path::Path;
 
-/// Usage line of the task, appended to the xtask usage text.
-pub const USAGE: &str = "\
-\x20 bench proxy [--seconds S] [--rounds N] [--concurrency C] [--rate R] [--prompt-chars N]
-                  4 simulated replicas reached directly, through prefixgate (release;
-                  round_robin, prefix_aware, prefix_aware on one worker thread), Envoy
-                  with the filter and Envoy round robin, taking turns in N rounds (5) under a closed loop of C clients
-                  (16) and an open loop at R requests/s (1000; 0 skips it), S seconds
-                  (10) each; 8,000-character prompts by default; Markdown tables on stdout
-";
-
 /// Runs the benchmark; `args` go to the driver.
 pub fn bench_proxy(args: &[String], wasm: &Path) -> Result<()> {
     let envoy = crate::envoy::ensure_envoy()?;

@@ -9,17 +9,6 @@ use anyhow::{bail, Result};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-/// Usage line of the task, appended to the xtask usage text.
-pub const USAGE: &str = "\
-\x20 soak [--seconds-per-fault S] [--host prefixgate|envoy|both] [--faults kill,stop,...]
-                  streaming load through prefixgate (release) and Envoy with the filter while one
-                  fault at a time hits it: one of 4 replicas (vllm-sim processes, or stubs) killed,
-                  SIGSTOPped for S s (20), answering 500, never answering, with a 15 MB /metrics;
-                  adversarial bodies from other clients; 100 config + 20 module swaps; a swap to a
-                  module that traps; one Markdown table, exit 1 when a bound is broken
-                  (`cargo xtask soak -- --help` for all options)
-";
-
 /// The short soak of `cargo xtask test`: both hosts, two faults of 4 s (kill -9, swaps),
 /// 10 configuration and 2 module swaps, a time limit.
 const QUICK: &[&str] = &[

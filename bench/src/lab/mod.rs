@@ -15,6 +15,7 @@ use vllm_sim::{EngineLimits, Profile, SimConfig};
 
 use crate::load::run::{build_requests, write_record, RunArgs, RunReport};
 use crate::load::stats::BenchMetrics;
+use crate::report::table::{fixed, percent, Table};
 use crate::sweep::config::{ServerSettings, SweepConfig};
 use crate::sweep::results_csv::{append_row, serve_row, vllm_row, RunSettings, SERVE_CSV, VLLM_CSV};
 use crate::sweep::run::requests_file;
@@ -234,6 +235,8 @@ pub fn run_strategy(
         routers: fleet.routers,
     };
     let result = simulate(&spec).with_context(|| format!("strategy `{}`", strategy.label))?;
+    let plugin_config = serde_json::to_value(&result.config)
+        .with_context(|| format!("strategy `{}`: plugin configuration", strategy.label))?;
     let wall_seconds = started.elapsed().as_secs_f64();
     let mut args = args.clone();
     args.label = Some(strategy.label.clone());
@@ -245,13 +248,7 @@ pub fn run_strategy(
         scorecard: Some(result.scorecard),
         outcomes: result.outcomes,
     };
-    Ok(LabRun {
-        label: strategy.label.clone(),
-        report,
-        plugin_config: strategy.plugin_config.clone(),
-        wall_seconds,
-        steps: result.steps,
-    })
+    Ok(LabRun { label: strategy.label.clone(), report, plugin_config, wall_seconds, steps: result.steps })
 }
 
 /// Writes a lab run to a sweep output directory as the sweep does: a line of
@@ -297,7 +294,9 @@ pub fn sweep_in_lab(config: &SweepConfig, output_dir: &Path) -> Result<Vec<LabRu
     let requests = build_requests(&args)?;
     let mut runs = Vec::with_capacity(config.strategies.len());
     for (label, strategy) in &config.strategies {
-        let strategy = LabStrategy { label: label.clone(), plugin_config: strategy.plugin_config(&[]) };
+        let plugin_config = serde_json::to_value(strategy.filter_config(&[]))
+            .with_context(|| format!("strategy `{label}`: plugin configuration"))?;
+        let strategy = LabStrategy { label: label.clone(), plugin_config };
         let run = run_strategy(&args, &requests, &fleet, &strategy)?;
         record_run(output_dir, &fleet, config.bench.benchmark_label(), &run)?;
         runs.push(run);
@@ -307,31 +306,36 @@ pub fn sweep_in_lab(config: &SweepConfig, output_dir: &Path) -> Result<Vec<LabRu
 
 /// The scorecard table printed after the runs (Markdown).
 pub fn scorecard_table(runs: &[LabRun]) -> String {
-    let mut s = String::from(
-        "| strategy | req/s | TTFT mean ms | TTFT p99 ms | TPOT mean ms | cache hit | reuse bound | captured | delivered | failed |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
-    let pct = |x: Option<f64>| x.map_or("n/a".to_owned(), |x| format!("{:.1}%", x * 100.0));
+    let mut t = Table::new([
+        "strategy",
+        "req/s",
+        "TTFT mean ms",
+        "TTFT p99 ms",
+        "TPOT mean ms",
+        "cache hit",
+        "reuse bound",
+        "captured",
+        "delivered",
+        "failed",
+    ]);
     for run in runs {
         let r = &run.report;
         let m = &r.metrics;
-        let hit = r.vllm.as_ref().and_then(|v| v.prefix_cache_hit_rate);
         let c = r.scorecard.clone().unwrap_or_default();
-        s.push_str(&format!(
-            "| {} | {:.2} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} | {} |\n",
-            run.label,
-            m.request_throughput,
-            m.ttft_ms.mean,
-            m.ttft_ms.p99,
-            m.tpot_ms.mean,
-            pct(hit),
-            pct(Some(c.reuse_bound)),
-            pct(Some(c.captured)),
-            pct(Some(c.delivered)),
-            m.failed
-        ));
+        t.push([
+            run.label.clone(),
+            fixed(m.request_throughput, 2),
+            fixed(m.ttft_ms.mean, 1),
+            fixed(m.ttft_ms.p99, 1),
+            fixed(m.tpot_ms.mean, 1),
+            percent(r.vllm.as_ref().and_then(|v| v.prefix_cache_hit_rate)),
+            percent(Some(c.reuse_bound)),
+            percent(Some(c.captured)),
+            percent(Some(c.delivered)),
+            m.failed.to_string(),
+        ]);
     }
-    s
+    t.markdown()
 }
 
 /// `prefixgate-bench lab`: runs every strategy, prints each summary and the scorecard

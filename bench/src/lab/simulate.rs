@@ -64,6 +64,9 @@ pub enum LabError {
     /// No request was given.
     #[error("no request to send")]
     NoRequests,
+    /// A simulated replica's `/metrics` page did not parse (a simulator bug).
+    #[error("a simulated replica's /metrics does not parse: {0}")]
+    Metrics(String),
 }
 
 /// Everything one lab run needs.
@@ -97,6 +100,9 @@ pub struct LabResult {
     pub scorecard: Scorecard,
     /// Engine steps simulated.
     pub steps: u64,
+    /// The filter configuration the routers ran (the simulated replicas as
+    /// backends, the seed filled in).
+    pub config: FilterConfig,
 }
 
 /// The address of simulated replica `i` as the filter's configuration lists it.
@@ -307,7 +313,7 @@ pub fn simulate(spec: &LabSpec<'_>) -> Result<LabResult, LabError> {
         spec,
         shared,
     };
-    lab.run()
+    lab.run(config)
 }
 
 /// The filter's configuration: the given JSON with the simulated replicas as backends.
@@ -328,7 +334,8 @@ fn now_ms(t: f64) -> u64 {
 }
 
 impl Lab<'_> {
-    fn run(mut self) -> Result<LabResult, LabError> {
+    /// Runs every event; `config` is the filter configuration the routers run.
+    fn run(mut self, config: FilterConfig) -> Result<LabResult, LabError> {
         if self.scrape_interval_ms > 0 {
             let interval = self.scrape_interval_ms as f64 / 1000.0;
             let k = self.routers.len() as f64;
@@ -355,7 +362,7 @@ impl Lab<'_> {
                 return Err(LabError::WarmUp(error));
             }
         }
-        let vllm = self.vllm_side();
+        let vllm = self.vllm_side()?;
         let outcomes: Vec<RequestOutcome> =
             self.outcomes.into_iter().map(Option::unwrap_or_default).collect();
         Ok(LabResult {
@@ -364,6 +371,7 @@ impl Lab<'_> {
             vllm,
             scorecard: self.scorecard.scorecard(),
             steps: self.steps,
+            config,
         })
     }
 
@@ -591,7 +599,7 @@ impl Lab<'_> {
 
     /// The replicas' `/metrics` at the end, read as `run` reads them (every counter
     /// started at zero, so the page is the delta).
-    fn vllm_side(&self) -> VllmSide {
+    fn vllm_side(&self) -> Result<VllmSide, LabError> {
         let sim = &self.shared.config;
         let served = sim.served_names();
         let info = ExpositionInfo {
@@ -607,7 +615,8 @@ impl Lab<'_> {
             .replicas
             .iter()
             .map(|r| MetricsSnapshot::parse(&exposition::render(r.core.metrics(), &info)))
-            .collect();
-        compare(&urls, &before, &after)
+            .collect::<Result<_, _>>()
+            .map_err(LabError::Metrics)?;
+        Ok(compare(&urls, &before, &after))
     }
 }

@@ -1,14 +1,13 @@
 //! `prefixgate-bench run`: drive an OpenAI-compatible server with a dataset
 //! at a request rate and concurrency, and report bench_serving's metrics.
 
-use super::client::{http_client, send, Api, BenchRequest, ClientSettings, HttpClient};
+use super::client::{get, http_client, send, Api, BenchRequest, ClientSettings, HttpClient};
 use super::dataset::{read_sharegpt, synthetic};
 use super::shapes::ShapeArgs;
 use super::stats::{BenchMetrics, RequestOutcome, Scorecard};
 use super::vllm_side::{compare, scrape, VllmSide};
 use super::workload::{build_workload, Workload, WorkloadSpec};
 use anyhow::{bail, Context, Result};
-use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 use std::io::Write;
 use std::path::PathBuf;
@@ -365,12 +364,7 @@ fn progress_line(done: u64, total: u64, elapsed: Duration) -> String {
 async fn scrape_all(client: &HttpClient, urls: &[String]) -> Result<Vec<super::vllm_side::MetricsSnapshot>> {
     let mut out = Vec::with_capacity(urls.len());
     for url in urls {
-        out.push(
-            scrape(client, url.trim_end_matches('/'))
-                .await
-                .map_err(anyhow::Error::msg)
-                .context("scraping a replica")?,
-        );
+        out.push(scrape(client, url.trim_end_matches('/')).await.context("scraping a replica")?);
     }
     Ok(out)
 }
@@ -378,9 +372,7 @@ async fn scrape_all(client: &HttpClient, urls: &[String]) -> Result<Vec<super::v
 /// The first model `GET /v1/models` lists.
 async fn first_model(client: &HttpClient, base_url: &str) -> Result<String> {
     let uri = format!("{base_url}/v1/models");
-    let request = hyper::Request::get(&uri).body(Full::default())?;
-    let response = client.request(request).await.with_context(|| format!("GET {uri}"))?;
-    let body = response.into_body().collect().await.with_context(|| format!("GET {uri}"))?.to_bytes();
+    let body = get(client, &uri, Duration::from_secs(30)).await.with_context(|| format!("GET {uri}"))?;
     let json: serde_json::Value =
         serde_json::from_slice(&body).with_context(|| format!("GET {uri}: not JSON"))?;
     json.pointer("/data/0/id")

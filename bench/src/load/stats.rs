@@ -2,6 +2,7 @@
 //! does: over successful requests, in milliseconds, numpy-style percentiles.
 
 use serde::{Deserialize, Serialize};
+use vllm_sim::calibrate::percentile_of_sorted as percentile;
 
 /// What one request measured, as the driver records it (times in seconds).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -65,17 +66,6 @@ impl Summary {
             max: sorted[sorted.len() - 1],
         }
     }
-}
-
-/// numpy's default (linear interpolation) percentile of sorted, non-empty values.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = p / 100.0 * (sorted.len() - 1) as f64;
-    let lo = rank.floor() as usize;
-    let hi = rank.ceil() as usize;
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
 }
 
 /// The benchmark's results, named as bench_serving's JSON record names them.
@@ -181,12 +171,11 @@ mod tests {
     }
 
     #[test]
-    fn percentiles_interpolate_like_numpy() {
-        let v = [1.0, 2.0, 3.0, 4.0];
-        // numpy.percentile([1,2,3,4], 99) = 3.97; median 2.5.
-        assert!(close(percentile(&v, 99.0), 3.97));
-        assert!(close(percentile(&v, 50.0), 2.5));
-        assert!(close(percentile(&[5.0], 99.0), 5.0));
+    fn summary_percentiles_interpolate_like_numpy() {
+        // numpy.percentile([1,2,3,4], 99) = 3.97; median 2.5; in any order.
+        let s = Summary::of(&[4.0, 1.0, 3.0, 2.0]);
+        assert!(close(s.p99, 3.97) && close(s.median, 2.5) && close(s.max, 4.0), "{s:?}");
+        assert!(close(Summary::of(&[5.0]).p99, 5.0));
     }
 
     #[test]

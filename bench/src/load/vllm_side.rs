@@ -1,10 +1,15 @@
 //! The replicas' own view of a run: `/metrics` scraped before and after, and
 //! the deltas bench reports beside the client-side metrics.
 
-use super::client::HttpClient;
-use http_body_util::{BodyExt, Full};
+use super::client::{get, GetError, HttpClient};
+use openmetrics_parser::prometheus::parse_prometheus;
+use openmetrics_parser::PrometheusValue;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+/// Longest wait for one replica's `/metrics`.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Histograms whose mean (sum / count of the deltas) is reported, in seconds.
 pub const HISTOGRAMS: [&str; 7] = [
@@ -17,36 +22,64 @@ pub const HISTOGRAMS: [&str; 7] = [
     "request_decode_time",
 ];
 
-/// One replica's `/metrics`, each family summed over its label sets.
+/// One replica's `/metrics`, each sample name (`_sum` and `_count` of a
+/// histogram or summary) summed over its label sets.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MetricsSnapshot {
     values: HashMap<String, f64>,
 }
 
+/// A `/metrics` page that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ScrapeError {
+    /// The request did not complete.
+    #[error("GET {uri}")]
+    Get {
+        /// What was asked for.
+        uri: String,
+        /// Why it failed.
+        #[source]
+        source: GetError,
+    },
+    /// The page is not the Prometheus text format.
+    #[error("GET {uri}: not a Prometheus exposition: {message}")]
+    Parse {
+        /// Where the page came from.
+        uri: String,
+        /// The parser's description (its error type carries no more).
+        message: String,
+    },
+}
+
 impl MetricsSnapshot {
-    /// Parses a Prometheus text page (comments and malformed lines skipped).
-    pub fn parse(page: &str) -> Self {
-        let mut values = HashMap::new();
-        for line in page.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let name_end = line.find(['{', ' ']).unwrap_or(line.len());
-            let name = &line[..name_end];
-            let after_labels = match line[name_end..].starts_with('{') {
-                true => line.rfind('}').map(|i| &line[i + 1..]).unwrap_or(""),
-                false => &line[name_end..],
-            };
-            let Some(value) = after_labels.split_whitespace().next().and_then(|v| v.parse::<f64>().ok())
-            else {
-                continue;
-            };
+    /// Parses a Prometheus text exposition as vLLM (and the simulator)
+    /// writes it: `# TYPE` before the samples of each family. A page that
+    /// does not parse is refused whole, with the parser's reason.
+    pub fn parse(page: &str) -> Result<Self, String> {
+        let exposition = parse_prometheus(page).map_err(|e| e.to_string())?;
+        let mut values: HashMap<String, f64> = HashMap::new();
+        let mut add = |name: String, value: f64| {
             if value.is_finite() {
-                *values.entry(name.to_owned()).or_insert(0.0) += value;
+                *values.entry(name).or_insert(0.0) += value;
+            }
+        };
+        for (name, family) in &exposition.families {
+            for sample in family.iter_samples() {
+                match &sample.value {
+                    PrometheusValue::Unknown(n) | PrometheusValue::Gauge(n) => add(name.clone(), n.as_f64()),
+                    PrometheusValue::Counter(c) => add(name.clone(), c.value.as_f64()),
+                    PrometheusValue::Histogram(h) => {
+                        add(format!("{name}_sum"), h.sum.as_ref().map_or(0.0, |n| n.as_f64()));
+                        add(format!("{name}_count"), h.count.unwrap_or(0) as f64);
+                    }
+                    PrometheusValue::Summary(m) => {
+                        add(format!("{name}_sum"), m.sum.as_ref().map_or(0.0, |n| n.as_f64()));
+                        add(format!("{name}_count"), m.count.unwrap_or(0) as f64);
+                    }
+                }
             }
         }
-        Self { values }
+        Ok(Self { values })
     }
 
     /// The summed value of a family, trying each name in order (V1 then V0 names).
@@ -56,15 +89,13 @@ impl MetricsSnapshot {
 }
 
 /// Fetches and parses `url/metrics`.
-pub async fn scrape(client: &HttpClient, base_url: &str) -> Result<MetricsSnapshot, String> {
+pub async fn scrape(client: &HttpClient, base_url: &str) -> Result<MetricsSnapshot, ScrapeError> {
     let uri = format!("{base_url}/metrics");
-    let request = hyper::Request::get(&uri).body(Full::default()).map_err(|e| format!("{uri}: {e}"))?;
-    let response = client.request(request).await.map_err(|e| format!("{uri}: {e}"))?;
-    if !response.status().is_success() {
-        return Err(format!("{uri}: HTTP {}", response.status()));
-    }
-    let body = response.into_body().collect().await.map_err(|e| format!("{uri}: {e}"))?.to_bytes();
-    Ok(MetricsSnapshot::parse(&String::from_utf8_lossy(&body)))
+    let body = get(client, &uri, SCRAPE_TIMEOUT)
+        .await
+        .map_err(|source| ScrapeError::Get { uri: uri.clone(), source })?;
+    MetricsSnapshot::parse(&String::from_utf8_lossy(&body))
+        .map_err(|message| ScrapeError::Parse { uri, message })
 }
 
 /// What one replica did during the run.
@@ -166,29 +197,88 @@ pub fn compare(urls: &[String], before: &[MetricsSnapshot], after: &[MetricsSnap
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vllm_sim::config::MetricsFormat;
+    use vllm_sim::exposition::{render, ExpositionInfo};
+    use vllm_sim::metrics::EngineMetrics;
+
+    fn snapshot(page: &str) -> MetricsSnapshot {
+        MetricsSnapshot::parse(page).unwrap()
+    }
+
+    /// A page as vLLM writes it: `# TYPE` before each family's samples.
+    fn page(hits: u32, queries: u32, length: u32, ttft_sum: f64, ttft_count: u32) -> String {
+        format!(
+            "# HELP vllm:prefix_cache_hits_total Hit tokens.\n\
+             # TYPE vllm:prefix_cache_hits_total counter\n\
+             vllm:prefix_cache_hits_total{{engine=\"0\"}} {hits}\n\
+             # TYPE vllm:prefix_cache_queries_total counter\n\
+             vllm:prefix_cache_queries_total{{engine=\"0\"}} {queries}\n\
+             # TYPE vllm:request_success_total counter\n\
+             vllm:request_success_total{{finished_reason=\"length\"}} {length}\n\
+             vllm:request_success_total{{finished_reason=\"stop\"}} 1\n\
+             # TYPE vllm:time_to_first_token_seconds histogram\n\
+             vllm:time_to_first_token_seconds_bucket{{le=\"1.0\"}} {ttft_count}\n\
+             vllm:time_to_first_token_seconds_bucket{{le=\"+Inf\"}} {ttft_count}\n\
+             vllm:time_to_first_token_seconds_sum {ttft_sum}\n\
+             vllm:time_to_first_token_seconds_count {ttft_count}\n"
+        )
+    }
 
     #[test]
     fn deltas_rates_and_shares() {
-        let before = MetricsSnapshot::parse(
-            "vllm:prefix_cache_hits_total{engine=\"0\"} 10\nvllm:prefix_cache_queries_total 100\n\
-             vllm:request_success_total{finished_reason=\"length\"} 1\nvllm:request_success_total{finished_reason=\"stop\"} 1\n\
-             vllm:time_to_first_token_seconds_sum 1\nvllm:time_to_first_token_seconds_count 2\n",
-        );
-        let after = MetricsSnapshot::parse(
-            "# HELP x\nvllm:prefix_cache_hits_total{engine=\"0\"} 70\nvllm:prefix_cache_queries_total 200\n\
-             vllm:request_success_total{finished_reason=\"length\"} 4\nvllm:request_success_total{finished_reason=\"stop\"} 1\n\
-             vllm:time_to_first_token_seconds_sum 2.5\nvllm:time_to_first_token_seconds_count 5\n",
-        );
-        let other = MetricsSnapshot::parse("vllm:request_success_total 0\n");
-        let other_after =
-            MetricsSnapshot::parse("vllm:request_success_total 1\nvllm:prefix_cache_queries_total 100\n");
+        let before = snapshot(&page(10, 100, 1, 1.0, 2));
+        let after = snapshot(&page(70, 200, 4, 2.5, 5));
+        let other = snapshot(&page(0, 0, 0, 0.0, 0));
+        let other_after = snapshot(&page(0, 100, 0, 0.0, 0));
         let side = compare(&["a".into(), "b".into()], &[before, other], &[after, other_after]);
         assert_eq!(side.replicas[0].requests, 3.0);
         assert_eq!(side.replicas[0].prefix_cache_hit_rate, Some(0.6));
         assert_eq!(side.replicas[1].prefix_cache_hit_rate, Some(0.0));
         assert_eq!(side.prefix_cache_hit_rate, Some(60.0 / 200.0));
-        assert_eq!(side.replicas[0].request_share, 0.75);
+        assert_eq!(side.replicas[0].request_share, 1.0);
         assert_eq!(side.means_s["time_to_first_token"], 0.5);
-        assert_eq!(side.request_success_total, 4.0);
+        assert_eq!(side.request_success_total, 3.0);
+    }
+
+    #[test]
+    fn a_label_value_holding_a_brace_keeps_its_sample() {
+        let s = snapshot(
+            "# TYPE vllm:cache_config_info gauge\nvllm:cache_config_info{note=\"} 9 {\"} 1\n\
+             # TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=\"a}b\"} 3\n",
+        );
+        assert_eq!(s.get(&["vllm:num_requests_running"]), Some(3.0));
+        assert_eq!(s.get(&["vllm:cache_config_info"]), Some(1.0));
+    }
+
+    #[test]
+    fn an_exemplar_after_the_value_is_not_read_as_the_value() {
+        let s = snapshot(
+            "# TYPE vllm:prompt_tokens_total counter\nvllm:prompt_tokens_total{engine=\"0\"} 5 # {trace_id=\"a\"} 1\n",
+        );
+        assert_eq!(s.get(&["vllm:prompt_tokens_total"]), Some(5.0));
+    }
+
+    #[test]
+    fn the_simulators_page_parses_in_both_formats() {
+        for format in [MetricsFormat::V1, MetricsFormat::V0] {
+            let info = ExpositionInfo {
+                format,
+                model_name: "m",
+                block_size: 16,
+                num_gpu_blocks: 100,
+                enable_prefix_caching: true,
+            };
+            let mut metrics = EngineMetrics::new(format, 4096);
+            metrics.prompt_tokens = 7;
+            let page = render(&metrics, &info);
+            let s = MetricsSnapshot::parse(&page).unwrap_or_else(|e| panic!("{format:?}: {e}\n{page}"));
+            assert_eq!(s.get(&["vllm:prompt_tokens_total"]), Some(7.0), "{format:?}");
+            assert_eq!(s.get(&["vllm:time_to_first_token_seconds_count"]), Some(0.0), "{format:?}");
+        }
+    }
+
+    #[test]
+    fn a_page_that_is_not_an_exposition_is_refused() {
+        assert!(MetricsSnapshot::parse("<html>not metrics</html>\n").is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! The report's charts, each rendered to an SVG string with `plotters`:
 //! grouped bars, cumulative distributions and time series.
 
+use plotters::coord::CoordTranslate;
 use plotters::prelude::*;
 
 /// Chart size in pixels.
@@ -42,6 +43,49 @@ fn finite_max(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
+/// Draws one chart into an SVG string: a white canvas, then `draw` with a
+/// chart builder that already carries the title, margin and label areas
+/// (`x_label_area` pixels below the plot).
+fn svg(
+    title: &str,
+    x_label_area: u32,
+    draw: impl FnOnce(
+        ChartBuilder<'_, '_, SVGBackend<'_>>,
+        &dyn Fn(&dyn std::fmt::Display) -> ChartError,
+    ) -> Result<(), ChartError>,
+) -> Result<String, ChartError> {
+    let e = err(title);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|x| e(&x))?;
+        let mut builder = ChartBuilder::on(&root);
+        builder
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(x_label_area)
+            .y_label_area_size(64);
+        draw(builder, &e)?;
+        root.present().map_err(|x| e(&x))?;
+    }
+    Ok(svg)
+}
+
+/// The legend of every labelled series, boxed, at `position`.
+fn legend<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    position: SeriesLabelPosition,
+    e: &dyn Fn(&dyn std::fmt::Display) -> ChartError,
+) -> Result<(), ChartError> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .position(position)
+        .draw()
+        .map_err(|x| e(&x))
+}
+
 /// Bars per group (`groups` on the x axis) and per series (one colour each,
 /// in the legend); `values[s][g]` is series `s` in group `g`, NaN for none.
 pub fn grouped_bars(
@@ -50,20 +94,11 @@ pub fn grouped_bars(
     groups: &[String],
     series: &[(String, Vec<f64>)],
 ) -> Result<String, ChartError> {
-    let e = err(title);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|x| e(&x))?;
+    svg(title, 36, |builder, e| {
+        let mut builder = builder;
         let y_max = finite_max(series.iter().flat_map(|(_, v)| v.iter().copied()));
         let n = groups.len().max(1) as f64;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0.0..n, 0.0..y_max)
-            .map_err(|x| e(&x))?;
+        let mut chart = builder.build_cartesian_2d(0.0..n, 0.0..y_max).map_err(|x| e(&x))?;
         chart.configure_mesh().disable_x_mesh().disable_x_axis().y_desc(y_label).draw().map_err(|x| e(&x))?;
         let width = 0.8 / series.len().max(1) as f64;
         for (s, (name, values)) in series.iter().enumerate() {
@@ -87,16 +122,8 @@ pub fn grouped_bars(
                 )
         });
         chart.draw_series(labels).map_err(|x| e(&x))?;
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|x| e(&x))?;
-        root.present().map_err(|x| e(&x))?;
-    }
-    Ok(svg)
+        legend(&mut chart, SeriesLabelPosition::UpperRight, e)
+    })
 }
 
 /// One line per series, each a list of (x, y) points.
@@ -107,21 +134,13 @@ pub fn lines(
     series: &[(String, Vec<(f64, f64)>)],
     y_max: Option<f64>,
 ) -> Result<String, ChartError> {
-    let e = err(title);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|x| e(&x))?;
+    svg(title, 40, |builder, e| {
+        let mut builder = builder;
         let x_max = finite_max(series.iter().flat_map(|(_, p)| p.iter().map(|(x, _)| *x))) / 1.1;
         let y_max =
             y_max.unwrap_or_else(|| finite_max(series.iter().flat_map(|(_, p)| p.iter().map(|(_, y)| *y))));
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0.0..x_max.max(f64::MIN_POSITIVE), 0.0..y_max)
-            .map_err(|x| e(&x))?;
+        let mut chart =
+            builder.build_cartesian_2d(0.0..x_max.max(f64::MIN_POSITIVE), 0.0..y_max).map_err(|x| e(&x))?;
         chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw().map_err(|x| e(&x))?;
         for (s, (name, points)) in series.iter().enumerate() {
             let c = colour(s);
@@ -131,16 +150,8 @@ pub fn lines(
                 .label(name.as_str())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(|x| e(&x))?;
-        root.present().map_err(|x| e(&x))?;
-    }
-    Ok(svg)
+        legend(&mut chart, SeriesLabelPosition::LowerRight, e)
+    })
 }
 
 /// The empirical CDF of `values` as line points (value, fraction ≤ value).

@@ -4,6 +4,7 @@
 
 pub mod charts;
 pub mod data;
+pub mod table;
 
 use anyhow::{Context, Result};
 use charts::{cdf_points, grouped_bars, in_flight_points, lines};
@@ -11,6 +12,7 @@ use data::StrategyResult;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use table::{comparison, escape, ComparisonRow};
 
 /// Samples per in-flight time series.
 const TIMELINE_SAMPLES: usize = 300;
@@ -26,10 +28,6 @@ pub fn write_report(input_dir: &Path, output: Option<&Path>) -> Result<PathBuf> 
     }
     std::fs::write(&path, html).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// The whole page.
@@ -121,7 +119,8 @@ pub fn render(results: &[StrategyResult]) -> Result<String> {
          th:first-child,td:first-child{{text-align:left}}section{{display:flex;flex-wrap:wrap;gap:12px}}\
          svg{{border:1px solid #eee}}</style></head><body>\n<h1>{title}</h1>\n"
     )?;
-    page.push_str(&summary_table(results));
+    let rows: Vec<ComparisonRow> = results.iter().map(ComparisonRow::of_result).collect();
+    page.push_str(&comparison(&rows).html());
     for (heading, svg) in sections {
         write!(page, "<h2>{}</h2>\n<section>\n{svg}\n</section>\n", escape(&heading))?;
     }
@@ -155,44 +154,4 @@ fn in_flight_charts(results: &[StrategyResult]) -> Result<String> {
         out.push_str(&lines(&label, "time (s)", "requests in flight", &series, Some(y_max * 1.1))?);
     }
     Ok(out)
-}
-
-fn summary_table(results: &[StrategyResult]) -> String {
-    let mut s = String::from(
-        "<table><tr><th>strategy</th><th>completed</th><th>failed</th><th>req/s</th><th>out tok/s</th>\
-         <th>TTFT mean ms</th><th>TTFT p99 ms</th><th>TPOT mean ms</th><th>E2E mean ms</th>\
-         <th>prefix cache hit</th><th>busiest replica</th></tr>\n",
-    );
-    for r in results {
-        let f = |c: &str, d: usize| {
-            let v = r.serve_f64(c);
-            if v.is_finite() {
-                format!("{v:.d$}")
-            } else {
-                "n/a".into()
-            }
-        };
-        let pct = |v: f64| if v.is_finite() { format!("{:.1}%", v * 100.0) } else { "n/a".into() };
-        let busiest = r
-            .per_replica("replica_request_shares")
-            .into_iter()
-            .filter(|x| x.is_finite())
-            .fold(f64::NAN, f64::max);
-        s.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            escape(&r.label),
-            f("completed", 0),
-            f("failed", 0),
-            f("request_throughput", 2),
-            f("output_throughput", 0),
-            f("mean_ttft_ms", 1),
-            f("p99_ttft_ms", 1),
-            f("mean_tpot_ms", 1),
-            f("mean_e2e_latency_ms", 0),
-            pct(r.vllm_f64("prefix_cache_hit_rate")),
-            pct(busiest),
-        ));
-    }
-    s.push_str("</table>\n");
-    s
 }

@@ -31,6 +31,8 @@ use crate::load::shapes::ShapeArgs;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use indexmap::IndexMap;
+use prefixgate_filter::config::BackendConfig;
+use prefixgate_filter::{ConfigError, FilterConfig, PolicyKind};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -42,7 +44,7 @@ pub struct SweepConfig {
     #[serde(default)]
     pub server: ServerSettings,
     /// Strategies in run order: label → policy name, or a table with `policy`
-    /// and further filter settings (`miss_policy`, `imbalance_threshold`, …).
+    /// and further filter settings (`miss_policy`, `imbalanced_threshold`, …).
     pub strategies: IndexMap<String, Strategy>,
     /// Benchmark settings; each defaults to `prefixgate-bench run`'s default.
     #[serde(default)]
@@ -164,39 +166,86 @@ impl ServerSettings {
     }
 }
 
-/// One routing strategy: a policy name, or a policy with filter settings.
-#[derive(Clone, Debug, Deserialize)]
+/// One routing strategy: the filter configuration it runs, checked as the
+/// filter checks it when the sweep file is read; only the backends (the
+/// fleet's, known when it starts) are left to fill in.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "StrategyEntry")]
+pub struct Strategy {
+    /// The configuration with no backends.
+    config: FilterConfig,
+}
+
+/// A strategy as the sweep file writes it.
+#[derive(Deserialize)]
 #[serde(untagged)]
-pub enum Strategy {
+enum StrategyEntry {
     /// `label = "pow2"`.
     Policy(String),
-    /// `label = { policy = "prefix_aware", miss_policy = "least_loaded" }`.
-    Detailed {
-        /// Policy name.
-        policy: String,
-        /// Further plugin configuration fields, passed to the filter as is.
-        #[serde(flatten)]
-        settings: serde_json::Map<String, serde_json::Value>,
-    },
+    /// `label = { policy = "prefix_aware", miss_policy = "least_loaded" }`:
+    /// `policy` and further plugin configuration fields.
+    Detailed(serde_json::Map<String, serde_json::Value>),
+}
+
+/// Stands in for the fleet while a strategy is validated.
+const PLACEHOLDER_BACKEND: &str = "127.0.0.1:9";
+
+/// A strategy the filter would refuse.
+#[derive(Debug, thiserror::Error)]
+pub enum StrategyError {
+    /// A table without `policy`.
+    #[error("`policy` is required, e.g. `{{ policy = \"prefix_aware\" }}`")]
+    NoPolicy,
+    /// A table naming backends.
+    #[error("`backends` is the fleet's: set `server.backends`, not a strategy's")]
+    Backends,
+    /// A setting the filter refuses (named in the error).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+impl TryFrom<StrategyEntry> for Strategy {
+    type Error = StrategyError;
+
+    fn try_from(entry: StrategyEntry) -> Result<Self, StrategyError> {
+        let mut fields = match entry {
+            StrategyEntry::Policy(policy) => {
+                serde_json::Map::from_iter([("policy".to_owned(), serde_json::Value::String(policy))])
+            }
+            StrategyEntry::Detailed(fields) => fields,
+        };
+        if !fields.contains_key("policy") {
+            return Err(StrategyError::NoPolicy);
+        }
+        if fields.contains_key("backends") {
+            return Err(StrategyError::Backends);
+        }
+        fields.insert("backends".to_owned(), vec![PLACEHOLDER_BACKEND].into());
+        let json = serde_json::Value::Object(fields).to_string();
+        let mut config = FilterConfig::from_json(json.as_bytes())?;
+        config.backends.clear();
+        Ok(Self { config })
+    }
 }
 
 impl Strategy {
-    /// The policy name.
-    pub fn policy(&self) -> &str {
-        match self {
-            Self::Policy(p) | Self::Detailed { policy: p, .. } => p,
-        }
+    /// A strategy running `policy` with every other setting at its default.
+    pub fn of_policy(policy: PolicyKind) -> Self {
+        let mut config = FilterConfig::new(Vec::new());
+        config.policy = policy;
+        Self { config }
     }
 
-    /// The filter's plugin configuration for `backends`.
-    pub fn plugin_config(&self, backends: &[String]) -> serde_json::Value {
-        let mut obj = match self {
-            Self::Policy(_) => serde_json::Map::new(),
-            Self::Detailed { settings, .. } => settings.clone(),
-        };
-        obj.insert("policy".into(), self.policy().into());
-        obj.insert("backends".into(), backends.to_vec().into());
-        serde_json::Value::Object(obj)
+    /// The policy.
+    pub fn policy(&self) -> PolicyKind {
+        self.config.policy
+    }
+
+    /// The filter configuration this strategy runs in front of `backends` (`ip:port`).
+    pub fn filter_config(&self, backends: &[String]) -> FilterConfig {
+        let mut config = self.config.clone();
+        config.backends = backends.iter().map(|b| BackendConfig::Address(b.clone())).collect();
+        config
     }
 }
 
@@ -324,12 +373,9 @@ impl SweepConfig {
         if self.strategies.is_empty() {
             bail!("`strategies`: give at least one, e.g. `pow2 = \"pow2\"`");
         }
-        for (label, s) in &self.strategies {
+        for label in self.strategies.keys() {
             if label.is_empty() || !label.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
                 bail!("`strategies.{label}`: a label may only use letters, digits, `_`, `-` and `.`");
-            }
-            if s.policy().trim().is_empty() {
-                bail!("`strategies.{label}`: the policy is empty");
             }
         }
         let s = &self.server;
@@ -379,10 +425,11 @@ mod tests {
         .unwrap();
         let labels: Vec<&str> = c.strategies.keys().map(String::as_str).collect();
         assert_eq!(labels, ["z", "a"]);
-        let pc = c.strategies["a"].plugin_config(&["127.0.0.1:1".into()]);
-        assert_eq!(pc["policy"], "prefix_aware");
-        assert_eq!(pc["miss_policy"], "least_loaded");
-        assert_eq!(pc["backends"][0], "127.0.0.1:1");
+        let pc = c.strategies["a"].filter_config(&["127.0.0.1:1".into()]);
+        assert_eq!(pc.policy, PolicyKind::PrefixAware);
+        assert_eq!(pc.miss_policy, prefixgate_filter::MissPolicy::LeastLoaded);
+        assert_eq!(pc.backends, [BackendConfig::Address("127.0.0.1:1".into())]);
+        assert_eq!(c.strategies["z"], Strategy::of_policy(PolicyKind::Pow2), "defaults for the rest");
         let args = c.bench.run_args("a", "m", 2.0).unwrap();
         assert_eq!(args.num_prompts, 20);
         assert!(args.request_rate.is_infinite());
@@ -427,5 +474,14 @@ mod tests {
             .contains("server.backends"));
         assert!(e("[strategies]\na = \"pow2\"\n[bench]\nmin_output_len = 9\nmax_output_len = 3\n")
             .contains("bench.min_output_len"));
+        // A strategy is checked as the filter checks it, when the file is read.
+        let bad_policy = e("[strategies]\nbroken = \"no_such_policy\"\n");
+        assert!(bad_policy.contains("broken") && bad_policy.contains("no_such_policy"), "{bad_policy}");
+        let bad_field = e("[strategies]\na = { policy = \"pow2\", match_rate_threshold = 7 }\n");
+        assert!(bad_field.contains("match_rate_threshold"), "{bad_field}");
+        let typo = e("[strategies]\na = { policy = \"pow2\", mis_policy = \"least_loaded\" }\n");
+        assert!(typo.contains("mis_policy"), "{typo}");
+        assert!(e("[strategies]\na = { miss_policy = \"least_loaded\" }\n").contains("`policy` is required"));
+        assert!(e("[strategies]\na = { policy = \"pow2\", backends = [] }\n").contains("server.backends"));
     }
 }

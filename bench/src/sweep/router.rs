@@ -6,13 +6,15 @@ use super::config::{Router, Strategy};
 use super::envoy_config::{
     listener_address, render_bootstrap, EnvoySpec, FilterMode, FilterSpec, UpstreamTimeouts,
 };
-use crate::load::client::http_client;
+use crate::load::client::{get, http_client};
 use anyhow::{bail, Context, Result};
-use http_body_util::{BodyExt, Full};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+/// Longest wait for one answer of Envoy's admin listener during startup.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The programs a router needs, found once per sweep.
 #[derive(Clone, Debug)]
@@ -65,8 +67,19 @@ impl RouterPrograms {
     }
 }
 
+/// A router serving in front of the fleet.
+#[derive(Debug)]
+pub struct StartedRouter {
+    /// The process, killed when dropped.
+    pub process: Component,
+    /// Its listener, `http://ip:port`.
+    pub base_url: String,
+    /// The plugin configuration JSON the filter was given.
+    pub plugin_config: String,
+}
+
 /// Starts the router for `strategy` in front of `backends` on `port` (0: a
-/// free one) and returns it with its base URL once it serves.
+/// free one) and returns it once it serves.
 pub async fn start_router(
     programs: &RouterPrograms,
     strategy: &Strategy,
@@ -74,10 +87,12 @@ pub async fn start_router(
     port: u16,
     logs: &LogFiles,
     timeout: Duration,
-) -> Result<(Component, String)> {
+) -> Result<StartedRouter> {
+    let config = strategy.filter_config(backends);
     match programs {
         RouterPrograms::Prefixgate(bin, wasm) => {
-            let plugin_config = strategy.plugin_config(backends).to_string();
+            config.validate().context("plugin configuration")?;
+            let plugin_config = serde_json::to_string(&config).context("plugin configuration")?;
             let mut cmd = Command::new(bin);
             if let Some(wasm) = wasm {
                 cmd.arg("--filter").arg(wasm);
@@ -88,10 +103,10 @@ pub async fn start_router(
                 "--plugin-config",
                 &plugin_config,
             ]);
-            let mut router = Component::spawn("prefixgate", cmd, logs)?;
-            let listening = router.wait_for_lines("prefixgate listening on ", 1, timeout).await?;
+            let mut process = Component::spawn("prefixgate", cmd, logs)?;
+            let listening = process.wait_for_lines("prefixgate listening on ", 1, timeout).await?;
             let base_url = listening[0].split_whitespace().next().unwrap_or_default().to_owned();
-            Ok((router, base_url))
+            Ok(StartedRouter { process, base_url, plugin_config })
         }
         RouterPrograms::Envoy { envoy, wasm } => {
             let addrs: Vec<SocketAddr> = backends
@@ -102,9 +117,8 @@ pub async fn start_router(
             // admin's): Envoy binds, and the addresses are read back.
             let listen = SocketAddr::from(([127, 0, 0, 1], port));
             let admin = SocketAddr::from(([127, 0, 0, 1], 0));
-            let plugin_config = strategy.plugin_config(backends).to_string();
-            let filter = FilterSpec::from_json(wasm.to_string_lossy(), plugin_config.as_bytes())
-                .with_context(|| format!("plugin configuration {plugin_config}"))?;
+            let filter = FilterSpec::new(wasm.to_string_lossy(), config).context("plugin configuration")?;
+            let plugin_config = filter.plugin_config_json();
             let spec = EnvoySpec {
                 listen,
                 admin,
@@ -123,21 +137,11 @@ pub async fn start_router(
                 .arg(&bootstrap)
                 .args(["--concurrency", "2", "--disable-hot-restart", "--admin-address-path"])
                 .arg(&admin_path);
-            let mut router = Component::spawn("envoy", cmd, logs)?;
-            let listen = wait_ready(&mut router, &admin_path, timeout, logs).await?;
-            Ok((router, format!("http://{listen}")))
+            let mut process = Component::spawn("envoy", cmd, logs)?;
+            let listen = wait_ready(&mut process, &admin_path, timeout, logs).await?;
+            Ok(StartedRouter { process, base_url: format!("http://{listen}"), plugin_config })
         }
     }
-}
-
-/// GET `uri`; the body, when the answer is a 200 within 2 s.
-async fn admin_get(client: &crate::load::client::HttpClient, uri: &str) -> Option<bytes::Bytes> {
-    let request = hyper::Request::get(uri).body(Full::default()).ok()?;
-    let response = tokio::time::timeout(Duration::from_secs(2), client.request(request)).await.ok()?.ok()?;
-    if response.status() != hyper::StatusCode::OK {
-        return None;
-    }
-    Some(response.into_body().collect().await.ok()?.to_bytes())
 }
 
 /// Waits until Envoy has written its admin address to `admin_path`, its
@@ -159,12 +163,13 @@ async fn wait_ready(
         let admin = std::fs::read_to_string(admin_path).ok().filter(|a| !a.trim().is_empty());
         if let Some(admin) = admin.as_deref().map(str::trim) {
             if listen.is_none() {
-                let answer = admin_get(&client, &format!("http://{admin}/listeners?format=json")).await;
-                listen = answer.and_then(|a| listener_address(&String::from_utf8_lossy(&a)).ok());
+                let answer =
+                    get(&client, &format!("http://{admin}/listeners?format=json"), ADMIN_TIMEOUT).await;
+                listen = answer.ok().and_then(|a| listener_address(&String::from_utf8_lossy(&a)).ok());
             }
             if let Some(listen) = listen {
-                let ready = admin_get(&client, &format!("http://{admin}/ready")).await;
-                if ready.is_some_and(|body| body.trim_ascii() == b"LIVE") {
+                let ready = get(&client, &format!("http://{admin}/ready"), ADMIN_TIMEOUT).await;
+                if ready.is_ok_and(|body| body.trim_ascii() == b"LIVE") {
                     return Ok(listen);
                 }
             }

@@ -7,6 +7,7 @@ use super::config::{Strategy, SweepConfig};
 use super::results_csv::{append_row, serve_row, vllm_row, RunSettings, SERVE_CSV, VLLM_CSV};
 use super::router::{start_router, RouterPrograms};
 use crate::load::run::{append_record, run, write_outcomes, RunReport};
+use crate::report::table::{comparison, ComparisonRow};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -104,18 +105,19 @@ async fn run_strategy(
         None => server.backends.iter().map(|b| format!("http://{}", b.trim())).collect(),
     };
     let backends: Vec<String> = urls.iter().map(|u| u.trim_start_matches("http://").to_owned()).collect();
-    let (mut router, base_url) =
+    let mut router =
         start_router(router_programs, strategy, &backends, server.router_port, &logs, timeout).await?;
 
     let mut args = config.bench.run_args(label, &server.model_name, server.time_scale)?;
-    args.base_url = Some(base_url);
+    args.base_url = Some(router.base_url.clone());
     args.replica_urls = urls;
     let report = run(args, options.progress).await?;
-    for c in [Some(&mut router), fleet.as_mut()].into_iter().flatten() {
+    for c in [Some(&mut router.process), fleet.as_mut()].into_iter().flatten() {
         if !c.is_running() {
             bail!("{} exited during the run:\n{}", c.name(), logs.tail(20));
         }
     }
+    let plugin_config = std::mem::take(&mut router.plugin_config);
     drop(router);
     drop(fleet);
 
@@ -125,7 +127,7 @@ async fn run_strategy(
     let settings = RunSettings { server, benchmark_label: config.bench.benchmark_label(), strategy: label };
     let extras = [
         ("router", server.router.as_str().to_owned()),
-        ("plugin_config", strategy.plugin_config(&[]).to_string()),
+        ("plugin_config", plugin_config),
         ("requests_file", requests.to_string_lossy().into_owned()),
         ("timestamp", unix_seconds().to_string()),
     ];
@@ -140,27 +142,7 @@ fn unix_seconds() -> u64 {
 
 /// The comparison table printed at the end of a sweep (Markdown).
 pub fn comparison_table(reports: &[(String, RunReport)]) -> String {
-    let mut s = String::from(
-        "| strategy | req/s | out tok/s | TTFT mean ms | TTFT p99 ms | TPOT mean ms | E2E mean ms | cache hit | busiest replica | failed |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
-    for (label, r) in reports {
-        let m = &r.metrics;
-        let hit = r.vllm.as_ref().and_then(|v| v.prefix_cache_hit_rate);
-        let busiest = r.vllm.as_ref().map(|v| v.replicas.iter().map(|x| x.request_share).fold(0.0, f64::max));
-        let pct = |x: Option<f64>| x.map_or("n/a".to_owned(), |x| format!("{:.1}%", x * 100.0));
-        s.push_str(&format!(
-            "| {label} | {:.2} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {} | {} |\n",
-            m.request_throughput,
-            m.output_throughput,
-            m.ttft_ms.mean,
-            m.ttft_ms.p99,
-            m.tpot_ms.mean,
-            m.e2e_ms.mean,
-            pct(hit),
-            pct(busiest),
-            m.failed
-        ));
-    }
-    s
+    let rows: Vec<ComparisonRow> =
+        reports.iter().map(|(label, r)| ComparisonRow::of_report(label, r)).collect();
+    comparison(&rows).markdown()
 }

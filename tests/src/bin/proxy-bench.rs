@@ -7,23 +7,37 @@
 //! the proxy's own rather than queueing behind a saturated CPU. The setups take turns in short rounds, so a noisy
 //! neighbour slows them all alike. Prints Markdown tables: requests/s, p50/p99
 //! latency added over going to the replicas directly, the proxy's CPU use
-//! (user + system, from `/proc/<pid>/stat`) in cores and per request, and
-//! errors.
+//! (user + system, from `/proc/<pid>/stat`) in cores and per request,
+//! errors, and the routing decisions by reason (`x-prefixgate-decision`).
+//!
+//! Every prompt is one of eight shared prefixes followed by a tail no other
+//! request has, longer than the index chunk it falls in, so each decision
+//! matches the prefix and writes a new branch, as a new turn of a
+//! conversation does.
+//!
+//! The run fails (exit 1, after the tables) when any request fails, or when
+//! a setup the filter routes has a reply the filter did not route: no
+//! decision header, or one the host wrote (`fallback_*`, `retry`,
+//! `filter_vm_replaced`).
 //!
 //! Run through `cargo xtask bench proxy`, which builds the release
 //! `prefixgate` and passes `--prefixgate PATH`.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
-use prefixgate_tests::client::Client;
+use prefixgate_bench::report::table::Table;
+use prefixgate_filter::{FilterConfig, Reason, Router};
+use prefixgate_tests::client::{Client, Reply};
 use prefixgate_tests::envoy::plugin_config;
 use prefixgate_tests::fleet::start_fleet;
 use prefixgate_tests::scenarios::prompt;
 use prefixgate_tests::{Envoy, EnvoyMode, PrefixgateProcess};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vllm_sim::calibrate::percentile_of_sorted;
 
 /// Replicas behind the proxy.
 const REPLICAS: usize = 4;
@@ -32,6 +46,8 @@ const REPLICAS: usize = 4;
 const TIME_SCALE: f64 = 1_000.0;
 /// Distinct shared prefixes the prompts are drawn from.
 const PREFIX_GROUPS: usize = 8;
+/// Request numbers of the warm-up, above any a measured run reaches.
+const WARM_UP_FIRST: usize = 1 << 40;
 
 /// Latency and CPU cost of prefixgate and Envoy against direct access to a
 /// simulated fleet.
@@ -49,7 +65,8 @@ struct Options {
     /// Requests per second of the open loop; 0 skips it.
     #[arg(long, default_value_t = 1_000.0)]
     rate: f64,
-    /// Characters per prompt (each starts with one of eight shared prefixes).
+    /// Characters per prompt: one of eight shared prefixes, then a tail of
+    /// its own longer than an index chunk.
     #[arg(long, default_value_t = 8_000)]
     prompt_chars: usize,
     /// The `prefixgate` binary to benchmark (a release build).
@@ -66,9 +83,31 @@ enum Load {
     Open(f64),
 }
 
-/// What one request did: its latency when it succeeded, and whether the reply
-/// carried a routing decision.
-type Outcome = Option<(Duration, bool)>;
+/// What one request did.
+#[derive(Clone, Debug, PartialEq)]
+enum Outcome {
+    /// HTTP 200 after `latency`; `decision` is the reason its
+    /// `x-prefixgate-decision` header gave, if it carried one.
+    Ok { latency: Duration, decision: Option<String> },
+    /// Anything else: an error status, a broken connection, a lost task.
+    Failed,
+}
+
+impl Outcome {
+    fn of(reply: &Reply, latency: Duration) -> Self {
+        if reply.status != 200 {
+            return Outcome::Failed;
+        }
+        // The filter writes `policy=…; reason=…; …`, the host a bare reason.
+        let decision = reply.reason().or(reply.decision.as_deref()).map(|r| r.trim().to_owned());
+        Outcome::Ok { latency, decision }
+    }
+}
+
+/// Whether the filter gave `reason` (rather than the host routing on its own).
+fn is_filter_reason(reason: &str) -> bool {
+    Reason::ALL.iter().any(|r| r.as_str() == reason)
+}
 
 /// The outcomes of a setup under one load, over all rounds.
 #[derive(Default)]
@@ -95,35 +134,64 @@ impl Sample {
 /// A sample summarised for the table.
 struct Summary {
     rps: f64,
-    p50: Duration,
-    p99: Duration,
+    /// Latency percentiles of the successful requests, ms.
+    p50_ms: f64,
+    p99_ms: f64,
     errors: usize,
-    /// Successful replies that carry no routing decision header.
-    undecided: usize,
+    /// Successful replies by decision reason; `None`: no decision header.
+    decisions: BTreeMap<Option<String>, usize>,
     /// The proxy's CPU use: cores on average, and milliseconds per request.
     cpu: Option<(f64, f64)>,
 }
 
 impl Summary {
     fn of(sample: &Sample) -> Result<Summary> {
-        let errors = sample.outcomes.iter().filter(|o| o.is_none()).count();
-        let undecided = sample.outcomes.iter().flatten().filter(|(_, decided)| !decided).count();
-        let mut latencies: Vec<Duration> = sample.outcomes.iter().flatten().map(|(l, _)| *l).collect();
-        latencies.sort();
-        if latencies.is_empty() {
+        let mut latencies_ms = Vec::with_capacity(sample.outcomes.len());
+        let mut decisions: BTreeMap<Option<String>, usize> = BTreeMap::new();
+        let mut errors = 0;
+        for outcome in &sample.outcomes {
+            match outcome {
+                Outcome::Ok { latency, decision } => {
+                    latencies_ms.push(ms(*latency));
+                    *decisions.entry(decision.clone()).or_default() += 1;
+                }
+                Outcome::Failed => errors += 1,
+            }
+        }
+        if latencies_ms.is_empty() {
             bail!("no request succeeded");
         }
-        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+        latencies_ms.sort_by(f64::total_cmp);
         let elapsed = sample.elapsed.max(f64::EPSILON);
         let requests = sample.outcomes.len().max(1) as f64;
         Ok(Summary {
-            rps: latencies.len() as f64 / elapsed,
-            p50: at(0.5),
-            p99: at(0.99),
+            rps: latencies_ms.len() as f64 / elapsed,
+            p50_ms: percentile_of_sorted(&latencies_ms, 50.0),
+            p99_ms: percentile_of_sorted(&latencies_ms, 99.0),
             errors,
-            undecided,
+            decisions,
             cpu: sample.cpu.map(|s| (s / elapsed, s * 1_000.0 / requests)),
         })
+    }
+
+    /// Successful replies the filter did not route: no decision header, or
+    /// one the host wrote when it routed on its own.
+    fn not_routed_by_filter(&self) -> usize {
+        self.decisions
+            .iter()
+            .filter(|(reason, _)| !reason.as_deref().is_some_and(is_filter_reason))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// The decisions, e.g. `prefix_match 9800, fallback_filter_failed 2`.
+    fn decisions_cell(&self) -> String {
+        let cells: Vec<String> = self
+            .decisions
+            .iter()
+            .map(|(reason, n)| format!("{} {n}", reason.as_deref().unwrap_or("no header")))
+            .collect();
+        cells.join(", ")
     }
 }
 
@@ -137,13 +205,60 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// The prompts: eight shared prefixes, and for request `i` a tail of its own.
+struct Prompts {
+    prefixes: Vec<String>,
+    tail_chars: usize,
+}
+
+impl Prompts {
+    /// Prompts of `chars` characters whose tails are at least two whole
+    /// index chunks of `config` past the shared prefix (the first new chunk
+    /// may straddle it), so every request writes a new branch.
+    fn new(chars: usize, config: &FilterConfig) -> Result<Self> {
+        let router = Router::new(config.clone());
+        let index = router.index();
+        let new_chunks = |tail: usize| {
+            let prefix = text(&prompt("bench-group-0", chars), chars.saturating_sub(tail));
+            let whole = format!("{prefix}{}", Prompts::tail(0, tail));
+            index.prompt_keys(&whole).chunks().saturating_sub(index.prompt_keys(&prefix).chunks())
+        };
+        let mut tail_chars = config.chunk_chars.max(1);
+        while new_chunks(tail_chars) < 2 {
+            if tail_chars >= chars {
+                bail!("{chars}-character prompts are too short for a novel tail of two index chunks");
+            }
+            tail_chars = (tail_chars * 2).min(chars);
+        }
+        let prefixes = (0..PREFIX_GROUPS)
+            .map(|g| text(&prompt(&format!("bench-group-{g}"), chars), chars - tail_chars))
+            .collect();
+        Ok(Self { prefixes, tail_chars })
+    }
+
+    /// Text no other request's tail starts with.
+    fn tail(i: usize, chars: usize) -> String {
+        text(&prompt(&format!("request-{i}"), chars), chars)
+    }
+
+    /// The prompt of request `i`.
+    fn get(&self, i: usize) -> String {
+        format!("{}{}", self.prefixes[i % self.prefixes.len()], Prompts::tail(i, self.tail_chars))
+    }
+}
+
+/// The first `chars` characters of `s`.
+fn text(s: &str, chars: usize) -> String {
+    s.chars().take(chars).collect()
+}
+
 /// Sends request `i` through `client` and times it.
-async fn one_request(client: &Client, prefixes: &[String], i: usize) -> Outcome {
-    let p = &prefixes[i % prefixes.len()];
+async fn one_request(client: &Client, prompts: &Prompts, i: usize) -> Outcome {
+    let prompt = prompts.get(i);
     let sent = Instant::now();
-    match client.completion(&format!("{p} request {i}"), 1).await {
-        Ok(reply) if reply.status == 200 => Some((sent.elapsed(), reply.decision.is_some())),
-        _ => None,
+    match client.completion(&prompt, 1).await {
+        Ok(reply) => Outcome::of(&reply, sent.elapsed()),
+        Err(_) => Outcome::Failed,
     }
 }
 
@@ -158,7 +273,7 @@ struct Setup {
 
 /// Offers `load` to `setup` for `seconds`; request numbers start at `first`
 /// so that every request of the benchmark has its own suffix.
-async fn run(setup: &Setup, prefixes: &Arc<Vec<String>>, load: Load, seconds: f64, first: usize) -> Sample {
+async fn run(setup: &Setup, prompts: &Arc<Prompts>, load: Load, seconds: f64, first: usize) -> Sample {
     let cpu_before = setup.pid.and_then(cpu_seconds);
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(seconds);
@@ -168,12 +283,12 @@ async fn run(setup: &Setup, prefixes: &Arc<Vec<String>>, load: Load, seconds: f6
         Load::Closed(concurrency) => {
             for c in 0..concurrency {
                 let client = setup.client.clone();
-                let prefixes = Arc::clone(prefixes);
+                let prompts = Arc::clone(prompts);
                 tasks.spawn(async move {
                     let mut outcomes = Vec::new();
                     let mut i = first + c;
                     while Instant::now() < deadline {
-                        outcomes.push(one_request(&client, &prefixes, i).await);
+                        outcomes.push(one_request(&client, &prompts, i).await);
                         i += concurrency;
                     }
                     outcomes
@@ -185,14 +300,14 @@ async fn run(setup: &Setup, prefixes: &Arc<Vec<String>>, load: Load, seconds: f6
             for i in 0..total {
                 tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into()).await;
                 let client = setup.client.clone();
-                let prefixes = Arc::clone(prefixes);
-                tasks.spawn(async move { vec![one_request(&client, &prefixes, first + i).await] });
+                let prompts = Arc::clone(prompts);
+                tasks.spawn(async move { vec![one_request(&client, &prompts, first + i).await] });
             }
         }
     }
     while let Some(joined) = tasks.join_next().await {
         // A task that panicked lost its requests: count them as errors.
-        outcomes.extend(joined.unwrap_or_else(|_| vec![None]));
+        outcomes.extend(joined.unwrap_or_else(|_| vec![Outcome::Failed]));
     }
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = match (cpu_before, setup.pid.and_then(cpu_seconds)) {
@@ -248,13 +363,19 @@ async fn main() -> Result<()> {
         .map(|(label, filtered, url, pid)| Ok(Setup { label, filtered, client: Client::new(url)?, pid }))
         .collect::<Result<_>>()?;
 
-    let prefixes: Arc<Vec<String>> = Arc::new(
-        (0..PREFIX_GROUPS).map(|g| prompt(&format!("bench-group-{g}"), options.prompt_chars)).collect(),
+    let filter_config =
+        FilterConfig::from_json(prefix_aware.as_bytes()).context("the benchmark's plugin config")?;
+    let prompts = Arc::new(Prompts::new(options.prompt_chars, &filter_config)?);
+    eprintln!(
+        "proxy-bench: each prompt is a shared prefix of {} characters and a tail of {} no other request has",
+        options.prompt_chars - prompts.tail_chars,
+        prompts.tail_chars
     );
-    // Warm-up: connections, VMs, index.
-    for setup in direct.iter().chain(&setups) {
-        for (g, p) in prefixes.iter().enumerate() {
-            setup.client.completion(&format!("{p} warm {g}"), 1).await?;
+    // Warm-up: connections, VMs, the shared prefixes in the index; request
+    // numbers far above the measured ones.
+    for (s, setup) in direct.iter().chain(&setups).enumerate() {
+        for g in 0..PREFIX_GROUPS {
+            setup.client.completion(&prompts.get(WARM_UP_FIRST + s * PREFIX_GROUPS + g), 1).await?;
         }
     }
 
@@ -264,6 +385,7 @@ async fn main() -> Result<()> {
     }
     let slice = options.seconds / f64::from(options.rounds);
     let mut first = 0usize;
+    let mut problems: Vec<String> = Vec::new();
     for load in loads {
         let mut baseline = Sample::default();
         let mut samples: Vec<Sample> = setups.iter().map(|_| Sample::default()).collect();
@@ -275,7 +397,7 @@ async fn main() -> Result<()> {
         };
         for _ in 0..options.rounds {
             let runs =
-                direct.iter().enumerate().map(|(k, setup)| run(setup, &prefixes, share, slice, first + k));
+                direct.iter().enumerate().map(|(k, setup)| run(setup, &prompts, share, slice, first + k));
             let mut together = Sample::default();
             for sample in futures_util::future::join_all(runs).await {
                 // The replicas ran side by side: their time under load is one.
@@ -285,7 +407,7 @@ async fn main() -> Result<()> {
             baseline.add(together);
             first += 1 << 20;
             for (setup, sample) in setups.iter().zip(&mut samples) {
-                sample.add(run(setup, &prefixes, load, slice, first).await);
+                sample.add(run(setup, &prompts, load, slice, first).await);
                 first += 1 << 20;
             }
         }
@@ -299,41 +421,156 @@ async fn main() -> Result<()> {
             .zip(&samples)
             .map(|(s, sample)| Ok((s, Summary::of(sample)?)))
             .collect::<Result<_>>()?;
-        print_table(&baseline, &rows);
+        print!("{}", table(&baseline, &rows).markdown());
+        problems.extend(problems_of(&baseline, &rows));
     }
     fleet.shutdown().await;
+    if !problems.is_empty() {
+        bail!("the figures above are not all the proxies' own:\n  {}", problems.join("\n  "));
+    }
     Ok(())
 }
 
-/// Prints one Markdown table: the baseline, then each setup against it.
-fn print_table(baseline: &Summary, rows: &[(&Setup, Summary)]) {
-    println!(
-        "| setup | requests/s | p50 added (ms) | p99 added (ms) | proxy CPU (cores) | proxy CPU per request (ms) | errors |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    println!(
-        "| direct to replicas (client round-robin) | {:.0} | 0 (p50 {:.3}) | 0 (p99 {:.3}) | - | - | {} |",
-        baseline.rps,
-        ms(baseline.p50),
-        ms(baseline.p99),
-        baseline.errors
-    );
+/// The baseline, then each setup against it.
+fn table(baseline: &Summary, rows: &[(&Setup, Summary)]) -> Table {
+    let mut t = Table::new([
+        "setup",
+        "requests/s",
+        "p50 added (ms)",
+        "p99 added (ms)",
+        "proxy CPU (cores)",
+        "proxy CPU per request (ms)",
+        "errors",
+        "decisions",
+    ]);
+    t.push([
+        "direct to replicas (client round-robin)".to_owned(),
+        format!("{:.0}", baseline.rps),
+        format!("0 (p50 {:.3})", baseline.p50_ms),
+        format!("0 (p99 {:.3})", baseline.p99_ms),
+        "-".to_owned(),
+        "-".to_owned(),
+        baseline.errors.to_string(),
+        "-".to_owned(),
+    ]);
     for (setup, r) in rows {
-        if setup.filtered && r.undecided > 0 {
-            // The filter did not route these (a trap, then the host's fallback).
-            eprintln!("proxy-bench: {}: {} replies without a routing decision", setup.label, r.undecided);
-        }
         let (cores, per_request) = match r.cpu {
             Some((cores, per_request)) => (format!("{cores:.2}"), format!("{per_request:.3}")),
             None => ("-".to_owned(), "-".to_owned()),
         };
-        println!(
-            "| {} | {:.0} | {:.3} | {:.3} | {cores} | {per_request} | {} |",
-            setup.label,
-            r.rps,
-            ms(r.p50) - ms(baseline.p50),
-            ms(r.p99) - ms(baseline.p99),
-            r.errors
-        );
+        t.push([
+            setup.label.to_owned(),
+            format!("{:.0}", r.rps),
+            format!("{:.3}", r.p50_ms - baseline.p50_ms),
+            format!("{:.3}", r.p99_ms - baseline.p99_ms),
+            cores,
+            per_request,
+            r.errors.to_string(),
+            if setup.filtered { r.decisions_cell() } else { "-".to_owned() },
+        ]);
+    }
+    t
+}
+
+/// What makes a run fail: errors anywhere, and replies the filter did not
+/// route where it should have.
+fn problems_of(baseline: &Summary, rows: &[(&Setup, Summary)]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if baseline.errors > 0 {
+        problems.push(format!("direct to replicas: {} errors", baseline.errors));
+    }
+    for (setup, r) in rows {
+        if r.errors > 0 {
+            problems.push(format!("{}: {} errors", setup.label, r.errors));
+        }
+        let fallbacks = r.not_routed_by_filter();
+        if setup.filtered && fallbacks > 0 {
+            problems.push(format!(
+                "{}: {fallbacks} replies the filter did not route ({})",
+                setup.label,
+                r.decisions_cell()
+            ));
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(status: u16, decision: Option<&str>) -> Reply {
+        Reply {
+            status,
+            backend: None,
+            decision: decision.map(str::to_owned),
+            headers: Default::default(),
+            body: Default::default(),
+        }
+    }
+
+    fn summary(outcomes: Vec<Outcome>) -> Summary {
+        Summary::of(&Sample { outcomes, elapsed: 1.0, cpu: None }).unwrap()
+    }
+
+    #[test]
+    fn host_decisions_and_missing_headers_count_as_not_routed_by_the_filter() {
+        let ms = Duration::from_millis(1);
+        let s = summary(vec![
+            Outcome::of(
+                &reply(200, Some("policy=prefix_aware; reason=prefix_match; match=0.75; load=1")),
+                ms,
+            ),
+            Outcome::of(
+                &reply(200, Some("policy=prefix_aware; reason=prefix_match; match=0.50; load=0")),
+                ms,
+            ),
+            Outcome::of(&reply(200, Some("fallback_filter_failed")), ms),
+            Outcome::of(&reply(200, Some("retry")), ms),
+            Outcome::of(&reply(200, None), ms),
+            Outcome::of(&reply(503, Some("no_healthy_backend")), ms),
+        ]);
+        assert_eq!(s.errors, 1);
+        assert_eq!(s.not_routed_by_filter(), 3);
+        assert_eq!(s.decisions_cell(), "no header 1, fallback_filter_failed 1, prefix_match 2, retry 1");
+        let setup = Setup {
+            label: "p",
+            filtered: true,
+            client: Client::new("http://127.0.0.1:9").unwrap(),
+            pid: None,
+        };
+        let clean = summary(vec![Outcome::of(&reply(200, Some("policy=pow2; reason=pow2")), ms)]);
+        assert!(problems_of(
+            &clean,
+            &[(&setup, summary(vec![Outcome::Ok { latency: ms, decision: Some("pow2".into()) }]))]
+        )
+        .is_empty());
+        let problems = problems_of(&clean, &[(&setup, s)]);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn every_tail_writes_new_index_chunks() {
+        let config =
+            FilterConfig::new(vec![prefixgate_filter::config::BackendConfig::Address("127.0.0.1:1".into())]);
+        let router = Router::new(config.clone());
+        for chars in [1_000, 8_000, 32_000] {
+            let prompts = Prompts::new(chars, &config).unwrap();
+            assert!(prompts.tail_chars > config.chunk_chars, "{chars}: {}", prompts.tail_chars);
+            let (a, b) = (prompts.get(0), prompts.get(PREFIX_GROUPS));
+            assert_eq!(a.chars().count(), chars);
+            assert!(a.starts_with(&prompts.prefixes[0]) && b.starts_with(&prompts.prefixes[0]));
+            assert_ne!(a, b, "each request has its own tail");
+            let shared = router.index().prompt_keys(&prompts.prefixes[0]).chunks();
+            assert!(router.index().prompt_keys(&a).chunks() >= shared + 2, "{chars}");
+        }
+        assert!(Prompts::new(10, &config).is_err(), "shorter than two chunks");
+    }
+
+    #[test]
+    fn percentiles_interpolate() {
+        let ms = |m| Outcome::Ok { latency: Duration::from_millis(m), decision: None };
+        let s = summary(vec![ms(4), ms(1), ms(3), ms(2)]);
+        assert!((s.p50_ms - 2.5).abs() < 1e-9 && (s.p99_ms - 3.97).abs() < 1e-9);
     }
 }
