@@ -87,15 +87,16 @@ impl Announced {
             .spawn()
             .map_err(|source| LaunchError::Io { what: "start", path: program.to_owned(), source })?;
         let stderr = StderrTail::default();
+        let mut echo = None;
         if let Some(pipe) = child.stderr.take() {
             let tail = stderr.clone();
-            tokio::spawn(async move {
+            echo = Some(tokio::spawn(async move {
                 let mut lines = BufReader::new(pipe).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     eprintln!("{line}");
                     tail.push(line);
                 }
-            });
+            }));
         }
         let stdout = child.stdout.take().ok_or_else(|| LaunchError::Protocol("no stdout pipe".to_owned()))?;
         let mut lines = BufReader::new(stdout).lines();
@@ -114,6 +115,10 @@ impl Announced {
             Ok(Ok(line)) => line,
             Ok(Err(None)) => {
                 let status = child.wait().await.ok();
+                // The pipe is closed: the echo task ends once it has read the rest.
+                if let Some(echo) = echo {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), echo).await;
+                }
                 return Err(LaunchError::Exited { program: name, status, stderr: stderr.lines().join("\n") });
             }
             Ok(Err(Some(source))) => {

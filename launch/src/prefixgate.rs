@@ -20,11 +20,13 @@ pub const LISTENING: &str = "prefixgate listening on ";
 /// A running `prefixgate` process.
 #[derive(Debug)]
 pub struct PrefixgateProcess {
-    process: Announced,
+    process: Box<Announced>,
     binary: PathBuf,
     args: Vec<OsString>,
     listen: SocketAddr,
     admin: SocketAddr,
+    base_url: String,
+    admin_url: String,
 }
 
 impl PrefixgateProcess {
@@ -78,10 +80,11 @@ impl PrefixgateProcess {
             .arg(admin.to_string())
             .args(&args)
             .env("RUST_LOG", "warn");
-        let process = Announced::spawn(command, binary, LISTENING, STARTUP_TIMEOUT).await?;
+        let process = Box::new(Announced::spawn(command, binary, LISTENING, STARTUP_TIMEOUT).await?);
         let (listen, admin) = parse_listening(&process.line)
             .ok_or_else(|| LaunchError::Protocol(format!("prefixgate printed {:?}", process.line)))?;
-        Ok(Self { process, binary: binary.to_owned(), args, listen, admin })
+        let (base_url, admin_url) = (format!("http://{listen}"), format!("http://{admin}"));
+        Ok(Self { process, binary: binary.to_owned(), args, listen, admin, base_url, admin_url })
     }
 
     /// Stops the process with SIGTERM (it must exit within `limit`) and
@@ -95,13 +98,13 @@ impl PrefixgateProcess {
     }
 
     /// Base URL of the proxy listener.
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.listen)
+    pub fn base_url(&self) -> &str {
+        &self.base_url
     }
 
     /// Base URL of the admin listener.
-    pub fn admin_url(&self) -> String {
-        format!("http://{}", self.admin)
+    pub fn admin_url(&self) -> &str {
+        &self.admin_url
     }
 
     /// The proxy listener's address.
