@@ -33,7 +33,8 @@ pub fn workspace_root() -> PathBuf {
 
 /// Where cargo put the running program: its profile directory
 /// (`<target>/<profile>`, the parent of `deps/` for tests) and the target
-/// directory (the nearest ancestor holding cargo's `CACHEDIR.TAG`).
+/// directory (the nearest ancestor holding cargo's `CACHEDIR.TAG`, else the
+/// profile directory's parent).
 fn own_profile_dir() -> Result<(PathBuf, PathBuf), LaunchError> {
     let exe = std::env::current_exe().map_err(|source| LaunchError::Io {
         what: "find the running program",
@@ -44,10 +45,15 @@ fn own_profile_dir() -> Result<(PathBuf, PathBuf), LaunchError> {
     if dir.file_name().is_some_and(|n| n == "deps") {
         dir = dir.parent().map(Path::to_owned).unwrap_or_default();
     }
-    let target =
-        dir.ancestors().skip(1).find(|a| a.join("CACHEDIR.TAG").is_file()).map(Path::to_owned).ok_or_else(
-            || LaunchError::Missing(format!("{} is not in a cargo target directory", exe.display())),
-        )?;
+    let target = dir
+        .ancestors()
+        .skip(1)
+        .find(|a| a.join("CACHEDIR.TAG").is_file())
+        .or_else(|| dir.parent())
+        .map(Path::to_owned)
+        .ok_or_else(|| {
+            LaunchError::Missing(format!("{} is not in a cargo target directory", exe.display()))
+        })?;
     Ok((dir, target))
 }
 

@@ -65,7 +65,9 @@ impl Host {
                 let mut prefixgate = options.prefixgate.clone();
                 prefixgate.upstream_first_byte =
                     prefixgate.upstream_first_byte.or(options.first_byte_timeout);
-                RunningProxy::Prefixgate(Box::new(Prefixgate::start(backends, &plugin_config, &prefixgate).await?))
+                RunningProxy::Prefixgate(Box::new(
+                    Prefixgate::start(backends, &plugin_config, &prefixgate).await?,
+                ))
             }
         })
     }
