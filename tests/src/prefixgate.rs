@@ -19,6 +19,13 @@ const PLUGIN_FILE: &str = "plugin.json";
 
 /// What the tests set in prefixgate's configuration file, beyond the backends
 /// and the plugin configuration; `None` keeps the default.
+///
+/// The callback deadline is always the default (20 ms of CPU time per
+/// callback). The costliest request of the scenarios, a 2 MiB prompt (its
+/// first 131,072 characters read, matched and indexed: about 80 chunks),
+/// took 1.4 ms of the filter's decision time on average and at most 5 ms
+/// (`prefixgate_decision_duration_seconds`, 10 requests) in the debug
+/// binary the tests run, on a shared 2-core machine busy with builds.
 #[derive(Clone, Debug, Default)]
 pub struct PrefixgateOptions {
     /// `filter.vms` (the tests run two, as Envoy runs two workers).

@@ -6,7 +6,7 @@
 use crate::client::{Client, Reply};
 use crate::error::HarnessError;
 use crate::fleet::{index_of, ProcessFleet};
-use crate::Proxy;
+use crate::{Proxy, RunningProxy};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
@@ -271,7 +271,7 @@ pub async fn hung_replica_is_retried_and_ejected(
 /// is retried on another replica), once its scrapes fail it is skipped
 /// entirely, and once its process is started again it is used again.
 pub async fn killed_replica_is_skipped_until_it_returns(
-    proxy: &dyn Proxy,
+    proxy: &RunningProxy,
     fleet: &mut ProcessFleet,
 ) -> Result<(), HarnessError> {
     let addrs = fleet.addrs();
@@ -298,7 +298,11 @@ pub async fn killed_replica_is_skipped_until_it_returns(
                         panic!("a request failed while a replica was down: {failure}");
                     }
                 };
-                if index_of(&addrs, reply.backend.as_deref().unwrap_or("")) == Some(1) {
+                // Envoy names the replica the filter chose even when the
+                // request was retried elsewhere; prefixgate names the one
+                // that served it and says `retry`.
+                let chosen_dead = index_of(&addrs, reply.backend.as_deref().unwrap_or("")) == Some(1);
+                if chosen_dead || reply.decision.as_deref() == Some("retry") {
                     return false;
                 }
             }
@@ -306,9 +310,16 @@ pub async fn killed_replica_is_skipped_until_it_returns(
         }
     })
     .await;
+    // prefixgate stops choosing it as soon as connections are refused; the
+    // skip that lasts comes from the failed scrapes (`unhealthy_after`).
+    eventually(std::time::Duration::from_secs(10), "two failed scrapes", || async {
+        proxy.filter_metric("prefixgate_backend_scrape_failures_total").await.is_ok_and(|n| n >= 2.0)
+    })
+    .await;
     for j in 0..9 {
         let reply = client.completion(&format!("while down {j}"), 1).await?;
         assert_ne!(routed_to(&reply, &addrs), 1, "routed to the dead replica");
+        assert_ne!(reply.decision.as_deref(), Some("retry"), "routed to the dead replica and retried");
     }
 
     fleet.restart_replica(1).await?;

@@ -46,7 +46,8 @@ pub async fn killed_replica_is_skipped_until_it_returns(host: Host) {
     let proxy = start(host, &addrs, "round_robin", &[("unhealthy_after", "2")]).await;
     // A refused connection is retried on another replica: nothing fails.
     scenarios::killed_replica_is_skipped_until_it_returns(&proxy, &mut fleet).await.unwrap();
-    assert!(proxy.filter_metric("prefixgate_backend_scrape_failures_total").await.unwrap() >= 2.0);
+    let failures = proxy.filter_metric("prefixgate_backend_scrape_failures_total").await.unwrap();
+    assert!(failures >= 2.0, "{failures} failed scrapes:\n{}", proxy.prometheus_text().await.unwrap());
 }
 
 /// With every replica down, the filter answers a local 503 with an
