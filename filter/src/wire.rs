@@ -1,6 +1,6 @@
 //! Fixed-width little-endian encoding of the small records kept in shared data.
 
-/// Reads the `i`-th little-endian `u64` of `bytes`, if present.
+/// Reads the little-endian `u64` at `offset`, if present.
 pub fn u64_at(bytes: &[u8], offset: usize) -> Option<u64> {
     let end = offset.checked_add(8)?;
     let chunk: [u8; 8] = bytes.get(offset..end)?.try_into().ok()?;

@@ -3,6 +3,7 @@
 
 use crate::config::{Config, ConfigError, FailureMode};
 use clap::{Args, Parser, Subcommand};
+use prefixgate_filter::PolicyKind;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -44,9 +45,16 @@ pub struct RunArgs {
     /// Backends, comma-separated `ip:port`.
     #[arg(long, value_delimiter = ',')]
     pub backends: Vec<String>,
-    /// Routing policy (builds the plugin configuration).
-    #[arg(long)]
-    pub policy: Option<String>,
+    /// Routing policy of the plugin configuration built from `--backends`.
+    ///
+    /// round_robin: cycle through the healthy backends (baseline).
+    /// pow2: the less loaded of two random healthy backends.
+    /// prefix_aware (default): the backend holding the longest cached prefix
+    ///   of the prompt unless load is imbalanced, as Ray Serve's router.
+    /// least_ttft: the least predicted time to first token (uncached prefill
+    ///   plus queue) under a load bound.
+    #[arg(long, verbatim_doc_comment)]
+    pub policy: Option<PolicyKind>,
     /// Filter module (default: the embedded one).
     #[arg(long)]
     pub filter: Option<PathBuf>,
@@ -94,7 +102,7 @@ impl RunArgs {
             c.backends = self.backends.iter().filter(|b| !b.trim().is_empty()).cloned().collect();
         }
         if let Some(v) = &self.policy {
-            c.filter.policy = Some(v.clone());
+            c.filter.policy = Some(*v);
         }
         if let Some(v) = &self.filter {
             c.filter.module = Some(v.clone());
@@ -128,6 +136,12 @@ pub struct SwapArgs {
     /// Admin bearer token.
     #[arg(long, env = "PREFIXGATE_ADMIN_TOKEN")]
     pub token: Option<String>,
+    /// Seconds to wait for each upload's answer. The proxy compiles a new
+    /// module and proves it on a canary request before it answers, which
+    /// takes seconds on a busy machine: the default, 120, leaves room for
+    /// that and still ends a call to an admin address that never answers.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_secs: u64,
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@
 //!
 //! [filter]
 //! # module = "prefixgate_filter.wasm"  # default: the module embedded in the binary
-//! # policy = "prefix_aware"            # builds {"policy":…,"backends":[…]}
+//! # policy = "prefix_aware"            # builds the filter's configuration from `backends`
 //! # plugin_config = '{"policy":"pow2","backends":["127.0.0.1:8001"]}'  # inline JSON
 //! # plugin_config_file = "plugin.json"
 //! name = "prefixgate"              # plugin_name property
@@ -51,6 +51,8 @@
 //! probation_ms = 60000             # during this long after the swap
 //! ```
 
+use prefixgate_filter::config::BackendConfig;
+use prefixgate_filter::{FilterConfig as PluginConfig, PolicyKind};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -75,6 +77,14 @@ pub enum ConfigError {
         path: PathBuf,
         /// Parser message (names the field).
         message: String,
+    },
+    /// The plugin configuration built from `backends` and `[filter]` did
+    /// not serialise.
+    #[error("building the plugin configuration: {source}")]
+    PluginConfig {
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
     },
     /// A field has an invalid value.
     #[error("invalid config field `{field}`: {reason}")]
@@ -241,8 +251,10 @@ impl Default for Config {
 pub struct FilterConfig {
     /// Path of the `.wasm` module. Default: the embedded module.
     pub module: Option<PathBuf>,
-    /// Policy name, for the plugin configuration built from the backends.
-    pub policy: Option<String>,
+    /// Routing policy of the plugin configuration built from `backends`
+    /// (when neither `plugin_config` nor `plugin_config_file` is given).
+    /// Default: the filter's default, `prefix_aware`.
+    pub policy: Option<PolicyKind>,
     /// Plugin configuration, inline (opaque to the host).
     pub plugin_config: Option<String>,
     /// Plugin configuration file.
@@ -349,8 +361,24 @@ impl Config {
 
     /// Checks values that serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.backends.is_empty() {
-            return Err(field("backends", "at least one backend is required"));
+        let from_plugin = self.plugin_backends();
+        match &from_plugin {
+            None if self.backends.is_empty() => {
+                return Err(field(
+                    "backends",
+                    "at least one backend is required (here, or in the plugin configuration's `backends`)",
+                ));
+            }
+            Some(listed) if !self.backends.is_empty() && !same_set(listed, &self.backends) => {
+                return Err(field(
+                    "backends",
+                    format!(
+                        "{:?} and the plugin configuration's backends {listed:?} differ; give the backends in one place (the plugin configuration's are the ones the proxy uses)",
+                        self.backends
+                    ),
+                ));
+            }
+            _ => {}
         }
         for b in &self.backends {
             crate::upstream::parse_backend(b).map_err(|e| field("backends", crate::error_chain(&e)))?;
@@ -420,13 +448,10 @@ impl Config {
     /// (one request would loop until file descriptors run out).
     fn refuse_own_addresses(&self) -> Result<(), ConfigError> {
         let own = [("listen", self.listen), ("admin", self.admin)];
-        let from_plugin = match (&self.filter.plugin_config, &self.filter.plugin_config_file) {
-            (Some(inline), _) => backends_in_plugin_config(inline.as_bytes()),
-            (None, Some(path)) => std::fs::read(path).ok().and_then(|b| backends_in_plugin_config(&b)),
-            (None, None) => None,
-        };
-        let lists =
-            [("backends", self.backends.clone()), ("filter.plugin_config", from_plugin.unwrap_or_default())];
+        let lists = [
+            ("backends", self.backends.clone()),
+            ("filter.plugin_config", self.plugin_backends().unwrap_or_default()),
+        ];
         for (list_field, list) in lists {
             for b in &list {
                 let Ok((_, addr)) = crate::upstream::parse_backend(b) else { continue };
@@ -441,8 +466,20 @@ impl Config {
         Ok(())
     }
 
+    /// The `backends` of the given plugin configuration (inline or file), if
+    /// it lists any. A file that cannot be read lists none here; reading it
+    /// for the filter reports the error.
+    fn plugin_backends(&self) -> Option<Vec<String>> {
+        match (&self.filter.plugin_config, &self.filter.plugin_config_file) {
+            (Some(inline), _) => backends_in_plugin_config(inline.as_bytes()),
+            (None, Some(path)) => std::fs::read(path).ok().and_then(|b| backends_in_plugin_config(&b)),
+            (None, None) => None,
+        }
+    }
+
     /// The plugin configuration bytes: inline, from the file, or built from
-    /// `policy` and `backends` (`{"policy":…,"backends":[…]}`).
+    /// `policy`, `backends` and `upstream_header` as the filter's typed
+    /// configuration, every other field at the filter's default.
     pub fn plugin_config(&self) -> Result<Vec<u8>, ConfigError> {
         if let Some(inline) = &self.filter.plugin_config {
             return Ok(inline.as_bytes().to_vec());
@@ -450,12 +487,13 @@ impl Config {
         if let Some(path) = &self.filter.plugin_config_file {
             return std::fs::read(path).map_err(|source| ConfigError::Read { path: path.clone(), source });
         }
-        let mut obj = serde_json::Map::new();
-        if let Some(p) = &self.filter.policy {
-            obj.insert("policy".into(), p.clone().into());
+        let backends = self.backends.iter().cloned().map(BackendConfig::Address).collect();
+        let mut config = PluginConfig::new(backends);
+        if let Some(policy) = self.filter.policy {
+            config.policy = policy;
         }
-        obj.insert("backends".into(), self.backends.clone().into());
-        Ok(serde_json::Value::Object(obj).to_string().into_bytes())
+        config.upstream_header = self.upstream_header.clone();
+        serde_json::to_vec(&config).map_err(|source| ConfigError::PluginConfig { source })
     }
 
     /// Number of VMs to run.
@@ -476,6 +514,12 @@ pub fn is_same_listener(own: SocketAddr, addr: SocketAddr) -> bool {
     }
     own.ip() == addr.ip()
         || (own.ip().is_unspecified() && (addr.ip().is_loopback() || addr.ip().is_unspecified()))
+}
+
+/// Whether `a` and `b` hold the same addresses, in any order.
+fn same_set(a: &[String], b: &[String]) -> bool {
+    let set = |l: &[String]| l.iter().map(|s| s.trim().to_owned()).collect::<std::collections::BTreeSet<_>>();
+    set(a) == set(b)
 }
 
 /// The `backends` array of a JSON plugin configuration, if it has one
@@ -507,13 +551,42 @@ mod tests {
             Config::parse("backends = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n[filter]\npolicy = \"pow2\"\n")
                 .unwrap();
         c.validate().unwrap();
+        c.upstream_header = "x-gateway-destination-endpoint".into();
         let pc = String::from_utf8(c.plugin_config().unwrap()).unwrap();
-        assert_eq!(pc, r#"{"backends":["127.0.0.1:1","127.0.0.1:2"],"policy":"pow2"}"#);
+        // The filter reads it back as the typed configuration it was built from.
+        let parsed = PluginConfig::from_json(pc.as_bytes()).unwrap();
+        assert_eq!(parsed.policy, PolicyKind::Pow2);
+        assert_eq!(parsed.upstream_header, "x-gateway-destination-endpoint");
+        let defaults = PluginConfig::new(parsed.backends.clone());
+        assert_eq!(parsed.cluster, defaults.cluster);
         assert_eq!(backends_in_plugin_config(pc.as_bytes()).unwrap().len(), 2);
         let detailed = br#"{"backends":["127.0.0.1:1",{"address":"127.0.0.1:2","weight":2}]}"#;
         assert_eq!(backends_in_plugin_config(detailed).unwrap(), vec!["127.0.0.1:1", "127.0.0.1:2"]);
         c.backends.clear();
         assert!(c.validate().unwrap_err().to_string().contains("`backends`"));
+    }
+
+    #[test]
+    fn backends_are_given_in_one_place() {
+        let plugin = |list: &str| format!("[filter]\nplugin_config = '{{\"backends\":[{list}]}}'\n");
+        // Only in the plugin configuration: the proxy takes them from there.
+        Config::parse(&plugin("\"127.0.0.1:1\"")).unwrap().validate().unwrap();
+        // In both, the same set in any order: no conflict.
+        let both = format!(
+            "backends = [\"127.0.0.1:2\", \"127.0.0.1:1\"]\n{}",
+            plugin("\"127.0.0.1:1\",\"127.0.0.1:2\"")
+        );
+        Config::parse(&both).unwrap().validate().unwrap();
+        // In both and different: refused, naming both lists, never one silently replacing the other.
+        let differ = format!("backends = [\"127.0.0.1:1\"]\n{}", plugin("\"127.0.0.1:2\""));
+        let err = Config::parse(&differ).unwrap().validate().unwrap_err().to_string();
+        assert!(
+            err.contains("`backends`") && err.contains("127.0.0.1:1") && err.contains("127.0.0.1:2"),
+            "{err}"
+        );
+        // Nowhere: refused.
+        let err = Config::parse("[filter]\npolicy = \"pow2\"\n").unwrap().validate().unwrap_err().to_string();
+        assert!(err.contains("`backends`"), "{err}");
     }
 
     #[test]
@@ -546,12 +619,12 @@ mod tests {
     fn backends_naming_the_proxy_itself_are_refused() {
         for (text, name) in [
             ("listen = \"127.0.0.1:8000\"\nbackends = [\"127.0.0.1:8000\"]\n", "`backends`"),
-            ("admin = \"127.0.0.1:9901\"\nbackends = [\"127.0.0.1:1\", \"http://127.0.0.1:9901/\"]\n", "`backends`"),
-            ("listen = \"0.0.0.0:8000\"\nbackends = [\"127.0.0.1:8000\"]\n", "`backends`"),
             (
-                "backends = [\"127.0.0.1:1\"]\n[filter]\nplugin_config = '{\"backends\":[\"127.0.0.1:8000\"]}'\n",
-                "`filter.plugin_config`",
+                "admin = \"127.0.0.1:9901\"\nbackends = [\"127.0.0.1:1\", \"http://127.0.0.1:9901/\"]\n",
+                "`backends`",
             ),
+            ("listen = \"0.0.0.0:8000\"\nbackends = [\"127.0.0.1:8000\"]\n", "`backends`"),
+            ("[filter]\nplugin_config = '{\"backends\":[\"127.0.0.1:8000\"]}'\n", "`filter.plugin_config`"),
         ] {
             let err = Config::parse(text).unwrap().validate().unwrap_err().to_string();
             assert!(err.contains(name) && err.contains("own"), "{text}: {err}");

@@ -58,6 +58,11 @@ async fn run(args: prefixgate::cli::RunArgs) -> ExitCode {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
+        // A module or plugin configuration the filter refuses is bad input too.
+        Err(StartError::Filter(e)) if e.is_refusal() => {
+            eprintln!("error: filter: {}", prefixgate::error_chain(&e));
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("error: {}", prefixgate::error_chain(&e));
             return ExitCode::FAILURE;

@@ -41,6 +41,14 @@ pub enum SwapError {
     Canary(#[from] CanaryError),
 }
 
+impl SwapError {
+    /// Whether the module or the plugin configuration was at fault (as
+    /// opposed to the proxy itself): a bad input, exit code 2 at start.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, Self::Join(_))
+    }
+}
+
 /// When a swapped-in filter is rolled back: `traps` traps within `window`,
 /// during the first `probation` after the swap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -34,7 +34,7 @@ async fn adversarial_bodies_never_trap_the_filter() {
     let mut c = config(&[a.addr, b.addr], "");
     c.filter.module = None;
     c.filter.plugin_config = None;
-    c.filter.policy = Some("prefix_aware".into());
+    c.filter.policy = Some(prefixgate_filter::PolicyKind::PrefixAware);
     let defaults = prefixgate::config::Config::default();
     assert_eq!(c.filter.callback_deadline_ms, 20, "the default deadline");
     assert_eq!(c.max_body_bytes, defaults.max_body_bytes, "the default body limit");

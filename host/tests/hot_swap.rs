@@ -6,7 +6,7 @@
 
 mod common;
 use common::*;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
@@ -19,15 +19,46 @@ fn status(p: &prefixgate::app::Running) -> serde_json::Value {
 }
 
 async fn put(p: &prefixgate::app::Running, route: &str, body: Vec<u8>) -> (u16, String) {
-    let client: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let req = http::Request::put(format!("http://{}{route}", p.admin))
-        .body(Full::new(bytes::Bytes::from(body)))
-        .unwrap();
-    let resp = client.request(req).await.unwrap();
-    let code = resp.status().as_u16();
-    let text = String::from_utf8_lossy(&resp.into_body().collect().await.unwrap().to_bytes()).into_owned();
-    (code, text)
+    let admin = format!("http://{}", p.admin);
+    let (status, text) =
+        prefixgate::swap::upload(&admin, route, None, body, Duration::from_secs(60)).await.unwrap();
+    (status.as_u16(), text)
+}
+
+/// `prefixgate swap` against an admin address that accepts the connection
+/// and never answers ends with an error naming the URL and the limit.
+#[tokio::test]
+async fn an_upload_that_gets_no_answer_ends_at_its_timeout() {
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        // Accept and hold the connection, reading nothing back.
+        let (stream, _) = silent.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(stream);
+    });
+    let dir = std::env::temp_dir().join(format!("prefixgate-swap-timeout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("plugin.json");
+    std::fs::write(&config, br#"{"backends":["127.0.0.1:1"]}"#).unwrap();
+    let args = prefixgate::cli::SwapArgs {
+        admin: format!("http://{addr}"),
+        config: Some(config),
+        module: None,
+        token: None,
+        timeout_secs: 1,
+    };
+    let err = tokio::time::timeout(Duration::from_secs(20), prefixgate::swap::run(args))
+        .await
+        .unwrap()
+        .unwrap_err();
+    let message = format!("{err:#}");
+    assert!(
+        message.contains(&format!("http://{addr}/admin/config")) && message.contains("no answer within 1 s"),
+        "{message}"
+    );
+    held.abort();
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// The old filter (`mode=route route=a`) still routes to `a` itself.

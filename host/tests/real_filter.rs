@@ -16,7 +16,7 @@ fn real(backends: &[std::net::SocketAddr], policy: &str) -> prefixgate::config::
     let mut c = config(backends, "");
     c.filter.module = None;
     c.filter.plugin_config = None;
-    c.filter.policy = Some(policy.into());
+    c.filter.policy = Some(policy.parse().unwrap());
     c
 }
 
@@ -59,4 +59,25 @@ async fn prefix_aware_keeps_a_long_prefix_on_one_backend() {
         seen.insert(r.header("x-prefixgate-backend").unwrap());
     }
     assert_eq!(seen.len(), 1, "one backend for one prefix: {seen:?}");
+}
+
+/// A plugin configuration the filter refuses is answered 400 with the
+/// field the filter named, and the running filter keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_plugin_configuration_is_answered_with_the_field() {
+    let (a, b) = (Echo::start().await, Echo::start().await);
+    let p = proxy(real(&[a.addr, b.addr], "round_robin")).await;
+    let admin = format!("http://{}", p.admin);
+    let bad = format!(r#"{{"backends":["{}"],"miss_policy":"sideways"}}"#, a.addr).into_bytes();
+    let (status, body) =
+        prefixgate::swap::upload(&admin, "/admin/config", None, bad, std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+    assert_eq!(status, 400, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let message = doc["error"]["message"].as_str().unwrap();
+    assert!(message.contains("`miss_policy`") && message.contains("sideways"), "{message}");
+    let url = format!("http://{}/v1/completions", p.listen);
+    let r = send("POST", &url, &[("content-type", "application/json")], &completion("still here")).await;
+    assert_eq!(r.status, 200, "the previous filter serves: {}", r.body);
 }

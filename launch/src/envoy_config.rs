@@ -260,6 +260,72 @@ const CIRCUIT_BREAKERS: &str = "    circuit_breakers:
         max_retries: 100000
 ";
 
+/// Envoy's own replies (a refused or reset upstream, a timeout, no route, a
+/// body over the buffer limit) and the OpenAI error type each status gets,
+/// as the prefixgate host names them. A status listed `true` is rewritten
+/// only when Envoy set a response flag, so the filter's own JSON replies
+/// (which carry none) pass untouched; 413 carries no flag and the filter
+/// never sends one.
+const LOCAL_REPLIES: [(u16, &str, bool); 8] = [
+    (400, "BadRequestError", true),
+    (404, "NotFoundError", true),
+    (408, "RequestTimeoutError", true),
+    (413, "PayloadTooLargeError", false),
+    (500, "InternalServerErrorError", true),
+    (502, "BadGatewayError", true),
+    (503, "ServiceUnavailableError", true),
+    (504, "GatewayTimeoutError", true),
+];
+
+/// `local_reply_config` of the connection manager: Envoy's own error
+/// replies as OpenAI-shaped JSON (`{"error":{"message","type","param","code"}}`,
+/// `content-type: application/json`), the message being Envoy's text.
+pub fn local_reply_config() -> String {
+    let mut out = String::from(
+        "          # Envoy's own error replies as OpenAI-shaped JSON; the filter's replies carry
+          # no response flag and pass untouched.
+          local_reply_config:
+            mappers:
+",
+    );
+    for (status, error_type, flagged) in LOCAL_REPLIES {
+        let status_filter =
+            format!("status_code_filter: {{comparison: {{op: EQ, value: {{default_value: {status}, runtime_key: prefixgate.local_reply.{status}}}}}}}");
+        if flagged {
+            out.push_str(
+                "            - filter:
+                and_filter:
+                  filters:
+",
+            );
+            let _ = writeln!(out, "                  - {status_filter}");
+            out.push_str(
+                "                  - response_flag_filter: {}
+",
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "            - filter:
+                {status_filter}"
+            );
+        }
+        let _ = write!(
+            out,
+            "              body_format_override:
+                json_format:
+                  error:
+                    message: \"%LOCAL_REPLY_BODY%\"
+                    type: {error_type}
+                    param: null
+                    code: \"%RESPONSE_CODE%\"
+                content_type: application/json
+"
+        );
+    }
+    out
+}
+
 /// The route to the replicas: no overall timeout (it would cut streams), and
 /// one retry on the next replica the filter named when the chosen one fails
 /// before its first response byte.
@@ -377,6 +443,7 @@ pub fn render_bootstrap(spec: &EnvoySpec) -> String {
 ",
     );
     let _ = writeln!(out, "          stream_idle_timeout: {}", proto_duration(spec.timeouts.stream_idle));
+    out.push_str(&local_reply_config());
     out.push_str(
         "          route_config:
             name: prefixgate_route
@@ -586,6 +653,11 @@ mod tests {
                 ]
             };
             if !template.starts_with("ecds/") {
+                // Envoy's own replies are JSON, as the renderer makes them.
+                assert!(
+                    text.contains(&local_reply_config()),
+                    "envoy/{template} lacks the local_reply_config"
+                );
                 // Every tag rule of the renderer, verbatim.
                 for rule in stats_config().lines().filter(|l| l.contains("tag_name") || l.contains("regex")) {
                     assert!(text.contains(rule), "envoy/{template} lacks {rule:?}");

@@ -118,9 +118,17 @@ async fn dispatch(command: Command) -> Result<()> {
             }
             if report.metrics.failed > 0 {
                 let first = report.outcomes.iter().find_map(|o| o.error.clone()).unwrap_or_default();
+                if report.metrics.completed == 0 {
+                    anyhow::bail!(
+                        "every request failed ({} of {}); first error: {first}",
+                        report.metrics.failed,
+                        report.outcomes.len()
+                    );
+                }
                 eprintln!(
-                    "prefixgate-bench: {} requests failed; first error: {first}",
-                    report.metrics.failed
+                    "prefixgate-bench: {} of {} requests failed; first error: {first}",
+                    report.metrics.failed,
+                    report.outcomes.len()
                 );
             }
             Ok(())

@@ -287,10 +287,13 @@ async fn drive(
     progress: bool,
 ) -> (Vec<RequestOutcome>, f64) {
     let bar = if progress {
-        indicatif::ProgressBar::new(requests.len() as u64)
+        indicatif::ProgressBar::new(requests.len() as u64).with_style(progress_style())
     } else {
         indicatif::ProgressBar::hidden()
     };
+    // Off a terminal indicatif draws nothing: log a line every few seconds
+    // instead, so CI logs and sweeps show progress.
+    let lines = (progress && bar.is_hidden()).then(|| tokio::spawn(progress_lines(bar.clone())));
     let permits = Arc::new(tokio::sync::Semaphore::new(
         args.max_concurrency.unwrap_or(tokio::sync::Semaphore::MAX_PERMITS),
     ));
@@ -320,8 +323,43 @@ async fn drive(
             ..Default::default()
         }));
     }
+    if let Some(lines) = lines {
+        lines.abort();
+    }
     bar.finish_and_clear();
     (outcomes, start.elapsed().as_secs_f64())
+}
+
+/// Seconds between two progress lines off a terminal.
+const PROGRESS_LINE_SECS: u64 = 5;
+
+/// A bar as wide as the terminal, with the rate and the time left.
+fn progress_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template("{wide_bar} {pos}/{len} {per_sec} ETA {eta}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+}
+
+/// Writes `done/total, rate, ETA` of `bar` to stderr every
+/// [`PROGRESS_LINE_SECS`] until aborted.
+async fn progress_lines(bar: indicatif::ProgressBar) {
+    let mut every = tokio::time::interval(Duration::from_secs(PROGRESS_LINE_SECS));
+    every.tick().await;
+    loop {
+        every.tick().await;
+        eprintln!("{}", progress_line(bar.position(), bar.length().unwrap_or(0), bar.elapsed()));
+    }
+}
+
+/// One progress line: requests done of the total, the rate so far and the
+/// time left at that rate.
+fn progress_line(done: u64, total: u64, elapsed: Duration) -> String {
+    let rate = done as f64 / elapsed.as_secs_f64().max(1e-9);
+    let eta = if rate > 0.0 {
+        format!("{:.0} s", total.saturating_sub(done) as f64 / rate)
+    } else {
+        "unknown".to_owned()
+    };
+    format!("prefixgate-bench: {done}/{total} requests, {rate:.1} req/s, ETA {eta}")
 }
 
 async fn scrape_all(client: &HttpClient, urls: &[String]) -> Result<Vec<super::vllm_side::MetricsSnapshot>> {
@@ -485,4 +523,16 @@ fn append_line(path: &std::path::Path, line: &str) -> Result<()> {
         .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
     writeln!(file, "{line}").with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::*;
+
+    #[test]
+    fn a_progress_line_says_done_of_total_rate_and_time_left() {
+        let line = progress_line(50, 200, Duration::from_secs(10));
+        assert_eq!(line, "prefixgate-bench: 50/200 requests, 5.0 req/s, ETA 30 s");
+        assert!(progress_line(0, 200, Duration::from_secs(10)).ends_with("ETA unknown"));
+    }
 }

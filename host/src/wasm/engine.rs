@@ -28,6 +28,13 @@ pub enum WasmError {
     /// The module exports no proxy-wasm ABI version marker.
     #[error("module refused: not a proxy-wasm filter: no proxy_abi_version_0_2_1 or proxy_abi_version_0_2_0 export")]
     NotProxyWasm,
+    /// The bytes are not a WebAssembly binary (no `\0asm` magic), e.g. a
+    /// text file or a `.wat`.
+    #[error("module refused: not a WebAssembly binary: it starts with \"{}\", not \"\\0asm\"", .head.escape_ascii())]
+    NotWasm {
+        /// Its first bytes.
+        head: Vec<u8>,
+    },
     /// The module did not compile or link.
     #[error("module refused")]
     Compile(#[source] wasmtime::Error),
@@ -41,11 +48,28 @@ pub enum WasmError {
     #[error("module instantiation failed in proxy_on_context_create")]
     RootContext(#[source] Trap),
     /// `proxy_on_vm_start` returned false (no source) or trapped.
-    #[error("proxy_on_vm_start refused the VM configuration")]
-    VmStart(#[source] Option<Trap>),
+    #[error("proxy_on_vm_start refused the VM configuration{}", filter_said(.said))]
+    VmStart {
+        /// The last error the filter logged meanwhile.
+        said: Option<String>,
+        /// The trap, if it trapped.
+        #[source]
+        trap: Option<Trap>,
+    },
     /// `proxy_on_configure` returned false (no source) or trapped.
-    #[error("proxy_on_configure refused the plugin configuration")]
-    Configure(#[source] Option<Trap>),
+    #[error("proxy_on_configure refused the plugin configuration{}", filter_said(.said))]
+    Configure {
+        /// The last error the filter logged meanwhile (it names the field).
+        said: Option<String>,
+        /// The trap, if it trapped.
+        #[source]
+        trap: Option<Trap>,
+    },
+}
+
+/// `": <what the filter said>"`, or nothing.
+fn filter_said(said: &Option<String>) -> String {
+    said.as_deref().map(|s| format!(": the filter said: {s}")).unwrap_or_default()
 }
 
 /// Engine + linker, shared by every module version.

@@ -172,7 +172,14 @@ pub struct HostState {
     pub queues_registered: Vec<String>,
     /// The clocks of the running callback.
     pub deadline: Deadline,
+    /// The last error the filter logged while starting (`proxy_on_vm_start`,
+    /// `proxy_on_configure`), cut to [`STARTUP_ERROR_MAX`] bytes: the reason a
+    /// refusal gives the operator, beside the log.
+    pub startup_error: Option<String>,
 }
+
+/// Longest filter error message kept for a refused start.
+pub const STARTUP_ERROR_MAX: usize = 1024;
 
 impl HostState {
     /// The HTTP context hostcalls currently act on, if it is one.

@@ -44,6 +44,9 @@ impl ModuleVersion {
         if bytes.is_empty() {
             return Err(WasmError::Empty);
         }
+        if !bytes.starts_with(b"\0asm") {
+            return Err(WasmError::NotWasm { head: bytes[..bytes.len().min(8)].to_vec() });
+        }
         let module = Module::new(engine.engine(), bytes).map_err(WasmError::Compile)?;
         let abi = if module.get_export("proxy_abi_version_0_2_1").is_some() {
             "0_2_1"

@@ -164,6 +164,7 @@ impl Vm {
             deferred: Vec::new(),
             next_token: 0,
             tick_period_ms: 0,
+            startup_error: None,
             slot_tx,
             alloc: None,
             memory: None,
@@ -218,21 +219,26 @@ impl Vm {
         vm.store.data_mut().phase = Phase::VmStart;
         if let Some(f) = vm.f.on_vm_start.clone() {
             match vm.call_with(start, &f, ROOT_ID, (root, vm_cfg)) {
-                Ok(0) => return Err(WasmError::VmStart(None)),
-                Err(e) => return Err(WasmError::VmStart(Some(e))),
+                Ok(0) => return Err(WasmError::VmStart { said: vm.startup_error(), trap: None }),
+                Err(e) => return Err(WasmError::VmStart { said: vm.startup_error(), trap: Some(e) }),
                 Ok(_) => {}
             }
         }
         vm.store.data_mut().phase = Phase::Configure;
         if let Some(f) = vm.f.on_configure.clone() {
             match vm.call_with(start, &f, ROOT_ID, (root, plugin_cfg)) {
-                Ok(0) => return Err(WasmError::Configure(None)),
-                Err(e) => return Err(WasmError::Configure(Some(e))),
+                Ok(0) => return Err(WasmError::Configure { said: vm.startup_error(), trap: None }),
+                Err(e) => return Err(WasmError::Configure { said: vm.startup_error(), trap: Some(e) }),
                 Ok(_) => {}
             }
         }
         vm.store.data_mut().phase = Phase::Normal;
         Ok(vm)
+    }
+
+    /// What the filter last logged as an error while starting, taken.
+    fn startup_error(&mut self) -> Option<String> {
+        self.store.data_mut().startup_error.take()
     }
 
     /// Calls `f` for context `ctx` under a deadline of `budget` (`ticks`

@@ -3,7 +3,7 @@
 use super::mem::{read_string, write_u32, write_u64};
 use super::status::OK;
 use super::HostResult;
-use crate::wasm::host_state::HostState;
+use crate::wasm::host_state::{HostState, Phase, STARTUP_ERROR_MAX};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tracing::level_filters::LevelFilter;
 use wasmtime::Caller;
@@ -12,6 +12,14 @@ use wasmtime::Caller;
 pub fn proxy_log(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) -> HostResult {
     let msg = read_string(&mut caller, ptr, len)?;
     emit(caller.data(), level, &msg);
+    let state = caller.data_mut();
+    if level >= 4 && state.phase != Phase::Normal {
+        let mut end = msg.len().min(STARTUP_ERROR_MAX);
+        while !msg.is_char_boundary(end) {
+            end -= 1;
+        }
+        state.startup_error = Some(msg[..end].to_owned());
+    }
     Ok(OK)
 }
 

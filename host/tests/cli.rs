@@ -1,0 +1,73 @@
+//! The `prefixgate` binary as an operator runs it: bad input at start exits
+//! with code 2 and says what is wrong, naming the field or the file.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// Runs `prefixgate` with `args` on port-0 listeners; it must exit by itself
+/// within 60 s (each case is refused at start, before it serves).
+fn prefixgate(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prefixgate"))
+        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("prefixgate {args:?} did not exit: it should refuse to start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn refused(args: &[&str]) -> String {
+    let out = prefixgate(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    stderr
+}
+
+#[test]
+fn a_plugin_configuration_the_filter_refuses_exits_2_naming_the_field() {
+    let stderr = refused(&[
+        "--backends",
+        "127.0.0.1:1",
+        "--plugin-config",
+        r#"{"backends":["127.0.0.1:1"],"bogus":1}"#,
+    ]);
+    let last = stderr.lines().rfind(|l| l.starts_with("error:")).unwrap_or_default();
+    assert!(last.contains("proxy_on_configure refused") && last.contains("`bogus`"), "{stderr}");
+}
+
+#[test]
+fn a_filter_that_is_not_wasm_exits_2_saying_so() {
+    let dir = std::env::temp_dir().join(format!("prefixgate-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("filter.wasm");
+    std::fs::write(&path, "(module)\n").unwrap();
+    let stderr = refused(&["--backends", "127.0.0.1:1", "--filter", path.to_str().unwrap()]);
+    assert!(stderr.contains("not a WebAssembly binary") && stderr.contains("(module"), "{stderr}");
+    assert!(!stderr.contains("0x61"), "no raw bytes: {stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn backends_on_the_command_line_and_in_the_plugin_configuration_must_agree() {
+    let stderr =
+        refused(&["--backends", "127.0.0.1:1", "--plugin-config", r#"{"backends":["127.0.0.1:2"]}"#]);
+    assert!(stderr.contains("`backends`") && stderr.contains("127.0.0.1:2"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_policy_is_refused_with_the_list() {
+    let out = prefixgate(&["--backends", "127.0.0.1:1", "--policy", "fastest"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("fastest") && stderr.contains("least_ttft"), "{stderr}");
+}
