@@ -1,6 +1,10 @@
-//! What only Envoy has: its configuration files.
+//! What only Envoy has: its configuration files and its own error replies.
 
-use prefixgate_tests::Host;
+use super::json_error;
+use prefixgate_tests::client::Client;
+use prefixgate_tests::envoy::plugin_config;
+use prefixgate_tests::fleet::start_fleet;
+use prefixgate_tests::{Envoy, EnvoyMode, Host};
 
 /// The annotated templates in `envoy/` are valid Envoy 1.40 configuration
 /// (with the module path pointed at the built module).
@@ -35,4 +39,30 @@ pub async fn templates_validate(host: Host) {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With scraping off the filter takes both (stopped) replicas for healthy
+/// and routes to one; Envoy's connect failure, after its retry on the
+/// other, is its own 503, which the template's local_reply_config turns
+/// into `{"error":{"message","type","param","code"}}`, as prefixgate's own
+/// replies are.
+pub async fn envoys_own_503_is_openai_shaped_json(host: Host) {
+    assert_eq!(host, Host::Envoy);
+    let mut fleet = start_fleet(2, 50.0).await.unwrap();
+    let addrs = fleet.addrs();
+    let envoy =
+        Envoy::start(&addrs, EnvoyMode::Filter(plugin_config("round_robin", &addrs, 0, &[]))).await.unwrap();
+    fleet.stop_replica(0).await.unwrap();
+    fleet.stop_replica(1).await.unwrap();
+    let client = Client::new(envoy.base_url()).unwrap();
+    let reply = client.completion("anyone there?", 1).await.unwrap();
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    let body = json_error(&reply);
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("upstream connect error"), "Envoy's own text: {body}");
+    assert_eq!(body["error"]["type"], "ServiceUnavailableError", "{body}");
+    assert_eq!(body["error"]["code"], 503, "{body}");
+    assert!(body["error"]["param"].is_null(), "{body}");
+    drop(envoy);
+    fleet.shutdown().await;
 }

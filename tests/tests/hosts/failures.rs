@@ -1,6 +1,6 @@
 //! Replicas that fail, hang, die or fill up.
 
-use super::{start, start_with, FAST};
+use super::{json_error, start, start_with, FAST};
 use prefixgate_tests::client::Client;
 use prefixgate_tests::failing_replica::Failure;
 use prefixgate_tests::fleet::{start_fleet, start_fleet_with_failure, FleetWithFailure, ProcessFleet};
@@ -51,7 +51,9 @@ pub async fn killed_replica_is_skipped_until_it_returns(host: Host) {
 }
 
 /// With every replica down, the filter answers a local 503 with an
-/// OpenAI-style JSON error instead of letting the host try a dead address.
+/// OpenAI-style JSON error instead of letting the host try a dead address,
+/// and the host passes it untouched (Envoy's template rewrites only the
+/// replies on which Envoy itself set a response flag).
 pub async fn no_healthy_replica_gets_a_json_503(host: Host) {
     let mut fleet = start_fleet(2, FAST).await.unwrap();
     let addrs = fleet.addrs();
@@ -67,8 +69,10 @@ pub async fn no_healthy_replica_gets_a_json_503(host: Host) {
     let reply = client.completion("anyone there?", 1).await.unwrap();
     assert_eq!(reply.status, 503);
     assert!(reply.backend.is_none());
-    let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    let body = json_error(&reply);
     assert_eq!(body["error"]["code"], 503, "{body}");
+    assert_eq!(body["error"]["message"], "no healthy backend is available", "rewritten by the host: {body}");
+    assert_eq!(body["error"]["type"], "ServiceUnavailableError", "{body}");
     fleet.restart_replica(0).await.unwrap();
     eventually(Duration::from_secs(10), "a replica back", || async {
         client.completion("back?", 1).await.unwrap().status == 200

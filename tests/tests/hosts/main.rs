@@ -47,6 +47,13 @@ pub async fn start_with(
     host.start(addrs, plugin_config(policy, addrs, 100, extra), options).await.unwrap()
 }
 
+/// The body of a reply that must be JSON (by its content type too).
+pub fn json_error(reply: &prefixgate_tests::Reply) -> serde_json::Value {
+    let content_type = reply.headers.get("content-type").and_then(|v| v.to_str().ok());
+    assert_eq!(content_type, Some("application/json"), "{}", reply.text());
+    serde_json::from_slice(&reply.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", reply.text()))
+}
+
 /// Prefix-cache hit tokens a replica reports.
 pub async fn cache_hits(addr: SocketAddr) -> f64 {
     let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
@@ -125,8 +132,10 @@ matrix! {
         decisions_are_counted_by_policy_and_reason,
     ],
     envoy_only: [
-        // envoy_only.rs: the shipped templates are Envoy configuration.
+        // envoy_only.rs: the shipped templates are Envoy configuration, and
+        // their local_reply_config turns Envoy's own error replies into JSON.
         templates_validate,
+        envoys_own_503_is_openai_shaped_json,
     ],
     prefixgate_only: [
         // prefixgate_only.rs: the VM pool's memory limit, the host's own
