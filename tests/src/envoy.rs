@@ -6,11 +6,12 @@ use crate::envoy_config::{
 };
 use crate::error::HarnessError;
 use prefixgate_filter::{FilterConfig, PolicyKind};
+use prefixgate_launch::poll_until;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long Envoy may take to compile the module and open its listener.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -42,7 +43,7 @@ pub struct Envoy {
 }
 
 /// A fresh directory under the system temp dir, unique to this process and call.
-fn fresh_dir(tag: &str) -> Result<PathBuf, HarnessError> {
+pub fn fresh_dir(tag: &str) -> Result<PathBuf, HarnessError> {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(
         "prefixgate-{tag}-{}-{}",
@@ -151,37 +152,42 @@ impl Envoy {
     }
 
     async fn wait_ready(&mut self, admin_path: &Path) -> Result<(), HarnessError> {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(self.failure(format!("exited during startup ({status})")));
+        // The admin and listener URLs, as far as they are known.
+        let urls = std::sync::Mutex::new((String::new(), String::new()));
+        let child = std::sync::Mutex::new(&mut self.child);
+        let (urls_ref, child_ref, http) = (&urls, &child, &self.http);
+        let ready = poll_until(STARTUP_TIMEOUT, "Envoy to be ready", || async move {
+            let exited = child_ref.lock().ok().and_then(|mut c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                return Some(Err(format!("exited during startup ({status})")));
             }
-            if Instant::now() > deadline {
-                return Err(self.failure(format!("not ready after {STARTUP_TIMEOUT:?}")));
-            }
-            if self.admin_url.is_empty() {
-                if let Ok(text) = std::fs::read_to_string(admin_path) {
-                    if !text.trim().is_empty() {
-                        self.admin_url = format!("http://{}", text.trim());
-                    }
+            let (mut admin, mut base) = urls_ref.lock().map(|u| u.clone()).unwrap_or_default();
+            if admin.is_empty() {
+                let text = std::fs::read_to_string(admin_path).unwrap_or_default();
+                if !text.trim().is_empty() {
+                    admin = format!("http://{}", text.trim());
                 }
             }
-            if !self.admin_url.is_empty() && self.base_url.is_empty() {
-                if let Ok(addr) = self.listener_address().await {
-                    self.base_url = format!("http://{addr}");
+            if !admin.is_empty() && base.is_empty() {
+                let listeners = get_text(http, &format!("{admin}/listeners?format=json")).await;
+                if let Some(addr) = listeners.and_then(|t| crate::envoy_config::listener_address(&t).ok()) {
+                    base = format!("http://{addr}");
                 }
             }
-            if !self.base_url.is_empty() && self.admin_get("/ready").await.is_ok_and(|r| r.trim() == "LIVE") {
-                return Ok(());
+            let live = !base.is_empty()
+                && get_text(http, &format!("{admin}/ready")).await.is_some_and(|r| r.trim() == "LIVE");
+            if let Ok(mut u) = urls_ref.lock() {
+                *u = (admin, base);
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            live.then_some(Ok(()))
+        })
+        .await;
+        (self.admin_url, self.base_url) = urls.into_inner().unwrap_or_default();
+        match ready {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(self.failure(message)),
+            Err(timed_out) => Err(self.failure(timed_out.to_string())),
         }
-    }
-
-    /// The listener's bound address, read from the admin interface.
-    async fn listener_address(&self) -> Result<SocketAddr, HarnessError> {
-        let text = self.admin_get("/listeners?format=json").await?;
-        crate::envoy_config::listener_address(&text).map_err(|e| HarnessError::Protocol(e.to_string()))
     }
 
     /// GET on the admin interface; the body as text.
@@ -294,21 +300,26 @@ impl Envoy {
     /// Waits (at most `limit`) until Envoy has applied or refused a rollout
     /// since `before`: `Ok(true)` applied, `Ok(false)` refused.
     pub async fn ecds_outcome(&self, before: EcdsCounts, limit: Duration) -> Result<bool, HarnessError> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let now = self.ecds_counts().await?;
-            if now.reloads > before.reloads {
-                return Ok(true);
+        let outcome = poll_until(limit, "a rollout to be applied or refused", || async {
+            match self.ecds_counts().await {
+                Ok(now) if now.reloads > before.reloads => Some(Ok(true)),
+                Ok(now) if now.failures > before.failures => Some(Ok(false)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
             }
-            if now.failures > before.failures {
-                return Ok(false);
-            }
-            if Instant::now() > deadline {
-                return Err(self.failure(format!("a rollout neither applied nor refused after {limit:?}")));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await;
+        outcome.unwrap_or_else(|timed_out| Err(self.failure(timed_out.to_string())))
     }
+}
+
+/// The body of a successful GET of `url`, `None` on any failure.
+async fn get_text(http: &reqwest::Client, url: &str) -> Option<String> {
+    let reply = http.get(url).send().await.ok()?;
+    if !reply.status().is_success() {
+        return None;
+    }
+    reply.text().await.ok()
 }
 
 /// Writes `dir/name` through a temporary file and a rename.

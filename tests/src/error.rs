@@ -36,6 +36,9 @@ pub enum HarnessError {
     /// A plugin configuration the filter would refuse.
     #[error(transparent)]
     Config(#[from] prefixgate_filter::ConfigError),
+    /// A program could not be found, started or awaited.
+    #[error(transparent)]
+    Launch(#[from] prefixgate_launch::LaunchError),
     /// A reply could not be understood.
     #[error("unexpected reply: {0}")]
     Protocol(String),

@@ -60,3 +60,46 @@ pub async fn sim_queued(addr: SocketAddr) -> u64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
 }
+
+/// Replicas as `vllm-sim` processes, as users run them (the binary located
+/// through `$VLLM_SIM_BIN` or built by cargo): what a scenario that kills
+/// and restarts a replica uses, so that the kill is a real `SIGKILL` and the
+/// restart goes through the command line.
+#[derive(Debug)]
+pub struct ProcessFleet {
+    replicas: Vec<prefixgate_launch::SimProcess>,
+}
+
+impl ProcessFleet {
+    /// Starts `replicas` processes running `time_scale` times faster than real time.
+    pub async fn start(replicas: usize, time_scale: f64) -> Result<Self, HarnessError> {
+        let binary = prefixgate_launch::VLLM_SIM.locate_or_build()?;
+        let mut started = Vec::with_capacity(replicas);
+        for _ in 0..replicas {
+            started.push(prefixgate_launch::SimProcess::start(&binary, time_scale).await?);
+        }
+        Ok(Self { replicas: started })
+    }
+
+    /// Every replica's address, in start order.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.replicas.iter().map(prefixgate_launch::SimProcess::addr).collect()
+    }
+
+    /// Kills replica `index` (`SIGKILL`).
+    pub async fn kill_replica(&mut self, index: usize) -> Result<(), HarnessError> {
+        Ok(self.replica(index)?.kill().await?)
+    }
+
+    /// Starts replica `index` again, on its port.
+    pub async fn restart_replica(&mut self, index: usize) -> Result<(), HarnessError> {
+        Ok(self.replica(index)?.restart().await?)
+    }
+
+    fn replica(&mut self, index: usize) -> Result<&mut prefixgate_launch::SimProcess, HarnessError> {
+        let len = self.replicas.len();
+        self.replicas
+            .get_mut(index)
+            .ok_or_else(|| HarnessError::Protocol(format!("no replica {index} in a fleet of {len}")))
+    }
+}

@@ -1,7 +1,9 @@
 //! End-to-end harness: a simulated vLLM fleet on loopback, a proxy in front of
-//! it (Envoy with the prefixgate filter, or the standalone `prefixgate` as a
-//! child process; the tests also run it in-process) and an HTTP client that
-//! reads the routing headers.
+//! it (Envoy with the prefixgate filter, or the standalone `prefixgate`, both
+//! child processes; see [`hosts`]) and an HTTP client that reads the routing
+//! headers. The fleet runs in-process ([`vllm_sim::Fleet`]) where a scenario
+//! reads the replicas' engines, and as `vllm-sim` processes
+//! ([`fleet::ProcessFleet`]) where it kills and restarts them.
 //!
 //! Every wait is a bounded poll; every port is picked by the system (port 0)
 //! and read back, never guessed.
@@ -14,6 +16,7 @@ pub mod error;
 pub mod exposition;
 pub mod failing_replica;
 pub mod fleet;
+pub mod hosts;
 pub mod prefixgate;
 pub mod scenarios;
 pub mod wasm;
@@ -21,7 +24,8 @@ pub mod wasm;
 pub use client::{Client, Reply};
 pub use envoy::{Envoy, EnvoyMode};
 pub use error::HarnessError;
-pub use prefixgate::PrefixgateProcess;
+pub use hosts::{Host, ProxyOptions, RunningProxy};
+pub use prefixgate::{Prefixgate, PrefixgateOptions, PrefixgateProcess};
 
 /// A running proxy the scenarios can send requests through.
 pub trait Proxy {
@@ -32,5 +36,11 @@ pub trait Proxy {
 impl Proxy for Envoy {
     fn base_url(&self) -> &str {
         Envoy::base_url(self)
+    }
+}
+
+impl Proxy for PrefixgateProcess {
+    fn base_url(&self) -> &str {
+        PrefixgateProcess::base_url(self)
     }
 }

@@ -5,11 +5,10 @@
 
 use crate::client::{Client, Reply};
 use crate::error::HarnessError;
-use crate::fleet::index_of;
-use crate::Proxy;
+use crate::fleet::{index_of, ProcessFleet};
+use crate::{Proxy, RunningProxy};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use vllm_sim::Fleet;
 
 /// A prompt of about `chars` characters, unique to `seed`.
 pub fn prompt(seed: &str, chars: usize) -> String {
@@ -267,19 +266,19 @@ pub async fn hung_replica_is_retried_and_ejected(
     Ok(())
 }
 
-/// Replica 1 of `fleet` is stopped under `round_robin` (with a low
-/// `unhealthy_after`): no request fails meanwhile (a refused connection is
-/// retried on another replica), once its scrapes fail it is skipped
-/// entirely, and once it restarts it is used again.
+/// Replica 1 of `fleet` is killed (`SIGKILL`) under `round_robin` (with a
+/// low `unhealthy_after`): no request fails meanwhile (a refused connection
+/// is retried on another replica), once its scrapes fail it is skipped
+/// entirely, and once its process is started again it is used again.
 pub async fn killed_replica_is_skipped_until_it_returns(
-    proxy: &dyn Proxy,
-    fleet: &mut Fleet,
+    proxy: &RunningProxy,
+    fleet: &mut ProcessFleet,
 ) -> Result<(), HarnessError> {
     let addrs = fleet.addrs();
     let client = Client::new(proxy.base_url())?;
     round_robin_cycles(proxy, &addrs, 1).await?;
 
-    fleet.stop_replica(1).await?;
+    fleet.kill_replica(1).await?;
     // Skipped means a full window of requests succeeds without touching it.
     let mut i = 0;
     eventually(std::time::Duration::from_secs(10), "the killed replica to be skipped", || {
@@ -299,7 +298,11 @@ pub async fn killed_replica_is_skipped_until_it_returns(
                         panic!("a request failed while a replica was down: {failure}");
                     }
                 };
-                if index_of(&addrs, reply.backend.as_deref().unwrap_or("")) == Some(1) {
+                // Envoy names the replica the filter chose even when the
+                // request was retried elsewhere; prefixgate names the one
+                // that served it and says `retry`.
+                let chosen_dead = index_of(&addrs, reply.backend.as_deref().unwrap_or("")) == Some(1);
+                if chosen_dead || reply.decision.as_deref() == Some("retry") {
                     return false;
                 }
             }
@@ -307,9 +310,16 @@ pub async fn killed_replica_is_skipped_until_it_returns(
         }
     })
     .await;
+    // prefixgate stops choosing it as soon as connections are refused; the
+    // skip that lasts comes from the failed scrapes (`unhealthy_after`).
+    eventually(std::time::Duration::from_secs(10), "two failed scrapes", || async {
+        proxy.filter_metric("prefixgate_backend_scrape_failures_total").await.is_ok_and(|n| n >= 2.0)
+    })
+    .await;
     for j in 0..9 {
         let reply = client.completion(&format!("while down {j}"), 1).await?;
         assert_ne!(routed_to(&reply, &addrs), 1, "routed to the dead replica");
+        assert_ne!(reply.decision.as_deref(), Some("retry"), "routed to the dead replica and retried");
     }
 
     fleet.restart_replica(1).await?;
@@ -329,16 +339,21 @@ pub async fn killed_replica_is_skipped_until_it_returns(
     Ok(())
 }
 
-/// Polls `check` every 50 ms until it holds; panics naming `what` after `limit`.
+/// Polls `check` (every [`prefixgate_launch::wait::POLL_INTERVAL`]) until it
+/// holds; panics naming `what` after `limit`. The one polling loop of the
+/// tests: it is [`prefixgate_launch::poll_until`], which the launchers use.
 pub async fn eventually<F, Fut>(limit: std::time::Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = std::time::Instant::now() + limit;
-    while !check().await {
-        assert!(std::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let waited = prefixgate_launch::poll_until(limit, what, || {
+        let done = check();
+        async move { done.await.then_some(()) }
+    })
+    .await;
+    if let Err(timed_out) = waited {
+        panic!("{timed_out}");
     }
 }
 

@@ -176,16 +176,29 @@ fn test() -> Result<()> {
         "warnings",
     ])?;
     let envoy = envoy::ensure_envoy()?;
-    // The sweep tests start the proxy as a process, as users run it.
-    run::cargo(&["build", "--package", "prefixgate", "--bin", "prefixgate"])?;
-    let prefixgate =
-        paths::target_dir().join("debug").join(format!("prefixgate{}", std::env::consts::EXE_SUFFIX));
+    // The end-to-end and sweep tests start the proxy and the replicas as
+    // processes, as users run them.
+    let (pg, sim) = (prefixgate_launch::PREFIXGATE, prefixgate_launch::VLLM_SIM);
+    run::cargo(&[
+        "build",
+        "--package",
+        pg.package,
+        "--bin",
+        pg.bin,
+        "--package",
+        sim.package,
+        "--bin",
+        sim.bin,
+    ])?;
+    let prefixgate = pg.in_profile_dir(&paths::target_dir().join("debug"));
+    let vllm_sim = sim.in_profile_dir(&paths::target_dir().join("debug"));
     run::cargo_with_env(
         &["test", "--workspace"],
         &[
             ("PREFIXGATE_FILTER_WASM", wasm.as_os_str()),
             ("ENVOY_BIN", envoy.as_os_str()),
-            ("PREFIXGATE_BIN", prefixgate.as_os_str()),
+            (pg.env, prefixgate.as_os_str()),
+            (sim.env, vllm_sim.as_os_str()),
         ],
     )?;
     soak::quick(&wasm, &prefixgate, &envoy)

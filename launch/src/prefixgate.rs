@@ -1,0 +1,160 @@
+//! The `prefixgate` binary as a child process, as users run it: system-picked
+//! ports read back from the line it prints once listening, signals, a
+//! restart on the same ports, killed on drop.
+
+use crate::child::{Announced, Signal, StderrTail};
+use crate::LaunchError;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::Duration;
+use tokio::process::Command;
+
+/// How long prefixgate may take to compile the module and open its listeners.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Start of the line prefixgate prints on stdout once both listeners are open.
+pub const LISTENING: &str = "prefixgate listening on ";
+
+/// A running `prefixgate` process.
+#[derive(Debug)]
+pub struct PrefixgateProcess {
+    process: Box<Announced>,
+    binary: PathBuf,
+    args: Vec<OsString>,
+    listen: SocketAddr,
+    admin: SocketAddr,
+    base_url: String,
+    admin_url: String,
+}
+
+impl PrefixgateProcess {
+    /// Starts `binary` on loopback (port 0) in front of `backends`, with the
+    /// filter embedded in it and `plugin_config`; logs only warnings (to
+    /// stderr, echoed).
+    pub async fn start(
+        binary: &Path,
+        backends: &[SocketAddr],
+        plugin_config: &str,
+    ) -> Result<Self, LaunchError> {
+        Self::start_with_args(binary, backends, plugin_config, &[]).await
+    }
+
+    /// [`PrefixgateProcess::start`] with more command-line options.
+    pub async fn start_with_args(
+        binary: &Path,
+        backends: &[SocketAddr],
+        plugin_config: &str,
+        args: &[&str],
+    ) -> Result<Self, LaunchError> {
+        let backends: Vec<String> = backends.iter().map(SocketAddr::to_string).collect();
+        let mut all: Vec<OsString> = vec![
+            "--backends".into(),
+            backends.join(",").into(),
+            "--plugin-config".into(),
+            plugin_config.into(),
+        ];
+        all.extend(args.iter().map(OsString::from));
+        Self::start_args(binary, all).await
+    }
+
+    /// Starts `binary` with `args` (anything but `--listen` and `--admin`,
+    /// e.g. `--config FILE`), both listeners on loopback port 0.
+    pub async fn start_args(binary: &Path, args: Vec<OsString>) -> Result<Self, LaunchError> {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::spawn(binary, args, loopback, loopback).await
+    }
+
+    async fn spawn(
+        binary: &Path,
+        args: Vec<OsString>,
+        listen: SocketAddr,
+        admin: SocketAddr,
+    ) -> Result<Self, LaunchError> {
+        let mut command = Command::new(binary);
+        command
+            .arg("--listen")
+            .arg(listen.to_string())
+            .arg("--admin")
+            .arg(admin.to_string())
+            .args(&args)
+            .env("RUST_LOG", "warn");
+        let process = Box::new(Announced::spawn(command, binary, LISTENING, STARTUP_TIMEOUT).await?);
+        let (listen, admin) = parse_listening(&process.line)
+            .ok_or_else(|| LaunchError::Protocol(format!("prefixgate printed {:?}", process.line)))?;
+        let (base_url, admin_url) = (format!("http://{listen}"), format!("http://{admin}"));
+        Ok(Self { process, binary: binary.to_owned(), args, listen, admin, base_url, admin_url })
+    }
+
+    /// Stops the process with SIGTERM (it must exit within `limit`) and
+    /// starts the same command again on the same two ports. Returns the old
+    /// process's exit status.
+    pub async fn restart(&mut self, limit: Duration) -> Result<ExitStatus, LaunchError> {
+        let status = self.process.stop(Signal::Terminate, limit).await?;
+        let next = Self::spawn(&self.binary, self.args.clone(), self.listen, self.admin).await?;
+        *self = next;
+        Ok(status)
+    }
+
+    /// Base URL of the proxy listener.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Base URL of the admin listener.
+    pub fn admin_url(&self) -> &str {
+        &self.admin_url
+    }
+
+    /// The proxy listener's address.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// The admin listener's address.
+    pub fn admin(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// Process id, `None` once the process has been reaped.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
+    /// Its stderr so far.
+    pub fn stderr(&self) -> &StderrTail {
+        self.process.stderr()
+    }
+
+    /// Sends `signal`.
+    pub async fn signal(&self, signal: Signal) -> Result<(), LaunchError> {
+        self.process.signal(signal).await
+    }
+
+    /// Sends `signal` and waits at most `limit` for the process to exit.
+    pub async fn stop(&mut self, signal: Signal, limit: Duration) -> Result<ExitStatus, LaunchError> {
+        self.process.stop(signal, limit).await
+    }
+}
+
+/// The proxy and admin addresses of `prefixgate listening on http://A admin http://B`.
+fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let rest = line.strip_prefix(LISTENING)?;
+    let (proxy, admin) = rest.split_once(" admin ")?;
+    let addr = |url: &str| url.trim().strip_prefix("http://")?.parse().ok();
+    Some((addr(proxy)?, addr(admin)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_listening;
+
+    #[test]
+    fn the_listening_line_gives_both_addresses() {
+        let line = "prefixgate listening on http://127.0.0.1:4000 admin http://127.0.0.1:4001";
+        let (proxy, admin) = parse_listening(line).unwrap_or_else(|| panic!("{line} not parsed"));
+        assert_eq!((proxy.port(), admin.port()), (4000, 4001));
+        assert_eq!(parse_listening("something else"), None);
+    }
+}
