@@ -6,8 +6,8 @@
 //!
 //! Tests are named `<host>::<scenario>`: `cargo test --test hosts envoy::`
 //! runs Envoy's, `cargo test --test hosts sse_` one scenario on both.
-//! `tests/gie.rs` holds the Gateway API endpoint-picker rules, which need
-//! Envoy's `override_host` layout.
+//! `tests/gie.rs` holds the Gateway API endpoint-picker rules, checked
+//! against Envoy only, in the `override_host` layout the protocol assumes.
 #![allow(clippy::unwrap_used, reason = "test helpers too: a failed unwrap is a failed test")]
 
 mod envoy_only;
