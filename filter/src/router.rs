@@ -232,20 +232,19 @@ impl Router {
         // The policy picks; the pick is counted in flight only if the backend
         // still has room (another worker may have taken its last place since
         // the snapshot), else the policy picks again among the rest.
-        let chosen = loop {
+        let (chosen, pick) = loop {
             let candidates =
                 Candidates { backends: &healthy, prompt: keys.as_ref(), store, index: &self.index, now_ms };
             let pick = self.policy.pick(&candidates, rng);
             let at = if pick.backend < healthy.len() { pick.backend } else { 0 };
-            if in_flight::begin(store, &healthy[at].address, self.vm, &live, healthy[at].max_ongoing) {
-                break (healthy.swap_remove(at), pick);
+            let candidate = healthy.swap_remove(at);
+            if in_flight::begin(store, &candidate.address, self.vm, &live, candidate.max_ongoing) {
+                break (candidate, pick);
             }
-            healthy.swap_remove(at);
             if healthy.is_empty() {
                 return Err(RouteError::AtCapacity { available });
             }
         };
-        let (chosen, pick) = chosen;
         if let Some(keys) = &keys {
             self.index.insert(store, keys, chosen.indexed(), now_ms);
         }
