@@ -431,7 +431,7 @@ impl Config {
             return Err(field("max_connections", format!("must be in 1..={MAX_CONNECTIONS_LIMIT}")));
         }
         self.timeouts.validate()?;
-        self.refuse_own_addresses()?;
+        self.refuse_own_addresses(from_plugin.unwrap_or_default())?;
         if self.filter.callback_deadline_ms == 0 {
             return Err(field("filter.callback_deadline_ms", "must be > 0"));
         }
@@ -444,14 +444,12 @@ impl Config {
         Ok(())
     }
 
-    /// Refuses backends that are the proxy's own listen or admin address
-    /// (one request would loop until file descriptors run out).
-    fn refuse_own_addresses(&self) -> Result<(), ConfigError> {
+    /// Refuses backends (here, or `from_plugin`: the plugin configuration's)
+    /// that are the proxy's own listen or admin address (one request would
+    /// loop until file descriptors run out).
+    fn refuse_own_addresses(&self, from_plugin: Vec<String>) -> Result<(), ConfigError> {
         let own = [("listen", self.listen), ("admin", self.admin)];
-        let lists = [
-            ("backends", self.backends.clone()),
-            ("filter.plugin_config", self.plugin_backends().unwrap_or_default()),
-        ];
+        let lists = [("backends", self.backends.clone()), ("filter.plugin_config", from_plugin)];
         for (list_field, list) in lists {
             for b in &list {
                 let Ok((_, addr)) = crate::upstream::parse_backend(b) else { continue };

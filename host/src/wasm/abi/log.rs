@@ -14,11 +14,7 @@ pub fn proxy_log(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i
     emit(caller.data(), level, &msg);
     let state = caller.data_mut();
     if level >= 4 && state.phase != Phase::Normal {
-        let mut end = msg.len().min(STARTUP_ERROR_MAX);
-        while !msg.is_char_boundary(end) {
-            end -= 1;
-        }
-        state.startup_error = Some(msg[..end].to_owned());
+        state.startup_error = Some(msg[..msg.floor_char_boundary(STARTUP_ERROR_MAX)].to_owned());
     }
     Ok(OK)
 }
