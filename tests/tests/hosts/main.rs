@@ -76,37 +76,24 @@ macro_rules! matrix {
         prefixgate_only: [$($prefixgate:ident),* $(,)?] $(,)?
     ) => {
         mod envoy {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $both() {
-                    let _serial = super::SERIAL.lock().await;
-                    super::$both(super::Host::Envoy).await;
-                }
-            )*
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $envoy() {
-                    let _serial = super::SERIAL.lock().await;
-                    super::$envoy(super::Host::Envoy).await;
-                }
-            )*
+            on_host!(Envoy: $($both,)* $($envoy,)*);
         }
         mod prefixgate {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $both() {
-                    let _serial = super::SERIAL.lock().await;
-                    super::$both(super::Host::Prefixgate).await;
-                }
-            )*
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $prefixgate() {
-                    let _serial = super::SERIAL.lock().await;
-                    super::$prefixgate(super::Host::Prefixgate).await;
-                }
-            )*
+            on_host!(Prefixgate: $($both,)* $($prefixgate,)*);
         }
+    };
+}
+
+/// A test per scenario, each run against `host` under the SERIAL lock.
+macro_rules! on_host {
+    ($host:ident: $($scenario:ident,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                let _serial = super::SERIAL.lock().await;
+                super::$scenario(super::Host::$host).await;
+            }
+        )*
     };
 }
 
