@@ -218,7 +218,7 @@ async fn an_envoy_sweep_routes_through_the_filter_in_envoy() {
     assert_eq!(rows[0][router], "envoy");
     let served: Vec<_> = reports[0].1.outcomes.iter().filter_map(|o| o.backend.clone()).collect();
     assert_eq!(served.len(), 12, "every response names the replica the filter chose");
-    let bootstrap = std::fs::read_to_string(dir.join("logs/prefix_aware_stdout.envoy.yaml")).unwrap();
+    let bootstrap = std::fs::read_to_string(dir.join("logs/prefix_aware.envoy.yaml")).unwrap();
     assert!(bootstrap.contains("least_loaded"), "the strategy's settings reach the plugin config");
     let _ = std::fs::remove_dir_all(&dir);
 }

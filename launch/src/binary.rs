@@ -1,9 +1,11 @@
-//! The workspace's programs (`prefixgate`, `vllm-sim`): found through their
-//! environment variable, or built by cargo on demand into the target
-//! directory of the running program, with the same profile.
+//! Finding programs: the workspace's own (`prefixgate`, `vllm-sim`), found
+//! through their environment variable or built by cargo on demand into the
+//! target directory of the running program with its profile; and any
+//! executable (Envoy, or an installed `prefixgate`) looked up by one rule.
 
 use crate::LaunchError;
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -35,12 +37,8 @@ pub fn workspace_root() -> PathBuf {
 /// (`<target>/<profile>`, the parent of `deps/` for tests) and the target
 /// directory (the nearest ancestor holding cargo's `CACHEDIR.TAG`, else the
 /// profile directory's parent).
-fn own_profile_dir() -> Result<(PathBuf, PathBuf), LaunchError> {
-    let exe = std::env::current_exe().map_err(|source| LaunchError::Io {
-        what: "find the running program",
-        path: PathBuf::new(),
-        source,
-    })?;
+pub(crate) fn own_profile_dir() -> Result<(PathBuf, PathBuf), LaunchError> {
+    let exe = std::env::current_exe().map_err(|e| LaunchError::io("find the running program", "", e))?;
     let mut dir = exe.parent().map(Path::to_owned).unwrap_or_default();
     if dir.file_name().is_some_and(|n| n == "deps") {
         dir = dir.parent().map(Path::to_owned).unwrap_or_default();
@@ -51,10 +49,71 @@ fn own_profile_dir() -> Result<(PathBuf, PathBuf), LaunchError> {
         .find(|a| a.join("CACHEDIR.TAG").is_file())
         .or_else(|| dir.parent())
         .map(Path::to_owned)
-        .ok_or_else(|| {
-            LaunchError::Missing(format!("{} is not in a cargo target directory", exe.display()))
-        })?;
+        .ok_or(LaunchError::NotInTargetDir { exe })?;
     Ok((dir, target))
+}
+
+/// `$var` when set (it must name a file), else `None`.
+pub(crate) fn from_env(var: &'static str) -> Result<Option<PathBuf>, LaunchError> {
+    let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()).map(PathBuf::from) else {
+        return Ok(None);
+    };
+    if path.is_file() {
+        Ok(Some(path))
+    } else {
+        Err(LaunchError::NotAFile { var, path })
+    }
+}
+
+/// Runs `cargo build` with `args` from the workspace root; `what` names the
+/// artifact for the error.
+pub(crate) fn cargo_build(what: &'static str, args: &[OsString]) -> Result<(), LaunchError> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(&cargo)
+        .arg("build")
+        .args(args)
+        .current_dir(workspace_root())
+        .status()
+        .map_err(|e| LaunchError::io("run cargo", &cargo, e))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(LaunchError::BuildFailed { what, status })
+    }
+}
+
+/// Finds an executable by one rule: `explicit`, else `$var`, else beside the
+/// running program or in the `tools/` directory of its target directory
+/// (where `cargo xtask setup` installs Envoy), else on `PATH`. `hint` says
+/// how to get it, for the error.
+pub fn find_executable(
+    explicit: Option<&Path>,
+    var: &'static str,
+    name: &'static str,
+    hint: &'static str,
+) -> Result<PathBuf, LaunchError> {
+    if let Some(path) = explicit {
+        return Ok(path.to_owned());
+    }
+    if let Some(path) = from_env(var)? {
+        return Ok(path);
+    }
+    let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Ok(me) = std::env::current_exe() {
+        // target/<profile>/program, or target/<profile>/deps/<test> in tests.
+        for dir in me.ancestors().skip(1).take(3) {
+            dirs.push(dir.to_owned());
+            dirs.push(dir.join("tools"));
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    match dirs.iter().map(|d| d.join(&file)).find(|c| c.is_file()) {
+        Some(found) => Ok(found),
+        None => Err(LaunchError::NotFound { name, var, hint, looked: dirs }),
+    }
 }
 
 impl Program {
@@ -68,15 +127,21 @@ impl Program {
         dir.join(self.file_name())
     }
 
+    /// `explicit`, `$env`, beside the running program or on `PATH`
+    /// ([`find_executable`]): for programs that run an installed build.
+    pub fn locate(&self, explicit: Option<&Path>) -> Result<PathBuf, LaunchError> {
+        let hint = match self.bin {
+            "prefixgate" => "build it with `cargo build --release -p prefixgate`",
+            _ => "build it with `cargo build --release -p prefixgate-bench`",
+        };
+        find_executable(explicit, self.env, self.bin, hint)
+    }
+
     /// `$env` when set (it must name a file); else `cargo build` of this
     /// program, once per process, for the profile and target directory of
     /// the running program (a test's `target/debug`), and its path.
     pub fn locate_or_build(&self) -> Result<PathBuf, LaunchError> {
-        if let Some(path) = std::env::var_os(self.env).filter(|p| !p.is_empty()) {
-            let path = PathBuf::from(path);
-            if !path.is_file() {
-                return Err(LaunchError::Missing(format!("{}={} is not a file", self.env, path.display())));
-            }
+        if let Some(path) = from_env(self.env)? {
             return Ok(path);
         }
         static BUILT: Mutex<BTreeMap<&'static str, PathBuf>> = Mutex::new(BTreeMap::new());
@@ -91,38 +156,20 @@ impl Program {
 
     fn build(&self) -> Result<PathBuf, LaunchError> {
         let (profile_dir, target) = own_profile_dir()?;
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut command = Command::new(&cargo);
-        command
-            .args(["build", "--package", self.package, "--bin", self.bin])
-            .arg("--target-dir")
-            .arg(&target);
+        let mut args: Vec<OsString> =
+            ["--package", self.package, "--bin", self.bin, "--target-dir"].map(OsString::from).to_vec();
+        args.push(target.into_os_string());
         match profile_dir.file_name().and_then(|n| n.to_str()) {
             Some("debug") | None => {}
-            Some("release") => {
-                command.arg("--release");
-            }
-            Some(other) => {
-                command.args(["--profile", other]);
-            }
+            Some("release") => args.push("--release".into()),
+            Some(other) => args.extend(["--profile".into(), other.into()]),
         }
-        let status = command.current_dir(workspace_root()).status().map_err(|source| LaunchError::Io {
-            what: "run cargo",
-            path: PathBuf::from(&cargo),
-            source,
-        })?;
-        if !status.success() {
-            return Err(LaunchError::Missing(format!("building `{}` failed ({status})", self.bin)));
-        }
+        cargo_build(self.bin, &args)?;
         let path = self.in_profile_dir(&profile_dir);
         if path.is_file() {
             Ok(path)
         } else {
-            Err(LaunchError::Missing(format!(
-                "the build of `{}` finished but {} is missing",
-                self.bin,
-                path.display()
-            )))
+            Err(LaunchError::BuiltButMissing { what: self.bin, path })
         }
     }
 }

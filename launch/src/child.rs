@@ -1,7 +1,8 @@
 //! A child process that announces itself on stdout: started, awaited until
 //! it prints the line that says it listens, signalled, and killed on drop.
-//! Its stderr is echoed to ours and its last lines kept, for assertions and
-//! for the error when it exits during startup.
+//! Its stderr is echoed to ours (or both its streams appended to log files)
+//! and its last lines kept, for assertions and for the error when it exits
+//! during startup.
 
 use crate::LaunchError;
 use std::collections::VecDeque;
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// Lines of stderr kept per process.
@@ -24,6 +25,10 @@ pub enum Signal {
     Terminate,
     /// `SIGKILL`: die at once.
     Kill,
+    /// `SIGSTOP`: freeze (connections stay open, nothing answers).
+    Stop,
+    /// `SIGCONT`: resume after [`Signal::Stop`].
+    Continue,
 }
 
 impl Signal {
@@ -32,7 +37,53 @@ impl Signal {
             Signal::Hangup => "HUP",
             Signal::Terminate => "TERM",
             Signal::Kill => "KILL",
+            Signal::Stop => "STOP",
+            Signal::Continue => "CONT",
         }
+    }
+}
+
+/// Where a child's output goes.
+#[derive(Clone, Debug, Default)]
+pub enum Output {
+    /// Stderr echoed to ours; stdout read and dropped.
+    #[default]
+    Echo,
+    /// Each stream appended, line by line, to its file (created if missing).
+    Append {
+        /// The file for stdout.
+        stdout: PathBuf,
+        /// The file for stderr.
+        stderr: PathBuf,
+    },
+}
+
+impl Output {
+    /// The file a stream is appended to, if any.
+    async fn open(path: Option<&Path>) -> Result<Option<tokio::fs::File>, LaunchError> {
+        let Some(path) = path else { return Ok(None) };
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .await
+            .map_err(|e| LaunchError::io("open log", path, e))?;
+        Ok(Some(file))
+    }
+
+    fn paths(&self) -> (Option<&Path>, Option<&Path>) {
+        match self {
+            Output::Echo => (None, None),
+            Output::Append { stdout, stderr } => (Some(stdout), Some(stderr)),
+        }
+    }
+}
+
+/// Writes `line` and a newline to `file` when there is one; a failed write
+/// of a log line is not worth stopping the child for.
+async fn log_line(file: &mut Option<tokio::fs::File>, line: &str) {
+    if let Some(file) = file {
+        let _ = file.write_all(format!("{line}\n").as_bytes()).await;
     }
 }
 
@@ -71,21 +122,27 @@ pub struct Announced {
 }
 
 impl Announced {
-    /// Spawns `command` (stdin closed, stdout and stderr piped) and waits at
-    /// most `limit` for a stdout line starting with `prefix`.
+    /// Spawns `command` (stdin closed, stdout and stderr piped to `output`)
+    /// and waits at most `limit` for a stdout line starting with `prefix`.
     pub async fn spawn(
         mut command: Command,
         program: &Path,
         prefix: &str,
         limit: Duration,
+        output: &Output,
     ) -> Result<Self, LaunchError> {
+        let (stdout_log, stderr_log) = output.paths();
+        let (mut stdout_log, mut stderr_log) =
+            (Output::open(stdout_log).await?, Output::open(stderr_log).await?);
+        let echo_stderr = stderr_log.is_none();
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|source| LaunchError::Io { what: "start", path: program.to_owned(), source })?;
+            .map_err(|e| LaunchError::io("start", program, e))?;
+        let name = program.display().to_string();
         let stderr = StderrTail::default();
         let mut echo = None;
         if let Some(pipe) = child.stderr.take() {
@@ -93,19 +150,27 @@ impl Announced {
             echo = Some(tokio::spawn(async move {
                 let mut lines = BufReader::new(pipe).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
-                    eprintln!("{line}");
+                    if echo_stderr {
+                        eprintln!("{line}");
+                    }
+                    log_line(&mut stderr_log, &line).await;
                     tail.push(line);
                 }
             }));
         }
-        let stdout = child.stdout.take().ok_or_else(|| LaunchError::Protocol("no stdout pipe".to_owned()))?;
+        let Some(stdout) = child.stdout.take() else {
+            return Err(LaunchError::io("read stdout", program, std::io::ErrorKind::BrokenPipe.into()));
+        };
         let mut lines = BufReader::new(stdout).lines();
-        let name = program.display().to_string();
         let wait = async {
             loop {
                 match lines.next_line().await {
-                    Ok(Some(line)) if line.starts_with(prefix) => return Ok(line),
-                    Ok(Some(_)) => continue,
+                    Ok(Some(line)) => {
+                        log_line(&mut stdout_log, &line).await;
+                        if line.starts_with(prefix) {
+                            return Ok(line);
+                        }
+                    }
                     Ok(None) => return Err(None),
                     Err(e) => return Err(Some(e)),
                 }
@@ -119,23 +184,35 @@ impl Announced {
                 if let Some(echo) = echo {
                     let _ = tokio::time::timeout(Duration::from_secs(5), echo).await;
                 }
-                return Err(LaunchError::Exited { program: name, status, stderr: stderr.lines().join("\n") });
+                return Err(LaunchError::Exited { program: name, status, log: stderr.lines().join("\n") });
             }
-            Ok(Err(Some(source))) => {
-                return Err(LaunchError::Io { what: "read stdout", path: program.to_owned(), source })
-            }
+            Ok(Err(Some(source))) => return Err(LaunchError::io("read stdout", program, source)),
             Err(_) => {
-                return Err(LaunchError::Protocol(format!("{name} printed no `{prefix}` line in {limit:?}")))
+                return Err(LaunchError::NotReady {
+                    program: name,
+                    limit,
+                    waiting_for: "its listening line on stdout",
+                    log: stderr.lines().join("\n"),
+                })
             }
         };
         // Keep reading stdout so that the process never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                log_line(&mut stdout_log, &line).await;
+            }
+        });
         Ok(Self { child, program: program.to_owned(), line, stderr })
     }
 
     /// Process id, `None` once the process has been reaped.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Its stderr so far.
@@ -145,15 +222,16 @@ impl Announced {
 
     /// Sends `signal` with kill(1).
     pub async fn signal(&self, signal: Signal) -> Result<(), LaunchError> {
-        let pid = self.pid().ok_or_else(|| LaunchError::Protocol("the process is gone".to_owned()))?;
+        let pid =
+            self.pid().ok_or_else(|| LaunchError::Gone { program: self.program.display().to_string() })?;
         let status = Command::new("kill")
             .arg(format!("-{}", signal.name()))
             .arg(pid.to_string())
             .status()
             .await
-            .map_err(|source| LaunchError::Io { what: "run kill", path: PathBuf::from("kill"), source })?;
+            .map_err(|e| LaunchError::io("run kill", "kill", e))?;
         if !status.success() {
-            return Err(LaunchError::Protocol(format!("kill -{} {pid} failed: {status}", signal.name())));
+            return Err(LaunchError::KillFailed { signal: signal.name(), pid, status });
         }
         Ok(())
     }
@@ -162,11 +240,8 @@ impl Announced {
     pub async fn wait(&mut self, limit: Duration) -> Result<ExitStatus, LaunchError> {
         match tokio::time::timeout(limit, self.child.wait()).await {
             Ok(Ok(status)) => Ok(status),
-            Ok(Err(source)) => Err(LaunchError::Io { what: "wait for", path: self.program.clone(), source }),
-            Err(_) => Err(LaunchError::Protocol(format!(
-                "{} still running after {limit:?}",
-                self.program.display()
-            ))),
+            Ok(Err(source)) => Err(LaunchError::io("wait for", &self.program, source)),
+            Err(_) => Err(LaunchError::StillRunning { program: self.program.display().to_string(), limit }),
         }
     }
 
@@ -174,5 +249,103 @@ impl Announced {
     pub async fn stop(&mut self, signal: Signal, limit: Duration) -> Result<ExitStatus, LaunchError> {
         self.signal(signal).await?;
         self.wait(limit).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Announced, Output, Signal};
+    use std::path::Path;
+    use std::time::Duration;
+    use tokio::process::Command;
+
+    fn shell(script: &str) -> Command {
+        let mut command = Command::new("sh");
+        command.args(["-c", script]);
+        command
+    }
+
+    #[tokio::test]
+    async fn appended_output_keeps_both_streams_and_the_announcement() {
+        let dir = std::env::temp_dir().join(format!("prefixgate-launch-child-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let (stdout, stderr) = (dir.join("out.log"), dir.join("err.log"));
+        let output = Output::Append { stdout: stdout.clone(), stderr: stderr.clone() };
+        let script = "echo before; echo 'ready at 1'; echo oops >&2; echo after; exec sleep 30";
+        let mut child =
+            Announced::spawn(shell(script), Path::new("sh"), "ready at", Duration::from_secs(10), &output)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(child.line, "ready at 1");
+        // The lines after the announcement are copied by background tasks.
+        let mut seen = String::new();
+        for _ in 0..100 {
+            seen = std::fs::read_to_string(&stdout).unwrap_or_default();
+            if seen.contains("after") && std::fs::read_to_string(&stderr).is_ok_and(|e| e.contains("oops")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(seen, "before\nready at 1\nafter\n");
+        assert_eq!(std::fs::read_to_string(&stderr).unwrap_or_default(), "oops\n");
+        assert_eq!(child.stderr().count("oops"), 1, "stderr is kept as well as logged");
+        let status =
+            child.stop(Signal::Kill, Duration::from_secs(10)).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(!status.success());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_child_that_exits_before_announcing_itself_says_so_with_its_stderr() {
+        let err = Announced::spawn(
+            shell("echo 'cannot bind 127.0.0.1:1' >&2; exit 3"),
+            Path::new("sh"),
+            "ready",
+            Duration::from_secs(10),
+            &Output::Echo,
+        )
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains("exited during startup"), "{err}");
+        assert!(err.contains("cannot bind 127.0.0.1:1"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_stopped_child_is_resumed_by_continue() {
+        let script = "echo ready; while true; do sleep 0.05; done";
+        let mut child =
+            Announced::spawn(shell(script), Path::new("sh"), "ready", Duration::from_secs(10), &Output::Echo)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        child.signal(Signal::Stop).await.unwrap_or_else(|e| panic!("{e}"));
+        let pid = child.pid().unwrap_or_default();
+        let state = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()))
+        };
+        let mut stopped = false;
+        for _ in 0..100 {
+            if state() == Some('T') {
+                stopped = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(stopped, "SIGSTOP leaves the process stopped: {:?}", state());
+        child.signal(Signal::Continue).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut resumed = false;
+        for _ in 0..100 {
+            if state().is_some_and(|s| s != 'T') {
+                resumed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(resumed, "SIGCONT resumes it: {:?}", state());
+        assert!(child.is_running());
+        let _ = child.stop(Signal::Kill, Duration::from_secs(10)).await;
     }
 }

@@ -2,7 +2,7 @@
 //! ports read back from the line it prints once listening, signals, a
 //! restart on the same ports, killed on drop.
 
-use crate::child::{Announced, Signal, StderrTail};
+use crate::child::{Announced, Output, Signal, StderrTail};
 use crate::LaunchError;
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -23,6 +23,8 @@ pub struct PrefixgateProcess {
     process: Box<Announced>,
     binary: PathBuf,
     args: Vec<OsString>,
+    output: Output,
+    startup_timeout: Duration,
     listen: SocketAddr,
     admin: SocketAddr,
     base_url: String,
@@ -63,14 +65,30 @@ impl PrefixgateProcess {
     /// e.g. `--config FILE`), both listeners on loopback port 0.
     pub async fn start_args(binary: &Path, args: Vec<OsString>) -> Result<Self, LaunchError> {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        Self::spawn(binary, args, loopback, loopback).await
+        Self::spawn(binary, args, (loopback, loopback), Output::Echo, STARTUP_TIMEOUT).await
+    }
+
+    /// Starts `binary` with `args` (anything but `--listen` and `--admin`),
+    /// its proxy on `listen` (port 0: one the system picks), its admin on a
+    /// loopback port the system picks, its output to `output`; it must be
+    /// listening within `startup_timeout`.
+    pub async fn start_on(
+        binary: &Path,
+        args: Vec<OsString>,
+        listen: SocketAddr,
+        output: Output,
+        startup_timeout: Duration,
+    ) -> Result<Self, LaunchError> {
+        let admin = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::spawn(binary, args, (listen, admin), output, startup_timeout).await
     }
 
     async fn spawn(
         binary: &Path,
         args: Vec<OsString>,
-        listen: SocketAddr,
-        admin: SocketAddr,
+        (listen, admin): (SocketAddr, SocketAddr),
+        output: Output,
+        startup_timeout: Duration,
     ) -> Result<Self, LaunchError> {
         let mut command = Command::new(binary);
         command
@@ -80,11 +98,14 @@ impl PrefixgateProcess {
             .arg(admin.to_string())
             .args(&args)
             .env("RUST_LOG", "warn");
-        let process = Box::new(Announced::spawn(command, binary, LISTENING, STARTUP_TIMEOUT).await?);
-        let (listen, admin) = parse_listening(&process.line)
-            .ok_or_else(|| LaunchError::Protocol(format!("prefixgate printed {:?}", process.line)))?;
+        let process = Box::new(Announced::spawn(command, binary, LISTENING, startup_timeout, &output).await?);
+        let (listen, admin) = parse_listening(&process.line).ok_or_else(|| LaunchError::BadAnnouncement {
+            program: binary.display().to_string(),
+            line: process.line.clone(),
+        })?;
         let (base_url, admin_url) = (format!("http://{listen}"), format!("http://{admin}"));
-        Ok(Self { process, binary: binary.to_owned(), args, listen, admin, base_url, admin_url })
+        let binary = binary.to_owned();
+        Ok(Self { process, binary, args, output, startup_timeout, listen, admin, base_url, admin_url })
     }
 
     /// Stops the process with SIGTERM (it must exit within `limit`) and
@@ -92,7 +113,10 @@ impl PrefixgateProcess {
     /// process's exit status.
     pub async fn restart(&mut self, limit: Duration) -> Result<ExitStatus, LaunchError> {
         let status = self.process.stop(Signal::Terminate, limit).await?;
-        let next = Self::spawn(&self.binary, self.args.clone(), self.listen, self.admin).await?;
+        let ports = (self.listen, self.admin);
+        let next =
+            Self::spawn(&self.binary, self.args.clone(), ports, self.output.clone(), self.startup_timeout)
+                .await?;
         *self = next;
         Ok(status)
     }
@@ -125,6 +149,11 @@ impl PrefixgateProcess {
     /// Its stderr so far.
     pub fn stderr(&self) -> &StderrTail {
         self.process.stderr()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.process.is_running()
     }
 
     /// Sends `signal`.

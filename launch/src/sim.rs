@@ -1,9 +1,10 @@
 //! One `vllm-sim` replica as a child process, as users run it: a
-//! system-picked port read back from the line it prints, killed on drop, and
-//! restarted on the same port.
+//! system-picked port read back from the line it prints, signalled (killed,
+//! frozen, resumed), killed on drop, and restarted on the same port.
 
-use crate::child::{Announced, Signal};
+use crate::child::{Announced, Output, Signal};
 use crate::LaunchError;
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,6 +25,9 @@ pub struct SimProcess {
     process: Option<Announced>,
     binary: PathBuf,
     time_scale: f64,
+    args: Vec<OsString>,
+    output: Output,
+    startup_timeout: Duration,
     addr: SocketAddr,
 }
 
@@ -31,22 +35,48 @@ impl SimProcess {
     /// Starts one replica of `binary` on a free loopback port, `time_scale`
     /// times faster than real time, without spinning.
     pub async fn start(binary: &Path, time_scale: f64) -> Result<Self, LaunchError> {
-        let process = Self::spawn(binary, 0, time_scale).await?;
-        let addr = parse_listening(&process.line)
-            .ok_or_else(|| LaunchError::Protocol(format!("vllm-sim printed {:?}", process.line)))?;
-        Ok(Self { process: Some(process), binary: binary.to_owned(), time_scale, addr })
+        Self::start_with(binary, time_scale, Vec::new(), Output::Echo, STARTUP_TIMEOUT).await
     }
 
-    async fn spawn(binary: &Path, port: u16, time_scale: f64) -> Result<Announced, LaunchError> {
-        let mut command = Command::new(binary);
+    /// [`SimProcess::start`] with more `vllm-sim` options (`--profile`,
+    /// `--num-gpu-blocks`, ...; not `--host`, `--port` or `--replicas`) and
+    /// its output to `output`; it must be listening within `startup_timeout`.
+    pub async fn start_with(
+        binary: &Path,
+        time_scale: f64,
+        args: Vec<OsString>,
+        output: Output,
+        startup_timeout: Duration,
+    ) -> Result<Self, LaunchError> {
+        let mut sim = Self {
+            process: None,
+            binary: binary.to_owned(),
+            time_scale,
+            args,
+            output,
+            startup_timeout,
+            addr: ([127, 0, 0, 1], 0).into(),
+        };
+        let process = sim.spawn(0).await?;
+        sim.addr = parse_listening(&process.line).ok_or_else(|| LaunchError::BadAnnouncement {
+            program: binary.display().to_string(),
+            line: process.line.clone(),
+        })?;
+        sim.process = Some(process);
+        Ok(sim)
+    }
+
+    async fn spawn(&self, port: u16) -> Result<Announced, LaunchError> {
+        let mut command = Command::new(&self.binary);
         command
             .args(["--host", "127.0.0.1", "--replicas", "1", "--spin-micros", "0"])
             .arg("--port")
             .arg(port.to_string())
             .arg("--time-scale")
-            .arg(time_scale.to_string())
+            .arg(self.time_scale.to_string())
+            .args(&self.args)
             .env("RUST_LOG", "warn");
-        Announced::spawn(command, binary, LISTENING, STARTUP_TIMEOUT).await
+        Announced::spawn(command, &self.binary, LISTENING, self.startup_timeout, &self.output).await
     }
 
     /// The replica's address.
@@ -57,6 +87,19 @@ impl SimProcess {
     /// Whether the process runs (it was not killed, or was restarted).
     pub fn is_running(&self) -> bool {
         self.process.is_some()
+    }
+
+    /// Whether the process runs and has not exited by itself.
+    pub fn is_alive(&mut self) -> bool {
+        self.process.as_mut().is_some_and(Announced::is_running)
+    }
+
+    /// Sends `signal` (e.g. [`Signal::Stop`], then [`Signal::Continue`]).
+    pub async fn signal(&self, signal: Signal) -> Result<(), LaunchError> {
+        match &self.process {
+            Some(process) => process.signal(signal).await,
+            None => Err(LaunchError::Gone { program: self.binary.display().to_string() }),
+        }
     }
 
     /// Kills the process (SIGKILL: no goodbye to open connections) and reaps it.
@@ -70,7 +113,7 @@ impl SimProcess {
     /// Starts the replica again on the port it had.
     pub async fn restart(&mut self) -> Result<(), LaunchError> {
         self.kill().await?;
-        let process = Self::spawn(&self.binary, self.addr.port(), self.time_scale).await?;
+        let process = self.spawn(self.addr.port()).await?;
         self.process = Some(process);
         Ok(())
     }

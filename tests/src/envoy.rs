@@ -1,20 +1,16 @@
-//! Envoy as a child process: a rendered bootstrap in a fresh directory,
-//! system-picked ports read back from the admin interface, killed on drop.
+//! Envoy as the scenarios use it: started through the launch crate in a
+//! fresh directory (inline filter, ECDS or plain round robin), with its
+//! admin interface, stats, log and ECDS rollouts at hand; killed on drop.
 
-use crate::envoy_config::{
-    render_bootstrap, render_ecds_resource, EnvoySpec, FilterMode, FilterSpec, UpstreamTimeouts,
-};
+use crate::envoy_config::{render_ecds_resource, EnvoySpec, FilterMode, FilterSpec, UpstreamTimeouts};
 use crate::error::HarnessError;
 use prefixgate_filter::{FilterConfig, PolicyKind};
-use prefixgate_launch::poll_until;
+use prefixgate_launch::{poll_until, EnvoyOptions, EnvoyProcess, FILTER_MODULE};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-/// How long Envoy may take to compile the module and open its listener.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Name of the ECDS resource file in the run directory.
 const ECDS_FILE: &str = "prefixgate-ecds.yaml";
 
@@ -33,7 +29,7 @@ pub enum EnvoyMode {
 /// A running Envoy.
 #[derive(Debug)]
 pub struct Envoy {
-    child: Child,
+    process: Option<EnvoyProcess>,
     dir: PathBuf,
     wasm: PathBuf,
     base_url: String,
@@ -101,11 +97,11 @@ impl Envoy {
         concurrency: u32,
         timeouts: Option<UpstreamTimeouts>,
     ) -> Result<Self, HarnessError> {
-        let bin = crate::wasm::envoy_bin()?;
+        let bin = EnvoyProcess::locate(None)?;
         let dir = fresh_dir("envoy")?;
         let wasm = match mode {
             EnvoyMode::RoundRobin => PathBuf::new(),
-            _ => crate::wasm::filter_wasm()?,
+            _ => FILTER_MODULE.locate_or_build()?,
         };
         let filter =
             |plugin_config: String| FilterSpec::from_json(wasm.to_string_lossy(), plugin_config.as_bytes());
@@ -125,76 +121,25 @@ impl Envoy {
             mode,
             timeouts: timeouts.unwrap_or_default(),
         };
-        let bootstrap = dir.join("envoy.yaml");
-        std::fs::write(&bootstrap, render_bootstrap(&spec))
-            .map_err(|e| HarnessError::io("write bootstrap", &bootstrap, e))?;
-        let admin_path = dir.join("admin-address");
-        let log = dir.join("envoy.log");
-        let child = Command::new(&bin)
-            .arg("-c")
-            .arg(&bootstrap)
-            .args(["--concurrency", &concurrency.to_string()])
-            .arg("--admin-address-path")
-            .arg(&admin_path)
-            .arg("--log-path")
-            .arg(&log)
-            .args(["--log-level", "info", "--disable-hot-restart"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| HarnessError::io("start envoy", &bin, e))?;
+        let options = EnvoyOptions { concurrency, ..EnvoyOptions::default() };
+        let process = EnvoyProcess::start(&bin, &dir, "envoy", &spec, &options).await?;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
-        let mut envoy =
-            Self { child, dir, wasm, base_url: String::new(), admin_url: String::new(), http, rollouts: 0 };
-        envoy.wait_ready(&admin_path).await?;
-        Ok(envoy)
-    }
-
-    async fn wait_ready(&mut self, admin_path: &Path) -> Result<(), HarnessError> {
-        // The admin and listener URLs, as far as they are known.
-        let urls = std::sync::Mutex::new((String::new(), String::new()));
-        let child = std::sync::Mutex::new(&mut self.child);
-        let (urls_ref, child_ref, http) = (&urls, &child, &self.http);
-        let ready = poll_until(STARTUP_TIMEOUT, "Envoy to be ready", || async move {
-            let exited = child_ref.lock().ok().and_then(|mut c| c.try_wait().ok().flatten());
-            if let Some(status) = exited {
-                return Some(Err(format!("exited during startup ({status})")));
-            }
-            let (mut admin, mut base) = urls_ref.lock().map(|u| u.clone()).unwrap_or_default();
-            if admin.is_empty() {
-                let text = std::fs::read_to_string(admin_path).unwrap_or_default();
-                if !text.trim().is_empty() {
-                    admin = format!("http://{}", text.trim());
-                }
-            }
-            if !admin.is_empty() && base.is_empty() {
-                let listeners = get_text(http, &format!("{admin}/listeners?format=json")).await;
-                if let Some(addr) = listeners.and_then(|t| crate::envoy_config::listener_address(&t).ok()) {
-                    base = format!("http://{addr}");
-                }
-            }
-            let live = !base.is_empty()
-                && get_text(http, &format!("{admin}/ready")).await.is_some_and(|r| r.trim() == "LIVE");
-            if let Ok(mut u) = urls_ref.lock() {
-                *u = (admin, base);
-            }
-            live.then_some(Ok(()))
+        Ok(Self {
+            base_url: process.base_url(),
+            admin_url: process.admin_url(),
+            process: Some(process),
+            dir,
+            wasm,
+            http,
+            rollouts: 0,
         })
-        .await;
-        (self.admin_url, self.base_url) = urls.into_inner().unwrap_or_default();
-        match ready {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(self.failure(message)),
-            Err(timed_out) => Err(self.failure(timed_out.to_string())),
-        }
     }
 
     /// GET on the admin interface; the body as text.
     pub async fn admin_get(&self, path: &str) -> Result<String, HarnessError> {
         let reply = self.http.get(format!("{}{path}", self.admin_url)).send().await?;
         if !reply.status().is_success() {
-            return Err(HarnessError::Protocol(format!("admin {path}: {}", reply.status())));
+            return Err(HarnessError::AdminStatus { path: path.to_owned(), status: reply.status().as_u16() });
         }
         Ok(reply.text().await?)
     }
@@ -216,9 +161,9 @@ impl Envoy {
         &self.base_url
     }
 
-    /// Process id of Envoy.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// Process id of Envoy (`None` only while it is being dropped).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(EnvoyProcess::pid)
     }
 
     /// Base URL of the admin interface.
@@ -231,20 +176,15 @@ impl Envoy {
         &self.dir
     }
 
-    /// The end of Envoy's log.
+    /// The warnings and errors at the end of Envoy's log.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default();
-        // Warnings and errors, then the last lines: the start-up banner is noise.
-        let lines: Vec<&str> = text
-            .lines()
-            .filter(|l| ["[warning]", "[error]", "[critical]", "wasm log"].iter().any(|k| l.contains(k)))
-            .collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        self.process.as_ref().map(EnvoyProcess::log_tail).unwrap_or_default()
     }
 
     /// Count of lines in Envoy's log containing `needle`.
     pub fn log_count(&self, needle: &str) -> usize {
-        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default().matches(needle).count()
+        let log = self.process.as_ref().map(|p| p.log_path().to_owned()).unwrap_or_default();
+        std::fs::read_to_string(log).unwrap_or_default().matches(needle).count()
     }
 
     fn failure(&self, message: String) -> HarnessError {
@@ -313,15 +253,6 @@ impl Envoy {
     }
 }
 
-/// The body of a successful GET of `url`, `None` on any failure.
-async fn get_text(http: &reqwest::Client, url: &str) -> Option<String> {
-    let reply = http.get(url).send().await.ok()?;
-    if !reply.status().is_success() {
-        return None;
-    }
-    reply.text().await.ok()
-}
-
 /// Writes `dir/name` through a temporary file and a rename.
 fn write_atomically(dir: &Path, name: &str, contents: &str) -> Result<(), HarnessError> {
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -332,8 +263,8 @@ fn write_atomically(dir: &Path, name: &str, contents: &str) -> Result<(), Harnes
 
 impl Drop for Envoy {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Kill and reap Envoy first, then remove its files.
+        drop(self.process.take());
         if std::env::var_os("PREFIXGATE_KEEP_RUN_DIRS").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }

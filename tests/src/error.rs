@@ -16,9 +16,6 @@ pub enum HarnessError {
         #[source]
         source: std::io::Error,
     },
-    /// A required program or module is missing.
-    #[error("{0}")]
-    Missing(String),
     /// Envoy did not come up, or exited.
     #[error("envoy: {message}\n--- envoy log (tail) ---\n{log}")]
     Envoy {
@@ -39,9 +36,36 @@ pub enum HarnessError {
     /// A program could not be found, started or awaited.
     #[error(transparent)]
     Launch(#[from] prefixgate_launch::LaunchError),
-    /// A reply could not be understood.
-    #[error("unexpected reply: {0}")]
-    Protocol(String),
+    /// An admin interface answered a GET with an error status.
+    #[error("admin {path}: HTTP {status}")]
+    AdminStatus {
+        /// The admin path.
+        path: String,
+        /// The status it answered.
+        status: u16,
+    },
+    /// prefixgate refused a configuration swap.
+    #[error("config swap refused: HTTP {status} {answer}")]
+    SwapRefused {
+        /// The status it answered.
+        status: u16,
+        /// Its answer.
+        answer: String,
+    },
+    /// A Prometheus exposition did not parse.
+    #[error("exposition does not parse: {0}")]
+    Exposition(openmetrics_parser::ParseError),
+    /// A scenario asked for a replica the fleet does not have.
+    #[error("no replica {index} in a fleet of {len}")]
+    NoReplica {
+        /// The index asked for.
+        index: usize,
+        /// The fleet's size.
+        len: usize,
+    },
+    /// A scenario's task panicked or was cancelled.
+    #[error("task: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl HarnessError {

@@ -18,7 +18,7 @@ pub type Series = (BTreeMap<String, String>, f64);
 
 /// Parses `text` as the Prometheus text format.
 pub fn parse(text: &str) -> Result<Exposition, HarnessError> {
-    parse_prometheus(text).map_err(|e| HarnessError::Protocol(format!("exposition does not parse: {e:?}")))
+    parse_prometheus(text).map_err(HarnessError::Exposition)
 }
 
 /// Families that lack a `# HELP` or `# TYPE` line, or whose HELP is empty,

@@ -51,10 +51,10 @@ impl FailingReplica {
     pub async fn start_failing(failure: Failure) -> Result<Self, HarnessError> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
-            .map_err(|e| HarnessError::Protocol(format!("bind failing replica: {e}")))?;
+            .map_err(|e| HarnessError::io("bind the failing replica", "127.0.0.1:0", e))?;
         let addr = listener
             .local_addr()
-            .map_err(|e| HarnessError::Protocol(format!("failing replica address: {e}")))?;
+            .map_err(|e| HarnessError::io("read the failing replica's address", "", e))?;
         let failed = Arc::new(AtomicU64::new(0));
         let counter = failed.clone();
         let task = tokio::spawn(async move {

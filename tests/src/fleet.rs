@@ -98,8 +98,6 @@ impl ProcessFleet {
 
     fn replica(&mut self, index: usize) -> Result<&mut prefixgate_launch::SimProcess, HarnessError> {
         let len = self.replicas.len();
-        self.replicas
-            .get_mut(index)
-            .ok_or_else(|| HarnessError::Protocol(format!("no replica {index} in a fleet of {len}")))
+        self.replicas.get_mut(index).ok_or(HarnessError::NoReplica { index, len })
     }
 }

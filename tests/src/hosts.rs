@@ -39,7 +39,7 @@ pub enum RunningProxy {
     /// Envoy.
     Envoy(Envoy),
     /// prefixgate.
-    Prefixgate(Box<Prefixgate>),
+    Prefixgate(Prefixgate),
 }
 
 impl Host {
@@ -65,9 +65,7 @@ impl Host {
                 let mut prefixgate = options.prefixgate.clone();
                 prefixgate.upstream_first_byte =
                     prefixgate.upstream_first_byte.or(options.first_byte_timeout);
-                RunningProxy::Prefixgate(Box::new(
-                    Prefixgate::start(backends, &plugin_config, &prefixgate).await?,
-                ))
+                RunningProxy::Prefixgate(Prefixgate::start(backends, &plugin_config, &prefixgate).await?)
             }
         })
     }
@@ -113,7 +111,7 @@ impl RunningProxy {
                     prefixgate.admin_put("config", plugin_config.as_bytes().to_vec()).await?;
                 match status {
                     200 => Ok(()),
-                    _ => Err(HarnessError::Protocol(format!("config swap refused: {status} {answer}"))),
+                    _ => Err(HarnessError::SwapRefused { status, answer }),
                 }
             }
         }

@@ -19,7 +19,6 @@ pub mod fleet;
 pub mod hosts;
 pub mod prefixgate;
 pub mod scenarios;
-pub mod wasm;
 
 pub use client::{Client, Reply};
 pub use envoy::{Envoy, EnvoyMode};

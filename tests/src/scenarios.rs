@@ -64,7 +64,7 @@ pub async fn affinity(
     }
     let mut placement = vec![usize::MAX; groups];
     while let Some(joined) = tasks.join_next().await {
-        let (g, seen) = joined.map_err(|e| HarnessError::Protocol(format!("task: {e}")))??;
+        let (g, seen) = joined??;
         let distinct: BTreeSet<_> = seen.iter().collect();
         assert_eq!(distinct.len(), 1, "group {g} was spread over replicas {seen:?}");
         placement[g] = seen[0];
@@ -120,7 +120,7 @@ pub async fn pow2_spreads(
     }
     let mut total = 0;
     while let Some(joined) = tasks.join_next().await {
-        for i in joined.map_err(|e| HarnessError::Protocol(format!("task: {e}")))?? {
+        for i in joined?? {
             *counts.entry(i).or_insert(0) += 1;
             total += 1;
         }

@@ -152,8 +152,10 @@ fn setup() -> Result<()> {
 
 /// Builds the filter module and returns its path.
 fn build_filter() -> Result<std::path::PathBuf> {
-    run::cargo(&["build", "--package", "prefixgate-filter", "--release", "--target", "wasm32-wasip1"])?;
-    let wasm = paths::filter_wasm();
+    let module = prefixgate_launch::FILTER_MODULE;
+    let build: Vec<&str> = ["build"].into_iter().chain(module.build_args()).collect();
+    run::cargo(&build)?;
+    let wasm = module.in_target_dir(&paths::target_dir());
     if !wasm.is_file() {
         bail!("the build finished but {} is missing", wasm.display());
     }
@@ -170,7 +172,7 @@ fn test() -> Result<()> {
         "--package",
         "prefixgate-filter",
         "--target",
-        "wasm32-wasip1",
+        prefixgate_launch::module::WASM_TARGET,
         "--",
         "-D",
         "warnings",

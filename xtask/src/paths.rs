@@ -27,8 +27,3 @@ pub fn target_dir() -> PathBuf {
 pub fn tools_dir() -> PathBuf {
     target_dir().join("tools")
 }
-
-/// The release filter module.
-pub fn filter_wasm() -> PathBuf {
-    target_dir().join("wasm32-wasip1").join("release").join("prefixgate_filter.wasm")
-}

@@ -1,6 +1,7 @@
 //! Running commands: cargo, rustup, with their output passed through.
 
 use anyhow::{bail, Context, Result};
+use prefixgate_launch::module::WASM_TARGET;
 use std::ffi::OsStr;
 use std::process::Command;
 
@@ -36,8 +37,11 @@ pub fn ensure_wasm_target() -> Result<()> {
         .args(["target", "list", "--installed"])
         .output()
         .context("cannot run rustup (needed to install the wasm32-wasip1 target)")?;
-    if String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == "wasm32-wasip1") {
+    if String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == WASM_TARGET) {
         return Ok(());
     }
-    status(Command::new("rustup").args(["target", "add", "wasm32-wasip1"]), "rustup target add wasm32-wasip1")
+    status(
+        Command::new("rustup").args(["target", "add", WASM_TARGET]),
+        &format!("rustup target add {WASM_TARGET}"),
+    )
 }

@@ -6,6 +6,7 @@
 //! version ([`quick`]).
 
 use anyhow::{bail, Result};
+use prefixgate_launch::{Program, PREFIXGATE, VLLM_SIM};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
@@ -50,10 +51,9 @@ fn build_trap_module() -> Result<PathBuf> {
     Ok(wasm)
 }
 
-/// A built binary of cargo's `profile` directory.
-fn binary(profile: &str, name: &str) -> Result<PathBuf> {
-    let bin =
-        crate::paths::target_dir().join(profile).join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+/// A built program of cargo's `profile` directory.
+fn binary(profile: &str, program: Program) -> Result<PathBuf> {
+    let bin = program.in_profile_dir(&crate::paths::target_dir().join(profile));
     if !bin.is_file() {
         bail!("the build finished but {} is missing", bin.display());
     }
@@ -92,7 +92,7 @@ pub fn soak(args: &[String], wasm: &Path) -> Result<()> {
         &["build", "--release", "--package", "prefixgate", "--package", "prefixgate-bench", "--bins"],
         &[("PREFIXGATE_FILTER_WASM", wasm.as_os_str())],
     )?;
-    let (prefixgate, vllm_sim) = (binary("release", "prefixgate")?, binary("release", "vllm-sim")?);
+    let (prefixgate, vllm_sim) = (binary("release", PREFIXGATE)?, binary("release", VLLM_SIM)?);
     let trap = build_trap_module()?;
     // `cargo xtask soak -- --help` passes `--help` on.
     let args: Vec<&str> = args.iter().map(String::as_str).filter(|a| *a != "--").collect();
@@ -112,6 +112,6 @@ pub fn quick(wasm: &Path, prefixgate: &Path, envoy: &Path) -> Result<()> {
         &["build", "--package", "prefixgate-bench", "--bin", "vllm-sim"],
         &[("PREFIXGATE_FILTER_WASM", OsStr::new(wasm))],
     )?;
-    let vllm_sim = binary("debug", "vllm-sim")?;
+    let vllm_sim = binary("debug", VLLM_SIM)?;
     run_driver(false, &[("--prefixgate", prefixgate), ("--vllm-sim", &vllm_sim)], QUICK, wasm, envoy)
 }

@@ -118,7 +118,7 @@ pub struct ServerSettings {
     /// Real replicas (`ip:port`) instead of a fresh simulated fleet per
     /// strategy. Their caches are not reset between strategies. Default none.
     pub backends: Vec<String>,
-    /// Seconds a component may take to report it is listening. Default 60.
+    /// Seconds a replica or the router may take to be ready. Default 60.
     pub startup_timeout_s: f64,
 }
 

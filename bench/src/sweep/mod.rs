@@ -3,8 +3,8 @@
 //! with one row per strategy in the results CSVs that `prefixgate-bench
 //! report` charts.
 
-pub mod component;
 pub mod config;
+pub mod logs;
 pub use prefixgate_launch::envoy_config;
 pub mod results_csv;
 pub mod router;

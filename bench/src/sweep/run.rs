@@ -2,15 +2,17 @@
 //! replicas), a router with that strategy's policy, one benchmark run, one row
 //! in each results CSV; everything stopped before the next strategy.
 
-use super::component::{find_executable, Component, LogFiles};
 use super::config::{Strategy, SweepConfig};
+use super::logs::LogFiles;
 use super::results_csv::{append_row, serve_row, vllm_row, RunSettings, SERVE_CSV, VLLM_CSV};
 use super::router::{start_router, RouterPrograms};
 use crate::load::run::{append_record, run, write_outcomes, RunReport};
 use crate::report::table::{comparison, ComparisonRow};
 use anyhow::{bail, Context, Result};
+use prefixgate_launch::{SimProcess, VLLM_SIM};
+use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 /// Where the sweep writes and which programs it starts.
@@ -40,12 +42,7 @@ pub async fn run_sweep(config: &SweepConfig, options: &SweepOptions) -> Result<V
     let out = &options.output_dir;
     std::fs::create_dir_all(out.join("requests")).with_context(|| format!("creating {}", out.display()))?;
     let sim_bin = match config.server.backends.is_empty() {
-        true => Some(find_executable(
-            options.vllm_sim_bin.as_deref(),
-            "VLLM_SIM_BIN",
-            "vllm-sim",
-            "build it with `cargo build --release -p prefixgate-bench`",
-        )?),
+        true => Some(VLLM_SIM.locate(options.vllm_sim_bin.as_deref())?),
         false => None,
     };
     let router = RouterPrograms::find(
@@ -77,45 +74,48 @@ async fn run_strategy(
     let server = &config.server;
     let logs = LogFiles::create(&out.join("logs"), label)?;
     let timeout = Duration::from_secs_f64(server.startup_timeout_s);
-    let mut fleet = None;
-    let urls: Vec<String> = match sim_bin {
+    // One process per replica, as vLLM runs one server per GPU.
+    let mut fleet: Vec<SimProcess> = Vec::new();
+    let backends: Vec<SocketAddr> = match sim_bin {
         Some(bin) => {
-            let mut cmd = Command::new(bin);
-            cmd.args(["--host", "127.0.0.1", "--port", "0"])
-                .args(["--replicas", &server.num_servers.to_string()])
-                .args(["--profile", &server.profile, "--model", &server.model_name])
-                .args(["--time-scale", &server.time_scale.to_string()]);
+            let mut args: Vec<OsString> =
+                ["--profile", &server.profile, "--model", &server.model_name].map(OsString::from).to_vec();
             if !server.enable_prefix_caching {
-                cmd.arg("--no-enable-prefix-caching");
+                args.push("--no-enable-prefix-caching".into());
             }
             if !server.enable_chunked_prefill {
-                cmd.arg("--no-enable-chunked-prefill");
+                args.push("--no-enable-chunked-prefill".into());
             }
             if let Some(blocks) = server.num_gpu_blocks {
-                cmd.args(["--num-gpu-blocks", &blocks.to_string()]);
+                args.extend(["--num-gpu-blocks".into(), blocks.to_string().into()]);
             }
-            let mut sim = Component::spawn("vllm-sim", cmd, &logs)?;
-            let lines = sim.wait_for_lines("vllm-sim replica ", server.num_servers, timeout).await?;
-            fleet = Some(sim);
-            lines
-                .iter()
-                .map(|l| l.rsplit("listening on ").next().unwrap_or_default().trim().to_owned())
-                .collect()
+            for _ in 0..server.num_servers {
+                let sim =
+                    SimProcess::start_with(bin, server.time_scale, args.clone(), logs.output(), timeout)
+                        .await?;
+                fleet.push(sim);
+            }
+            fleet.iter().map(SimProcess::addr).collect()
         }
-        None => server.backends.iter().map(|b| format!("http://{}", b.trim())).collect(),
+        None => server
+            .backends
+            .iter()
+            .map(|b| b.trim().parse().with_context(|| format!("backend `{b}` is not ip:port")))
+            .collect::<Result<_>>()?,
     };
-    let backends: Vec<String> = urls.iter().map(|u| u.trim_start_matches("http://").to_owned()).collect();
+    let urls: Vec<String> = backends.iter().map(|b| format!("http://{b}")).collect();
     let mut router =
-        start_router(router_programs, strategy, &backends, server.router_port, &logs, timeout).await?;
+        start_router(router_programs, label, strategy, &backends, server.router_port, &logs, timeout).await?;
 
     let mut args = config.bench.run_args(label, &server.model_name, server.time_scale)?;
     args.base_url = Some(router.base_url.clone());
     args.replica_urls = urls;
     let report = run(args, options.progress).await?;
-    for c in [Some(&mut router.process), fleet.as_mut()].into_iter().flatten() {
-        if !c.is_running() {
-            bail!("{} exited during the run:\n{}", c.name(), logs.tail(20));
-        }
+    if !router.process.is_running() {
+        bail!("{} exited during the run:\n{}", router.process.name(), logs.tail(20));
+    }
+    if !fleet.iter_mut().all(SimProcess::is_alive) {
+        bail!("a vllm-sim replica exited during the run:\n{}", logs.tail(20));
     }
     let plugin_config = std::mem::take(&mut router.plugin_config);
     drop(router);

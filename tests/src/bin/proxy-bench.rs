@@ -355,8 +355,8 @@ async fn main() -> Result<()> {
         ("prefixgate (round_robin)", true, proxies[0].base_url(), proxies[0].pid()),
         ("prefixgate (prefix_aware)", true, proxies[1].base_url(), proxies[1].pid()),
         ("prefixgate (prefix_aware), 1 worker thread", true, proxies[2].base_url(), proxies[2].pid()),
-        ("Envoy + prefixgate filter (prefix_aware)", true, envoy_filter.base_url(), Some(envoy_filter.pid())),
-        ("Envoy, round-robin, no filter", false, envoy_rr.base_url(), Some(envoy_rr.pid())),
+        ("Envoy + prefixgate filter (prefix_aware)", true, envoy_filter.base_url(), envoy_filter.pid()),
+        ("Envoy, round-robin, no filter", false, envoy_rr.base_url(), envoy_rr.pid()),
     ];
     let setups: Vec<Setup> = setups
         .into_iter()

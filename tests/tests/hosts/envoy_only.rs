@@ -10,9 +10,9 @@ use prefixgate_tests::{Envoy, EnvoyMode, Host};
 /// (with the module path pointed at the built module).
 pub async fn templates_validate(host: Host) {
     assert_eq!(host, Host::Envoy);
-    let root = prefixgate_tests::wasm::workspace_root();
-    let envoy = prefixgate_tests::wasm::envoy_bin().unwrap();
-    let wasm = prefixgate_tests::wasm::filter_wasm().unwrap();
+    let root = prefixgate_launch::binary::workspace_root();
+    let envoy = prefixgate_launch::EnvoyProcess::locate(None).unwrap();
+    let wasm = prefixgate_launch::FILTER_MODULE.locate_or_build().unwrap();
     let dir = prefixgate_tests::envoy::fresh_dir("validate").unwrap();
     let ecds = dir.join("prefixgate.yaml");
     let resource = std::fs::read_to_string(root.join("envoy/ecds/prefixgate.yaml")).unwrap();

@@ -375,7 +375,7 @@ pub async fn sigterm_stops_it_and_a_restart_serves_on_the_same_ports(host: Host)
         prefixgate_tests::PrefixgateProcess::start_args(&binary, vec!["--config".into(), config.into()])
             .await;
     match started {
-        Err(prefixgate_launch::LaunchError::Exited { status: Some(status), stderr, .. }) => {
+        Err(prefixgate_launch::LaunchError::Exited { status: Some(status), log: stderr, .. }) => {
             assert_eq!(status.code(), Some(2), "{stderr}");
             assert!(stderr.contains("max_hops"), "the field is not named: {stderr}");
         }

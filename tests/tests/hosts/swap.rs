@@ -60,7 +60,7 @@ pub async fn hot_swap_changes_policy_without_failed_requests(host: Host) {
 async fn swap_module_and_refuse_broken_ones(prefixgate: &Prefixgate) {
     let (status, answer) = prefixgate.admin_put("config", br#"{"backends": []}"#.to_vec()).await.unwrap();
     assert_eq!(status, 400, "an empty backend list was accepted: {answer}");
-    let mut module = std::fs::read(prefixgate_tests::wasm::filter_wasm().unwrap()).unwrap();
+    let mut module = std::fs::read(prefixgate_launch::FILTER_MODULE.locate_or_build().unwrap()).unwrap();
     // Custom section: id 0, size 9 = name length (1) + "version" (7) + payload (1).
     module.extend_from_slice(&[0, 9, 7, b'v', b'e', b'r', b's', b'i', b'o', b'n', 2]);
     let (status, answer) = prefixgate.admin_put("module", module).await.unwrap();

@@ -19,6 +19,7 @@ use anyhow::{bail, Context as _, Result};
 use attack::AttackReport;
 use clap::{Parser, ValueEnum};
 use futures_util::StreamExt as _;
+use prefixgate_launch::{Signal, SimProcess};
 use prefixgate_tests::envoy::plugin_config;
 use prefixgate_tests::envoy_config::UpstreamTimeouts;
 use prefixgate_tests::failing_replica::FailingReplica;
@@ -26,14 +27,11 @@ use prefixgate_tests::scenarios::prompt;
 use prefixgate_tests::{Envoy, EnvoyMode, PrefixgateProcess};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stubs::{Behaviour, Stub};
 use swaps::{Modules, SwapReport};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
 
 /// Replicas behind the proxy (one of them is the faulty one).
 const REPLICAS: usize = 4;
@@ -50,8 +48,6 @@ const TRAP_GRACE: Duration = Duration::from_secs(5);
 const PHASE_LIMIT: Duration = Duration::from_secs(900);
 /// How long Envoy may take to apply or refuse one ECDS rollout.
 const ROLLOUT_LIMIT: Duration = Duration::from_secs(30);
-/// How long a `vllm-sim` process may take to print its address.
-const SIM_STARTUP: Duration = Duration::from_secs(30);
 /// Most requests one load client sends in one phase.
 const MAX_REQUESTS_PER_CLIENT: usize = 5_000;
 /// Most bytes of one response kept for inspection.
@@ -223,60 +219,6 @@ impl Host {
     }
 }
 
-/// One `vllm-sim` process serving one replica.
-struct SimProcess {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl SimProcess {
-    async fn start(binary: &Path, time_scale: f64) -> Result<Self> {
-        let mut child = Command::new(binary)
-            .args(["--port", "0", "--replicas", "1", "--spin-micros", "0", "--time-scale"])
-            .arg(time_scale.to_string())
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("start {}", binary.display()))?;
-        let stdout = child.stdout.take().context("vllm-sim: no stdout pipe")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(SIM_STARTUP, lines.next_line())
-            .await
-            .context("vllm-sim did not print its address in time")?
-            .context("read vllm-sim stdout")?
-            .context("vllm-sim exited during startup")?;
-        let url = line
-            .split_once(" listening on http://")
-            .map(|(_, url)| url.trim().to_owned())
-            .with_context(|| format!("vllm-sim printed {line:?}"))?;
-        let addr: SocketAddr = url.parse().with_context(|| format!("vllm-sim address {url:?}"))?;
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { child, addr })
-    }
-
-    fn pid(&self) -> Result<u32> {
-        self.child.id().context("the vllm-sim process is gone")
-    }
-
-    /// Sends `signal` (e.g. `STOP`) with kill(1).
-    async fn signal(&self, signal: &str) -> Result<()> {
-        let pid = self.pid()?;
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .await
-            .context("run kill")?;
-        if !status.success() {
-            bail!("kill -{signal} {pid} failed: {status}");
-        }
-        Ok(())
-    }
-}
-
 /// The replicas of one phase: simulator processes and at most one stub.
 struct Fleet {
     sims: Vec<SimProcess>,
@@ -308,7 +250,7 @@ impl Fleet {
             }
             Fault::Kill | Fault::Stop | Fault::Adversarial | Fault::Swaps | Fault::TrapModule => {}
         }
-        addrs.extend(sims.iter().map(|s| s.addr));
+        addrs.extend(sims.iter().map(SimProcess::addr));
         Ok(Self { sims, _failing: failing, _stub: stub, addrs })
     }
 }
@@ -378,7 +320,7 @@ impl Proxy {
     fn pid(&self) -> Option<u32> {
         match &self.running {
             Running::Prefixgate(p) => p.pid(),
-            Running::Envoy(e) => Some(e.pid()),
+            Running::Envoy(e) => e.pid(),
         }
     }
 
@@ -756,13 +698,12 @@ async fn run_phase(
     match fault {
         Fault::Kill => {
             let sim = fleet.sims.first_mut().context("no replica to kill")?;
-            sim.child.start_kill().context("kill -9 the replica")?;
-            let _ = sim.child.wait().await;
+            sim.kill().await.context("kill -9 the replica")?;
         }
         Fault::Stop => {
-            fleet.sims.first().context("no replica to stop")?.signal("STOP").await?;
+            fleet.sims.first().context("no replica to stop")?.signal(Signal::Stop).await?;
             tokio::time::sleep(fault_for).await;
-            fleet.sims.first().context("no replica to continue")?.signal("CONT").await?;
+            fleet.sims.first().context("no replica to continue")?.signal(Signal::Continue).await?;
         }
         Fault::Fail500 | Fault::Hang | Fault::BigMetrics => {}
         Fault::Adversarial => extra = Extra::Attack(attack::attack(&http, proxy.base_url(), fault_for).await),
@@ -1047,7 +988,9 @@ async fn main() -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let toml = dir.join("prefixgate.toml");
     std::fs::write(&toml, PREFIXGATE_TOML).with_context(|| format!("write {}", toml.display()))?;
-    let filter = prefixgate_tests::wasm::filter_wasm().context("the filter module (for the module swaps)")?;
+    let filter = prefixgate_launch::FILTER_MODULE
+        .locate_or_build()
+        .context("the filter module (for the module swaps)")?;
     let modules = Modules::new(&filter, options.trap_module.clone(), &dir)?;
     eprintln!(
         "soak: {REPLICAS} replicas, {} streaming clients, {} s per fault, {} tokens per stream, prefixgate with {}",
