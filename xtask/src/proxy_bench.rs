@@ -14,7 +14,8 @@ pub fn bench_proxy(args: &[String], wasm: &Path) -> Result<()> {
         &["build", "--release", "--package", "prefixgate"],
         &[("PREFIXGATE_FILTER_WASM", wasm.as_os_str())],
     )?;
-    let prefixgate = crate::paths::target_dir().join("release").join("prefixgate");
+    let prefixgate =
+        prefixgate_launch::PREFIXGATE.in_profile_dir(&crate::paths::target_dir().join("release"));
     if !prefixgate.is_file() {
         bail!("the build finished but {} is missing", prefixgate.display());
     }

@@ -27,6 +27,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use prefixgate_bench::report::table::Table;
 use prefixgate_filter::{FilterConfig, Reason, Router};
+use prefixgate_launch::FILTER_MODULE;
 use prefixgate_tests::client::{Client, Reply};
 use prefixgate_tests::envoy::plugin_config;
 use prefixgate_tests::fleet::start_fleet;
@@ -72,6 +73,11 @@ struct Options {
     /// The `prefixgate` binary to benchmark (a release build).
     #[arg(long)]
     prefixgate: PathBuf,
+    /// Another `prefixgate` build (e.g. of an earlier commit) to run beside
+    /// it, with `prefix_aware` and this tree's filter module (`--filter`), so
+    /// that the two hosts are compared in one run on the same filter.
+    #[arg(long)]
+    compare_prefixgate: Option<PathBuf>,
 }
 
 /// How requests are offered.
@@ -343,6 +349,14 @@ async fn main() -> Result<()> {
     {
         proxies.push(PrefixgateProcess::start_with_args(&options.prefixgate, &addrs, config, args).await?);
     }
+    let compared = match &options.compare_prefixgate {
+        Some(binary) => {
+            let module = FILTER_MODULE.locate_or_build()?;
+            let args = ["--filter", &*module.to_string_lossy()];
+            Some(PrefixgateProcess::start_with_args(binary, &addrs, &prefix_aware, &args).await?)
+        }
+        None => None,
+    };
     let envoy_filter = Envoy::start(&addrs, EnvoyMode::Filter(prefix_aware.clone())).await?;
     let envoy_rr = Envoy::start(&addrs, EnvoyMode::RoundRobin).await?;
     // The baseline spreads its requests over the replicas itself.
@@ -351,13 +365,18 @@ async fn main() -> Result<()> {
         .iter()
         .map(|url| Ok(Setup { label: "direct", filtered: false, client: Client::new(url)?, pid: None }))
         .collect::<Result<_>>()?;
-    let setups = [
+    let mut setups = vec![
         ("prefixgate (round_robin)", true, proxies[0].base_url(), proxies[0].pid()),
         ("prefixgate (prefix_aware)", true, proxies[1].base_url(), proxies[1].pid()),
         ("prefixgate (prefix_aware), 1 worker thread", true, proxies[2].base_url(), proxies[2].pid()),
+    ];
+    if let Some(compared) = &compared {
+        setups.push(("compared prefixgate (prefix_aware)", true, compared.base_url(), compared.pid()));
+    }
+    setups.extend([
         ("Envoy + prefixgate filter (prefix_aware)", true, envoy_filter.base_url(), envoy_filter.pid()),
         ("Envoy, round-robin, no filter", false, envoy_rr.base_url(), envoy_rr.pid()),
-    ];
+    ]);
     let setups: Vec<Setup> = setups
         .into_iter()
         .map(|(label, filtered, url, pid)| Ok(Setup { label, filtered, client: Client::new(url)?, pid }))
