@@ -91,9 +91,7 @@ impl FromStr for MetricsFormat {
         match s {
             "v0" | "V0" => Ok(Self::V0),
             "v1" | "V1" => Ok(Self::V1),
-            other => {
-                Err(SimError::Config(format!("metrics format: unknown value {other:?} (expected v0 or v1)")))
-            }
+            other => Err(SimError::MetricsFormat(other.to_owned())),
         }
     }
 }
@@ -180,7 +178,7 @@ impl SimConfig {
 
     /// Checks values that would make the simulation meaningless, naming the field.
     pub fn validate(&self) -> Result<(), SimError> {
-        let bad = |field: &str, why: &str| Err(SimError::Config(format!("{field}: {why}")));
+        let bad = |field: &'static str, why: &'static str| Err(SimError::Config { field, why });
         if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
             return bad("time_scale", "must be a positive number");
         }

@@ -6,9 +6,35 @@ use std::path::PathBuf;
 /// What can go wrong starting or configuring a simulated replica.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    /// A configuration value is out of range; the message names the field.
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {field} {why}")]
+    Config {
+        /// The field.
+        field: &'static str,
+        /// What it must be.
+        why: &'static str,
+    },
+    /// A profile's value is out of range.
+    #[error("invalid profile {profile}: {field} {why}")]
+    ProfileValue {
+        /// The profile's name.
+        profile: String,
+        /// The field.
+        field: &'static str,
+        /// What it must be.
+        why: &'static str,
+    },
+    /// A fleet's replicas would run past the last port.
+    #[error("invalid configuration: port {base} + {replicas} replicas exceeds 65535")]
+    PortRange {
+        /// The first replica's port.
+        base: u16,
+        /// How many replicas.
+        replicas: usize,
+    },
+    /// A metrics format that is neither v0 nor v1.
+    #[error("invalid configuration: metrics format {0:?} is unknown (expected v0 or v1)")]
+    MetricsFormat(String),
     /// A profile file could not be read.
     #[error("cannot read profile {path}")]
     ProfileRead {

@@ -26,9 +26,8 @@ impl Fleet {
         for index in 0..replicas {
             let port = match fleet.shared.config.port {
                 0 => 0,
-                base => u16::try_from(usize::from(base) + index).map_err(|_| {
-                    SimError::Config(format!("port: {base} + {index} replicas exceeds 65535"))
-                })?,
+                base => u16::try_from(usize::from(base) + index)
+                    .map_err(|_| SimError::PortRange { base, replicas })?,
             };
             let addr = SocketAddr::new(fleet.shared.config.host, port);
             let replica = match Replica::start(&fleet.shared, index, addr).await {

@@ -288,7 +288,7 @@ impl Profile {
         ];
         for (field, v) in positive {
             if !(v.is_finite() && v > 0.0) {
-                return Err(SimError::Config(format!("profile {}: {field} must be positive", self.name)));
+                return Err(self.bad(field, "must be positive"));
             }
         }
         let non_negative = [
@@ -303,22 +303,23 @@ impl Profile {
         ];
         for (field, v) in non_negative {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(SimError::Config(format!("profile {}: {field} must not be negative", self.name)));
+                return Err(self.bad(field, "must not be negative"));
             }
         }
-        if let Some(r) = self.references.iter().find(|r| r.points.iter().any(|p| p.concurrency == 0)) {
-            return Err(SimError::Config(format!(
-                "profile {}: reference {}: concurrency must be at least 1",
-                self.name, r.url
-            )));
+        if self.references.iter().any(|r| r.points.iter().any(|p| p.concurrency == 0)) {
+            return Err(self.bad("references.points.concurrency", "must be at least 1"));
         }
-        if self.num_gpu_blocks == 0 || self.max_model_len == 0 {
-            return Err(SimError::Config(format!(
-                "profile {}: num_gpu_blocks and max_model_len must be at least 1",
-                self.name
-            )));
+        if self.num_gpu_blocks == 0 {
+            return Err(self.bad("num_gpu_blocks", "must be at least 1"));
+        }
+        if self.max_model_len == 0 {
+            return Err(self.bad("max_model_len", "must be at least 1"));
         }
         Ok(())
+    }
+
+    fn bad(&self, field: &'static str, why: &'static str) -> SimError {
+        SimError::ProfileValue { profile: self.name.clone(), field, why }
     }
 }
 
