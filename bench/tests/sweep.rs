@@ -71,6 +71,7 @@ fn options(dir: &Path) -> SweepOptions {
         envoy_bin: None,
         filter_wasm: None,
         progress: false,
+        repeat: 1,
     }
 }
 

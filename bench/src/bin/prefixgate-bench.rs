@@ -73,6 +73,10 @@ struct SweepArgs {
     /// with prefixgate, runs instead of the embedded module.
     #[arg(long)]
     filter_wasm: Option<PathBuf>,
+    /// Run each strategy this many times, each on a fresh fleet, one CSV row per
+    /// run (with its `repeat`); the report shows the mean and spread.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    repeat: u16,
     /// Also write the HTML report when the sweep ends.
     #[arg(long)]
     report: bool,
@@ -162,7 +166,7 @@ async fn sweep(args: SweepArgs) -> Result<()> {
     }
     config.validate()?;
     if config.server.mode == Mode::Lab {
-        let runs = sweep_in_lab(&config, &args.output_dir)?;
+        let runs = sweep_in_lab(&config, &args.output_dir, usize::from(args.repeat))?;
         println!("\n{}", scorecard_table(&runs));
         println!("results: {}", args.output_dir.display());
         if args.report {
@@ -178,6 +182,7 @@ async fn sweep(args: SweepArgs) -> Result<()> {
         envoy_bin: args.envoy_bin,
         filter_wasm: args.filter_wasm,
         progress: true,
+        repeat: usize::from(args.repeat),
     };
     let reports = run_sweep(&config, &options).await?;
     println!("\n{}", comparison_table(&reports));
