@@ -91,6 +91,10 @@ struct ReportArgs {
     /// Where to write the page (default: <input-dir>/report/index.html).
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Strategy the others are compared with (default: round_robin when
+    /// present, else the first).
+    #[arg(long)]
+    baseline: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -140,7 +144,7 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Sweep(args) => sweep(args).await,
         Command::Lab(args) => lab(&args).map(|_| ()),
         Command::Report(args) => {
-            let path = write_report(&args.input_dir, args.output.as_deref())?;
+            let path = write_report(&args.input_dir, args.output.as_deref(), args.baseline.as_deref())?;
             println!("report: {}", path.display());
             Ok(())
         }
@@ -170,7 +174,7 @@ async fn sweep(args: SweepArgs) -> Result<()> {
         println!("\n{}", scorecard_table(&runs));
         println!("results: {}", args.output_dir.display());
         if args.report {
-            let path = write_report(&args.output_dir, None)?;
+            let path = write_report(&args.output_dir, None, None)?;
             println!("report: {}", path.display());
         }
         return Ok(());
@@ -188,7 +192,7 @@ async fn sweep(args: SweepArgs) -> Result<()> {
     println!("\n{}", comparison_table(&reports));
     println!("results: {}", args.output_dir.display());
     if args.report {
-        let path = write_report(&args.output_dir, None)?;
+        let path = write_report(&args.output_dir, None, None)?;
         println!("report: {}", path.display());
     }
     Ok(())
