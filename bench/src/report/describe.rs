@@ -87,8 +87,10 @@ fn workload(r: &Run) -> String {
         .serve_text("max_concurrency")
         .map(|c| format!("at most {c} in flight"))
         .unwrap_or("no concurrency limit".into());
+    let sent = r.serve_f64("completed") + r.serve_f64("failed");
+    let sent = if sent.is_finite() { format!(" ({sent} sent)") } else { String::new() };
     format!(
-        "{dataset}, {} prompts (of {} conversations), {rate}, {concurrency}, output {}–{} tokens; {}, {}, {}",
+        "{dataset}, {} prompts{sent} (of {} conversations), {rate}, {concurrency}, output {}–{} tokens; {}, {}, {}",
         or_unknown(r.serve_text("num_prompts")),
         or_unknown(r.serve_text("max_conversations")),
         or_unknown(r.serve_text("min_output_len")),

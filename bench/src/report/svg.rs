@@ -10,7 +10,7 @@ pub const WIDTH: f64 = 640.0;
 /// Height of every chart.
 pub const HEIGHT: f64 = 340.0;
 /// Width of the legend column right of the plot area.
-const LEGEND_WIDTH: f64 = 150.0;
+const LEGEND_WIDTH: f64 = 140.0;
 const LEFT: f64 = 62.0;
 const TOP: f64 = 34.0;
 const BOTTOM: f64 = 48.0;
@@ -145,10 +145,10 @@ impl Frame {
         let _ = write!(
             out,
             "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
-             font-family=\"sans-serif\" font-size=\"11\" role=\"img\" aria-label=\"{t}\">\
+             font-family=\"sans-serif\" font-size=\"12.5\" role=\"img\" aria-label=\"{t}\">\
              <title>{t}</title><rect width=\"{WIDTH}\" height=\"{HEIGHT}\" fill=\"#fff\"/>\
              <defs><clipPath id=\"{clip}\"><rect x=\"{l}\" y=\"{tp}\" width=\"{w}\" height=\"{h}\"/></clipPath></defs>\
-             <text x=\"{cx}\" y=\"20\" font-size=\"14\" font-weight=\"bold\" text-anchor=\"middle\">{t}</text>\n",
+             <text x=\"{cx}\" y=\"20\" font-size=\"15\" font-weight=\"bold\" text-anchor=\"middle\">{t}</text>\n",
             t = escape(title),
             l = Self::LEFT,
             tp = Self::TOP,
@@ -218,7 +218,7 @@ impl Frame {
             let y = Self::TOP + 6.0 + i as f64 * 17.0;
             let tooltip =
                 if e.tooltip.is_empty() { e.name.clone() } else { format!("{}: {}", e.name, e.tooltip) };
-            let name: String = e.name.chars().take(20).collect();
+            let name: String = e.name.chars().take(17).collect();
             let _ = write!(
                 self.out,
                 "<g><title>{}</title><rect x=\"{x}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{}\"/>\

@@ -1,5 +1,6 @@
 //! Each strategy's run over time, on one time axis for all of them:
-//! requests in flight per replica, completed requests per second, and the
+//! requests in flight per replica, completed requests per second (sliding
+//! window), and the
 //! replicas' prefix-cache hit rate of the requests started in each window.
 
 use super::charts::{headroom, in_flight_points, line_chart, window_sums, Series};
@@ -9,8 +10,12 @@ use super::svg::Axis;
 
 /// Samples per in-flight series.
 const SAMPLES: usize = 300;
-/// Windows over the run for rates.
+/// Windows over the run for the cache hit rate.
 const WINDOWS: f64 = 40.0;
+/// Sliding windows a run's length holds, for the throughput.
+const SLIDING: f64 = 20.0;
+/// Instants the throughput is sampled at.
+const RATE_SAMPLES: usize = 80;
 
 /// In flight per replica over `[0, end]`, one series per replica.
 pub fn in_flight(run: &Run, end: f64) -> Vec<Series<Vec<(f64, f64)>>> {
@@ -32,12 +37,27 @@ pub fn in_flight(run: &Run, end: f64) -> Vec<Series<Vec<(f64, f64)>>> {
         .collect()
 }
 
-/// Completed requests per second, per window of `end / 40`.
+/// Completed requests per second: at each of 80 instants, the completions
+/// within a sliding window of `end / 20` around it, over the part of the
+/// window inside `[0, end]`.
 pub fn throughput(run: &Run, end: f64) -> Vec<(f64, f64)> {
-    let width = end / WINDOWS;
-    let done: Vec<(f64, f64)> =
-        run.outcomes.iter().filter(|o| o.success).map(|o| (o.start_s + o.latency_s, 1.0)).collect();
-    window_sums(&done, end, width).into_iter().map(|(t, n)| (t, n / width)).collect()
+    let half = end / SLIDING / 2.0;
+    let mut done: Vec<f64> = run
+        .outcomes
+        .iter()
+        .filter(|o| o.success)
+        .map(|o| o.start_s + o.latency_s)
+        .filter(|t| t.is_finite())
+        .collect();
+    done.sort_by(f64::total_cmp);
+    (0..=RATE_SAMPLES)
+        .map(|i| {
+            let t = end * i as f64 / RATE_SAMPLES as f64;
+            let (a, b) = ((t - half).max(0.0), (t + half).min(end));
+            let n = done.partition_point(|x| *x < b) - done.partition_point(|x| *x < a);
+            (t, if b > a { n as f64 / (b - a) } else { 0.0 })
+        })
+        .collect()
 }
 
 /// Cached over prompt tokens of the requests started in each window, for
@@ -139,8 +159,10 @@ mod tests {
         };
         let end = 40.0;
         let rate = throughput(&run, end);
-        assert_eq!(rate[0], (0.5, 0.0));
-        assert_eq!(rate[1], (1.5, 2.0), "two requests done in [1, 2)");
+        assert_eq!(rate.len(), 81);
+        // At t = 1 the window is [0, 2): the completions at 1, 1 (and none at 4).
+        assert_eq!(rate[2], (1.0, 1.0), "two requests done within 2 s");
+        assert_eq!(rate[8], (4.0, 0.5), "one request done in [3, 5)");
         assert_eq!(cache_hit(&run, end), vec![(0.5, 0.75)]);
         let flight = in_flight(&run, end);
         assert_eq!(flight.len(), 1);
