@@ -149,9 +149,9 @@ fn strategies_table(results: &Results) -> String {
                 let settings: Vec<String> =
                     differing.iter().filter_map(|k| c.get(*k).map(|v| format!("{k}={v}"))).collect();
                 let json = serde_json::to_string_pretty(c).unwrap_or_default();
-                let _ = write!(
+                let _ = writeln!(
                     s,
-                    "<td>{}</td><td>{}</td><td><details><summary>JSON</summary><pre>{}</pre></details></td></tr>\n",
+                    "<td>{}</td><td>{}</td><td><details><summary>JSON</summary><pre>{}</pre></details></td></tr>",
                     escape(policy),
                     escape(&settings.join(", ")),
                     escape(&json)

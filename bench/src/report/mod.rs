@@ -83,16 +83,16 @@ pub fn render(results: &Results, baseline: Option<&str>) -> Result<String, Repor
     );
     page.push_str(&summary::summary_html(strategies, base));
     for section in sections::all(results) {
-        let _ = write!(page, "<h2>{}</h2>\n", escape(&section.heading));
+        let _ = writeln!(page, "<h2>{}</h2>", escape(&section.heading));
         if !section.hint.is_empty() {
-            let _ = write!(page, "<p class=\"hint\">{}</p>\n", escape(&section.hint));
+            let _ = writeln!(page, "<p class=\"hint\">{}</p>", escape(&section.hint));
         }
         for note in &section.notes {
-            let _ = write!(page, "<p class=\"note\">{}</p>\n", escape(note));
+            let _ = writeln!(page, "<p class=\"note\">{}</p>", escape(note));
         }
         if !section.charts.is_empty() {
             let _ =
-                write!(page, "<div class=\"{}\">\n", if section.three_columns { "grid3" } else { "grid" });
+                writeln!(page, "<div class=\"{}\">", if section.three_columns { "grid3" } else { "grid" });
             for chart in &section.charts {
                 page.push_str(chart);
                 page.push('\n');

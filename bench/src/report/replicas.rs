@@ -57,14 +57,17 @@ mod tests {
 
     #[test]
     fn replicas_follow_the_url_column_then_the_requests() {
-        let mut run = Run::default();
-        run.vllm = Some(
-            [("replica_urls".to_owned(), "http://127.0.0.1:9002;http://127.0.0.1:9001".to_owned())].into(),
-        );
-        run.outcomes = ["127.0.0.1:9001", "127.0.0.1:9999", "127.0.0.1:9002"]
-            .iter()
-            .map(|b| RequestOutcome { backend: Some((*b).to_owned()), ..Default::default() })
-            .collect();
+        let run = Run {
+            vllm: Some(
+                [("replica_urls".to_owned(), "http://127.0.0.1:9002;http://127.0.0.1:9001".to_owned())]
+                    .into(),
+            ),
+            outcomes: ["127.0.0.1:9001", "127.0.0.1:9999", "127.0.0.1:9002"]
+                .iter()
+                .map(|b| RequestOutcome { backend: Some((*b).to_owned()), ..Default::default() })
+                .collect(),
+            ..Run::default()
+        };
         let r = Replicas::of(&run);
         assert_eq!(r.addresses, ["127.0.0.1:9002", "127.0.0.1:9001", "127.0.0.1:9999"]);
         assert_eq!(r.index("http://127.0.0.1:9001/"), Some(1));

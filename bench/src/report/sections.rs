@@ -141,7 +141,7 @@ fn decision_mix(results: &Results) -> Section {
             let n = row.counts.get(r).copied().unwrap_or(0);
             let _ = write!(t, "<td>{n} <small>({:.1}%)</small></td>", row.share(r) * 100.0);
         }
-        let _ = write!(t, "<td>{}</td></tr>\n", row.without);
+        let _ = writeln!(t, "<td>{}</td></tr>", row.without);
     }
     t.push_str("</table>\n");
     section.html = t;

@@ -142,13 +142,13 @@ impl Frame {
     ) -> Self {
         let clip = format!("clip-{}", id.replace(|c: char| !c.is_ascii_alphanumeric(), "-"));
         let mut out = String::new();
-        let _ = write!(
+        let _ = writeln!(
             out,
             "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
              font-family=\"sans-serif\" font-size=\"12.5\" role=\"img\" aria-label=\"{t}\">\
              <title>{t}</title><rect width=\"{WIDTH}\" height=\"{HEIGHT}\" fill=\"#fff\"/>\
              <defs><clipPath id=\"{clip}\"><rect x=\"{l}\" y=\"{tp}\" width=\"{w}\" height=\"{h}\"/></clipPath></defs>\
-             <text x=\"{cx}\" y=\"20\" font-size=\"15\" font-weight=\"bold\" text-anchor=\"middle\">{t}</text>\n",
+             <text x=\"{cx}\" y=\"20\" font-size=\"15\" font-weight=\"bold\" text-anchor=\"middle\">{t}</text>",
             t = escape(title),
             l = Self::LEFT,
             tp = Self::TOP,
@@ -199,11 +199,11 @@ impl Frame {
                 );
             }
         }
-        let _ = write!(
+        let _ = writeln!(
             self.out,
             "<path d=\"M{l} {t}V{b}H{r}\" fill=\"none\" stroke=\"#444\"/>\
              <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\
-             <text transform=\"translate(14 {:.1}) rotate(-90)\" text-anchor=\"middle\">{}</text>\n",
+             <text transform=\"translate(14 {:.1}) rotate(-90)\" text-anchor=\"middle\">{}</text>",
             (l + r) / 2.0,
             b + 36.0,
             escape(&self.x_axis.label),
@@ -219,10 +219,10 @@ impl Frame {
             let tooltip =
                 if e.tooltip.is_empty() { e.name.clone() } else { format!("{}: {}", e.name, e.tooltip) };
             let name: String = e.name.chars().take(17).collect();
-            let _ = write!(
+            let _ = writeln!(
                 self.out,
                 "<g><title>{}</title><rect x=\"{x}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{}\"/>\
-                 <text x=\"{:.1}\" y=\"{:.1}\">{}</text></g>\n",
+                 <text x=\"{:.1}\" y=\"{:.1}\">{}</text></g>",
                 escape(&tooltip),
                 y - 10.0,
                 e.colour,
@@ -235,7 +235,7 @@ impl Frame {
 
     /// Writes raw SVG inside the plot area's clip.
     pub fn clipped(&mut self, svg: &str) {
-        let _ = write!(self.out, "<g clip-path=\"url(#{})\">{svg}</g>\n", self.clip);
+        let _ = writeln!(self.out, "<g clip-path=\"url(#{})\">{svg}</g>", self.clip);
     }
 
     /// Writes raw SVG, unclipped (labels outside the plot area).
