@@ -50,7 +50,7 @@ table.about th{text-align:left;background:#f6f6f6}table.about td{text-align:left
 table.strategies td{text-align:left}pre{margin:0;font-size:11px}\
 small{color:#666}.good{color:#17803d;font-weight:bold}.bad{color:#b42318;font-weight:bold}.same{color:#666}\
 .base{font-size:11px;color:#fff;background:#555;border-radius:3px;padding:0 4px}\
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(500px,1fr));gap:14px}\
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(460px,1fr));gap:14px}\
 .grid3{display:grid;grid-template-columns:repeat(3,minmax(0,1fr));gap:14px}\
 .grid svg,.grid3 svg{width:100%;height:auto;border:1px solid #eee}\
 .note{color:#8a5a00;background:#fff8e6;border-left:3px solid #e0a800;padding:4px 10px;margin:.5em 0}\
