@@ -71,6 +71,7 @@ fn options(dir: &Path) -> SweepOptions {
         envoy_bin: None,
         filter_wasm: None,
         progress: false,
+        repeat: 1,
     }
 }
 
@@ -158,22 +159,32 @@ async fn a_two_strategy_sweep_writes_both_csvs_and_a_report() {
         assert!(dir.join(format!("requests/{strategy}.jsonl")).is_file());
     }
 
-    let page = std::fs::read_to_string(write_report(&dir, None).unwrap()).unwrap();
+    // The router's decision header is recorded per request, from real responses.
+    for strategy in ["round_robin", "prefix_aware"] {
+        let detail = std::fs::read_to_string(dir.join(format!("requests/{strategy}.jsonl"))).unwrap();
+        let decided =
+            detail.lines().filter(|l| l.contains(&format!("\"decision\":\"policy={strategy};"))).count();
+        assert_eq!(decided, 20, "{strategy}: every request carries its decision");
+    }
+
+    let page = std::fs::read_to_string(write_report(&dir, None, None).unwrap()).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>"));
     for chart in [
-        "TTFT (ms)",
-        "TPOT (ms)",
-        "E2E latency (ms)",
+        "Time to first token (ms)",
+        "Time per output token (ms)",
+        "End-to-end latency (ms)",
         "Request throughput",
-        "TTFT CDF",
-        "requests in flight",
-        "Prefix cache hit rate per replica",
+        "TTFT distribution",
+        "Decision reasons per strategy",
+        "requests in flight per replica",
+        "Prefix-cache hit rate per replica",
         "Share of requests per replica",
     ] {
         assert!(page.contains(chart), "chart `{chart}` missing");
     }
-    // TTFT, TPOT, E2E (3) + throughput (2) + CDF (1) + in flight per strategy (2) + per replica (2).
-    assert_eq!(page.matches("<svg").count(), 10);
+    // Latency (4) + throughput (2) + decisions (1) + distributions (3) + 3 over time per
+    // strategy (6) + per replica (2).
+    assert_eq!(page.matches("<svg").count(), 18);
     assert!(!page.contains("<script") && !page.contains("<link") && !page.contains("src="), "self-contained");
     if std::env::var_os("PREFIXGATE_KEEP_SWEEP").is_none() {
         let _ = std::fs::remove_dir_all(&dir);

@@ -73,6 +73,10 @@ struct SweepArgs {
     /// with prefixgate, runs instead of the embedded module.
     #[arg(long)]
     filter_wasm: Option<PathBuf>,
+    /// Run each strategy this many times, each on a fresh fleet, one CSV row per
+    /// run (with its `repeat`); the report shows the mean and spread.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    repeat: u16,
     /// Also write the HTML report when the sweep ends.
     #[arg(long)]
     report: bool,
@@ -87,6 +91,10 @@ struct ReportArgs {
     /// Where to write the page (default: <input-dir>/report/index.html).
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Strategy the others are compared with (default: round_robin when
+    /// present, else the first).
+    #[arg(long)]
+    baseline: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -136,7 +144,7 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Sweep(args) => sweep(args).await,
         Command::Lab(args) => lab(&args).map(|_| ()),
         Command::Report(args) => {
-            let path = write_report(&args.input_dir, args.output.as_deref())?;
+            let path = write_report(&args.input_dir, args.output.as_deref(), args.baseline.as_deref())?;
             println!("report: {}", path.display());
             Ok(())
         }
@@ -162,11 +170,11 @@ async fn sweep(args: SweepArgs) -> Result<()> {
     }
     config.validate()?;
     if config.server.mode == Mode::Lab {
-        let runs = sweep_in_lab(&config, &args.output_dir)?;
+        let runs = sweep_in_lab(&config, &args.output_dir, usize::from(args.repeat))?;
         println!("\n{}", scorecard_table(&runs));
         println!("results: {}", args.output_dir.display());
         if args.report {
-            let path = write_report(&args.output_dir, None)?;
+            let path = write_report(&args.output_dir, None, None)?;
             println!("report: {}", path.display());
         }
         return Ok(());
@@ -178,12 +186,13 @@ async fn sweep(args: SweepArgs) -> Result<()> {
         envoy_bin: args.envoy_bin,
         filter_wasm: args.filter_wasm,
         progress: true,
+        repeat: usize::from(args.repeat),
     };
     let reports = run_sweep(&config, &options).await?;
     println!("\n{}", comparison_table(&reports));
     println!("results: {}", args.output_dir.display());
     if args.report {
-        let path = write_report(&args.output_dir, None)?;
+        let path = write_report(&args.output_dir, None, None)?;
         println!("report: {}", path.display());
     }
     Ok(())

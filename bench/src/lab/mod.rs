@@ -104,6 +104,8 @@ pub struct LabRun {
     pub wall_seconds: f64,
     /// Engine steps simulated.
     pub steps: u64,
+    /// Which repetition of the strategy this is, from 1 (`sweep --repeat`).
+    pub repeat: usize,
 }
 
 impl LabArgs {
@@ -248,7 +250,14 @@ pub fn run_strategy(
         scorecard: Some(result.scorecard),
         outcomes: result.outcomes,
     };
-    Ok(LabRun { label: strategy.label.clone(), report, plugin_config, wall_seconds, steps: result.steps })
+    Ok(LabRun {
+        label: strategy.label.clone(),
+        report,
+        plugin_config,
+        wall_seconds,
+        steps: result.steps,
+        repeat: 1,
+    })
 }
 
 /// Writes a lab run to a sweep output directory as the sweep does: a line of
@@ -256,9 +265,10 @@ pub fn run_strategy(
 pub fn record_run(dir: &Path, fleet: &LabFleet, benchmark_label: &str, run: &LabRun) -> Result<()> {
     std::fs::create_dir_all(dir.join("requests")).with_context(|| format!("creating {}", dir.display()))?;
     crate::load::run::append_record(&run.report, &dir.join("results.jsonl"))?;
-    let requests = requests_file(&run.label);
+    let requests = requests_file(&run.label, run.repeat);
     crate::load::run::write_outcomes(&run.report.outcomes, &dir.join(&requests))?;
-    let settings = RunSettings { server: &fleet.server, benchmark_label, strategy: &run.label };
+    let settings =
+        RunSettings { server: &fleet.server, benchmark_label, strategy: &run.label, repeat: run.repeat };
     let card = run.report.scorecard.clone().unwrap_or_default();
     let extras = [
         ("router", "lab".to_owned()),
@@ -274,8 +284,11 @@ pub fn record_run(dir: &Path, fleet: &LabFleet, benchmark_label: &str, run: &Lab
 }
 
 /// Runs a sweep file's strategies in the lab (`[server] mode = "lab"`), writing the
-/// sweep's files to `output_dir`.
-pub fn sweep_in_lab(config: &SweepConfig, output_dir: &Path) -> Result<Vec<LabRun>> {
+/// sweep's files to `output_dir`; `repeat` rounds of them, as the sweep does. Every
+/// repetition sends the same requests; unless a strategy sets its `seed`, the router's
+/// seed of repetition K is the run's seed + K − 1, so repetitions differ in the
+/// router's random choices (a deterministic policy repeats itself exactly).
+pub fn sweep_in_lab(config: &SweepConfig, output_dir: &Path, repeat: usize) -> Result<Vec<LabRun>> {
     let s = &config.server;
     let args = config.bench.run_args("lab", &s.model_name, 1.0)?;
     let sim = SimConfig {
@@ -292,14 +305,23 @@ pub fn sweep_in_lab(config: &SweepConfig, output_dir: &Path) -> Result<Vec<LabRu
     };
     let fleet = LabFleet { sim, replicas: s.num_servers, routers: s.routers.max(1), server: s.clone() };
     let requests = build_requests(&args)?;
-    let mut runs = Vec::with_capacity(config.strategies.len());
-    for (label, strategy) in &config.strategies {
-        let plugin_config = serde_json::to_value(strategy.filter_config(&[]))
-            .with_context(|| format!("strategy `{label}`: plugin configuration"))?;
-        let strategy = LabStrategy { label: label.clone(), plugin_config };
-        let run = run_strategy(&args, &requests, &fleet, &strategy)?;
-        record_run(output_dir, &fleet, config.bench.benchmark_label(), &run)?;
-        runs.push(run);
+    let repeats = repeat.max(1);
+    let mut runs = Vec::with_capacity(config.strategies.len() * repeats);
+    for k in 1..=repeats {
+        for (label, strategy) in &config.strategies {
+            let mut plugin_config = serde_json::to_value(strategy.filter_config(&[]))
+                .with_context(|| format!("strategy `{label}`: plugin configuration"))?;
+            if let Some(obj) = plugin_config.as_object_mut() {
+                if obj.get("seed").is_none_or(serde_json::Value::is_null) {
+                    obj.insert("seed".into(), args.seed.wrapping_add(k as u64 - 1).into());
+                }
+            }
+            let strategy = LabStrategy { label: label.clone(), plugin_config };
+            let mut run = run_strategy(&args, &requests, &fleet, &strategy)?;
+            run.repeat = k;
+            record_run(output_dir, &fleet, config.bench.benchmark_label(), &run)?;
+            runs.push(run);
+        }
     }
     Ok(runs)
 }

@@ -420,6 +420,7 @@ impl Lab<'_> {
             return;
         };
         outcome.backend = Some(decision.backend.clone());
+        outcome.decision = Some(decision.header_value());
         let sim = Arc::clone(&self.shared.config);
         let tokenizer = Arc::clone(&self.shared.tokenizer);
         let admission = Admission {
@@ -522,6 +523,7 @@ impl Lab<'_> {
                 RequestEvent::Admitted { cached_tokens, .. } => {
                     // The replica's response headers: passive health sees a 200.
                     self.scorecard.delivered(cached_tokens);
+                    live.outcome.cached_tokens = Some(cached_tokens as u64);
                     let router = &self.routers[live.router];
                     let backend = &self.replicas[live.replica].address;
                     router.router.record_outcome(&router.store, backend, 200, now_ms(t));

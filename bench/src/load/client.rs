@@ -9,6 +9,13 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Response header naming the replica the router chose.
+pub const BACKEND_HEADER: &str = "x-prefixgate-backend";
+/// Response header saying why the router chose it (policy, reason, match ratio, load).
+pub const DECISION_HEADER: &str = "x-prefixgate-decision";
+/// Response header of `vllm-sim`: prompt tokens found in the replica's prefix cache.
+pub const CACHED_TOKENS_HEADER: &str = "x-sim-cached-tokens";
+
 /// Which endpoint the driver calls (bench_serving's `--backend`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 pub enum Api {
@@ -122,8 +129,10 @@ pub async fn send(
         Ok(r) => r,
         Err(e) => return failed(outcome, format!("connection error: {e}")),
     };
-    outcome.backend =
-        response.headers().get("x-prefixgate-backend").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    outcome.backend = header(BACKEND_HEADER);
+    outcome.decision = header(DECISION_HEADER);
+    outcome.cached_tokens = header(CACHED_TOKENS_HEADER).and_then(|v| v.trim().parse().ok());
     let status = response.status();
     let mut body = response.into_body();
     if !status.is_success() {
@@ -158,9 +167,7 @@ pub async fn send(
                     format!("malformed chunk: {}", payload.chars().take(120).collect::<String>()),
                 );
             };
-            if let Some(n) = chunk.pointer("/usage/completion_tokens").and_then(Value::as_u64) {
-                outcome.output_len = n;
-            }
+            usage(&chunk, &mut outcome);
             if chunk.get("error").is_some() || chunk.get("object").and_then(Value::as_str) == Some("error") {
                 return failed(outcome, format!("error event: {payload}"));
             }
@@ -177,11 +184,7 @@ pub async fn send(
         outcome.latency_s = start.elapsed().as_secs_f64();
         outcome.ttft_s = outcome.latency_s;
         match serde_json::from_slice::<Value>(&whole) {
-            Ok(v) => {
-                if let Some(n) = v.pointer("/usage/completion_tokens").and_then(Value::as_u64) {
-                    outcome.output_len = n;
-                }
-            }
+            Ok(v) => usage(&v, &mut outcome),
             Err(e) => return failed(outcome, format!("malformed response: {e}")),
         }
     } else if last_token.is_none() {
@@ -189,6 +192,17 @@ pub async fn send(
     }
     outcome.success = true;
     outcome
+}
+
+/// Takes the output length and, when reported, the cached prompt tokens from a
+/// response's (or a chunk's) `usage`.
+fn usage(v: &Value, outcome: &mut RequestOutcome) {
+    if let Some(n) = v.pointer("/usage/completion_tokens").and_then(Value::as_u64) {
+        outcome.output_len = n;
+    }
+    if let Some(n) = v.pointer("/usage/prompt_tokens_details/cached_tokens").and_then(Value::as_u64) {
+        outcome.cached_tokens = Some(n);
+    }
 }
 
 fn chunk_text(chunk: &Value, api: Api) -> Option<&str> {

@@ -24,6 +24,14 @@ pub struct RequestOutcome {
     /// Replica that served it (`x-prefixgate-backend`), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
+    /// The router's decision (`x-prefixgate-decision`, e.g. `policy=prefix_aware;
+    /// reason=prefix_match; match=0.83; load=2`), when it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// Prompt tokens the replica found in its prefix cache, when it said
+    /// (`x-sim-cached-tokens`, or `usage.prompt_tokens_details.cached_tokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_tokens: Option<u64>,
     /// Why it failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -2,11 +2,9 @@
 //! writes: a header and rows of cells, as Markdown (the sweep's and the
 //! lab's tables, `proxy-bench`) or as an HTML `<table>` (the report).
 //!
-//! [`comparison`] is the strategy comparison itself, the same columns
-//! whether the figures come from a run just made ([`ComparisonRow::of_report`])
-//! or from a sweep's CSVs ([`ComparisonRow::of_result`]).
+//! [`comparison`] is the strategy comparison the sweep prints when it ends,
+//! from the runs just made ([`ComparisonRow::of_report`]).
 
-use super::data::StrategyResult;
 use crate::load::run::RunReport;
 use std::fmt::Write as _;
 
@@ -70,10 +68,7 @@ impl Table {
     }
 }
 
-/// `s` with the characters HTML gives a meaning to replaced by entities.
-pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
+pub use super::svg::escape;
 
 /// `v` with `decimals` digits, `n/a` when it is not a number.
 pub fn fixed(v: f64, decimals: usize) -> String {
@@ -138,25 +133,6 @@ impl ComparisonRow {
                 .vllm
                 .as_ref()
                 .map(|v| v.replicas.iter().map(|x| x.request_share).fold(0.0, f64::max)),
-        }
-    }
-
-    /// The row of a strategy read back from a sweep's CSVs.
-    pub fn of_result(r: &StrategyResult) -> Self {
-        let busiest =
-            r.per_replica("replica_request_shares").into_iter().filter(|x| x.is_finite()).reduce(f64::max);
-        Self {
-            label: r.label.clone(),
-            completed: r.serve_f64("completed"),
-            failed: r.serve_f64("failed"),
-            request_throughput: r.serve_f64("request_throughput"),
-            output_throughput: r.serve_f64("output_throughput"),
-            ttft_mean_ms: r.serve_f64("mean_ttft_ms"),
-            ttft_p99_ms: r.serve_f64("p99_ttft_ms"),
-            tpot_mean_ms: r.serve_f64("mean_tpot_ms"),
-            e2e_mean_ms: r.serve_f64("mean_e2e_latency_ms"),
-            cache_hit: Some(r.vllm_f64("prefix_cache_hit_rate")).filter(|x| x.is_finite()),
-            busiest_replica: busiest,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The sweep's two result files, one row per strategy run:
 //! `serve_sharegpt_sweep_results.csv` (client side, bench_serving's metrics)
 //! and `vllm_sharegpt_sweep_results.csv` (the replicas' `/metrics` deltas).
-//! Both start with the same settings columns, so rows join on them.
+//! Both start with the same settings columns and end with `repeat`, so rows
+//! join on them.
 
 use super::config::ServerSettings;
 use crate::load::run::RunReport;
@@ -27,6 +28,8 @@ pub struct RunSettings<'a> {
     pub benchmark_label: &'a str,
     /// The strategy's label.
     pub strategy: &'a str,
+    /// Which repetition of the strategy this run is, from 1 (`sweep --repeat`).
+    pub repeat: usize,
 }
 
 fn num(x: f64) -> String {
@@ -97,6 +100,13 @@ pub fn serve_row(s: &RunSettings<'_>, report: &RunReport, extras: &[(&str, Strin
     push(&mut row, "total_output_tokens", m.total_output_tokens);
     push(&mut row, "concurrency", num(m.concurrency));
     push(&mut row, "prefix_groups", report.prefix_groups);
+    let dataset = report.args.dataset_name.map(|d| d.name()).unwrap_or_else(|| {
+        if report.args.dataset_path.is_some() { "sharegpt" } else { "synthetic" }.to_owned()
+    });
+    push(&mut row, "dataset_name", dataset);
+    push(&mut row, "profile", &s.server.profile);
+    push(&mut row, "time_scale", num(s.server.time_scale));
+    push(&mut row, "repeat", s.repeat);
     for (k, v) in extras {
         push(&mut row, k, v);
     }
@@ -126,6 +136,7 @@ pub fn vllm_row(s: &RunSettings<'_>, report: &RunReport) -> Row {
         "replica_prefix_cache_hit_rates",
         list(&|r| r.prefix_cache_hit_rate.map(num).unwrap_or_default()),
     );
+    push(&mut row, "repeat", s.repeat);
     row
 }
 

@@ -30,14 +30,29 @@ pub struct SweepOptions {
     pub filter_wasm: Option<PathBuf>,
     /// Show a progress bar per run.
     pub progress: bool,
+    /// Runs of each strategy, each on a fresh fleet (0 counts as 1).
+    pub repeat: usize,
 }
 
-/// Per-request detail of a strategy's run, relative to the output directory.
-pub fn requests_file(strategy: &str) -> PathBuf {
-    Path::new("requests").join(format!("{strategy}.jsonl"))
+/// The name a strategy's files take for one repetition: the label for the
+/// first, `label.repeat-K` for the K-th after it.
+pub fn run_name(strategy: &str, repeat: usize) -> String {
+    if repeat <= 1 {
+        strategy.to_owned()
+    } else {
+        format!("{strategy}.repeat-{repeat}")
+    }
 }
 
-/// Runs every strategy in order and returns their reports.
+/// Per-request detail of a strategy's run (repetition `repeat`, from 1),
+/// relative to the output directory.
+pub fn requests_file(strategy: &str, repeat: usize) -> PathBuf {
+    Path::new("requests").join(format!("{}.jsonl", run_name(strategy, repeat)))
+}
+
+/// Runs every strategy in order, `repeat` rounds of them (each strategy once
+/// per round, so that drift over time touches every strategy alike), and
+/// returns their reports, labelled `label` or `label (repeat K)`.
 pub async fn run_sweep(config: &SweepConfig, options: &SweepOptions) -> Result<Vec<(String, RunReport)>> {
     let out = &options.output_dir;
     std::fs::create_dir_all(out.join("requests")).with_context(|| format!("creating {}", out.display()))?;
@@ -51,28 +66,46 @@ pub async fn run_sweep(config: &SweepConfig, options: &SweepOptions) -> Result<V
         options.envoy_bin.as_deref(),
         options.filter_wasm.as_deref(),
     )?;
-    let mut reports = Vec::with_capacity(config.strategies.len());
-    for (label, strategy) in &config.strategies {
-        eprintln!("prefixgate-bench: sweep: {label} ({})", strategy.policy());
-        let report = run_strategy(config, options, label, strategy, sim_bin.as_deref(), &router)
-            .await
-            .with_context(|| format!("strategy `{label}`"))?;
-        reports.push((label.clone(), report));
+    let repeats = options.repeat.max(1);
+    let mut reports = Vec::with_capacity(config.strategies.len() * repeats);
+    for repeat in 1..=repeats {
+        for (label, strategy) in &config.strategies {
+            let run = Run { label, strategy, repeat };
+            match repeats {
+                1 => eprintln!("prefixgate-bench: sweep: {label} ({})", strategy.policy()),
+                n => eprintln!(
+                    "prefixgate-bench: sweep: {label} ({}), repeat {repeat} of {n}",
+                    strategy.policy()
+                ),
+            }
+            let report = run_strategy(config, options, &run, sim_bin.as_deref(), &router)
+                .await
+                .with_context(|| format!("strategy `{label}`, repeat {repeat}"))?;
+            let shown = if repeats == 1 { label.clone() } else { format!("{label} (repeat {repeat})") };
+            reports.push((shown, report));
+        }
     }
     Ok(reports)
+}
+
+/// One run of the sweep: which strategy, which repetition.
+struct Run<'a> {
+    label: &'a str,
+    strategy: &'a Strategy,
+    repeat: usize,
 }
 
 async fn run_strategy(
     config: &SweepConfig,
     options: &SweepOptions,
-    label: &str,
-    strategy: &Strategy,
+    run_of: &Run<'_>,
     sim_bin: Option<&Path>,
     router_programs: &RouterPrograms,
 ) -> Result<RunReport> {
+    let Run { label, strategy, repeat } = *run_of;
     let out = &options.output_dir;
     let server = &config.server;
-    let logs = LogFiles::create(&out.join("logs"), label)?;
+    let logs = LogFiles::create(&out.join("logs"), &run_name(label, repeat))?;
     let timeout = Duration::from_secs_f64(server.startup_timeout_s);
     // One process per replica, as vLLM runs one server per GPU.
     let mut fleet: Vec<SimProcess> = Vec::new();
@@ -122,9 +155,10 @@ async fn run_strategy(
     drop(fleet);
 
     append_record(&report, &out.join("results.jsonl"))?;
-    let requests = requests_file(label);
+    let requests = requests_file(label, repeat);
     write_outcomes(&report.outcomes, &out.join(&requests))?;
-    let settings = RunSettings { server, benchmark_label: config.bench.benchmark_label(), strategy: label };
+    let settings =
+        RunSettings { server, benchmark_label: config.bench.benchmark_label(), strategy: label, repeat };
     let extras = [
         ("router", server.router.as_str().to_owned()),
         ("plugin_config", plugin_config),
