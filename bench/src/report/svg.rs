@@ -2,6 +2,11 @@
 //! ticks and grid, and the legend in its own column to the right of it, so
 //! that a legend never covers data. Charts are plain SVG strings with a
 //! `viewBox`, so the page's grid can scale them to its columns.
+//!
+//! Drawn here rather than with a charting crate: plotters, which the report
+//! used before, puts its legend inside the plot area and cannot attach the
+//! SVG `<title>` tooltips that carry each replica's address and each bar's
+//! spread; the report needs only axes, lines, bars and whiskers.
 
 use std::fmt::Write as _;
 
