@@ -66,7 +66,7 @@ fn fresh_dir(tag: &str) -> PathBuf {
 fn options(dir: &Path) -> SweepOptions {
     SweepOptions {
         output_dir: dir.to_owned(),
-        vllm_sim_bin: Some(PathBuf::from(env!("CARGO_BIN_EXE_vllm-sim"))),
+        vllm_sim_bin: Some(prefixgate_launch::VLLM_SIM.locate_or_build().unwrap()),
         prefixgate_bin: None,
         envoy_bin: None,
         filter_wasm: None,

@@ -25,7 +25,7 @@ pub struct Program {
 pub const PREFIXGATE: Program = Program { package: "prefixgate", bin: "prefixgate", env: "PREFIXGATE_BIN" };
 
 /// The simulated vLLM replica.
-pub const VLLM_SIM: Program = Program { package: "prefixgate-bench", bin: "vllm-sim", env: "VLLM_SIM_BIN" };
+pub const VLLM_SIM: Program = Program { package: "vllm-sim", bin: "vllm-sim", env: "VLLM_SIM_BIN" };
 
 /// The workspace root (this crate's parent directory).
 pub fn workspace_root() -> PathBuf {
@@ -132,6 +132,7 @@ impl Program {
     pub fn locate(&self, explicit: Option<&Path>) -> Result<PathBuf, LaunchError> {
         let hint = match self.bin {
             "prefixgate" => "build it with `cargo build --release -p prefixgate`",
+            "vllm-sim" => "build it with `cargo build --release -p vllm-sim`",
             _ => "build it with `cargo build --release -p prefixgate-bench`",
         };
         find_executable(explicit, self.env, self.bin, hint)

@@ -209,16 +209,10 @@ fn test() -> Result<()> {
 fn bench(which: Bench) -> Result<()> {
     match which {
         Bench::Filter => run::cargo(&["bench", "--package", "prefixgate-filter"]),
-        Bench::Sim => run::cargo(&[
-            "run",
-            "--release",
-            "--package",
-            "prefixgate-bench",
-            "--bin",
-            "vllm-sim",
-            "--",
-            "--calibrate",
-        ]),
+        Bench::Sim => {
+            let sim = prefixgate_launch::VLLM_SIM;
+            run::cargo(&["run", "--release", "--package", sim.package, "--bin", sim.bin, "--", "--calibrate"])
+        }
         Bench::Lab => {
             let lab = |flags: &str| {
                 let mut args =

@@ -89,7 +89,7 @@ fn run_driver(
 pub fn soak(args: &[String], wasm: &Path) -> Result<()> {
     let envoy = crate::envoy::ensure_envoy()?;
     crate::run::cargo_with_env(
-        &["build", "--release", "--package", "prefixgate", "--package", "prefixgate-bench", "--bins"],
+        &["build", "--release", "--package", PREFIXGATE.package, "--package", VLLM_SIM.package, "--bins"],
         &[("PREFIXGATE_FILTER_WASM", wasm.as_os_str())],
     )?;
     let (prefixgate, vllm_sim) = (binary("release", PREFIXGATE)?, binary("release", VLLM_SIM)?);
@@ -109,7 +109,7 @@ pub fn soak(args: &[String], wasm: &Path) -> Result<()> {
 /// tests built: fails when a bound breaks or it runs over its time limit.
 pub fn quick(wasm: &Path, prefixgate: &Path, envoy: &Path) -> Result<()> {
     crate::run::cargo_with_env(
-        &["build", "--package", "prefixgate-bench", "--bin", "vllm-sim"],
+        &["build", "--package", VLLM_SIM.package, "--bin", VLLM_SIM.bin],
         &[("PREFIXGATE_FILTER_WASM", OsStr::new(wasm))],
     )?;
     let vllm_sim = binary("debug", VLLM_SIM)?;

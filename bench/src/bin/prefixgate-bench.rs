@@ -57,6 +57,14 @@ struct SweepArgs {
     /// Router in front of the replicas.
     #[arg(long, value_enum)]
     router: Option<Router>,
+    /// `wall` (processes on loopback, on the wall clock) or `lab` (in
+    /// process, in virtual time); overrides `[server] mode`.
+    #[arg(long, value_enum)]
+    mode: Option<Mode>,
+    /// Simulated seconds per wall-clock second of the simulated fleet;
+    /// overrides `[server] time_scale` (wall mode only).
+    #[arg(long)]
+    time_scale: Option<f64>,
     /// Run only these strategies (labels, comma-separated), in config order.
     #[arg(long, value_delimiter = ',')]
     strategies: Vec<String>,
@@ -159,6 +167,12 @@ async fn sweep(args: SweepArgs) -> Result<()> {
     }
     if let Some(r) = args.router {
         config.server.router = r;
+    }
+    if let Some(mode) = args.mode {
+        config.server.mode = mode;
+    }
+    if let Some(scale) = args.time_scale {
+        config.server.time_scale = scale;
     }
     if !args.strategies.is_empty() {
         for s in &args.strategies {

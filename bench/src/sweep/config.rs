@@ -73,7 +73,7 @@ impl Router {
 }
 
 /// How a sweep runs each strategy.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Real processes on loopback: `vllm-sim` replicas behind the router, on the wall clock.
