@@ -92,6 +92,11 @@ pub struct RunArgs {
     /// Requests per second (Poisson arrivals); `inf` sends all at once.
     #[arg(long, default_value = "inf")]
     pub request_rate: f64,
+    /// bench_serving's burstiness: gaps between arrivals are gamma-distributed
+    /// with this shape and mean 1 / `--request-rate`. 1 is Poisson; below 1
+    /// arrivals come in bursts, above 1 more evenly spaced.
+    #[arg(long, default_value_t = 1.0, value_parser = positive_f64)]
+    pub burstiness: f64,
     /// Requests in flight at most.
     #[arg(long)]
     pub max_concurrency: Option<usize>,
@@ -213,21 +218,40 @@ pub fn build_requests(args: &RunArgs) -> Result<Workload> {
 pub struct Arrivals {
     rng: fastrand::Rng,
     rate: f64,
+    /// Gamma-distributed gaps, when the burstiness is not 1 (bench_serving's
+    /// `np.random.gamma(shape=burstiness, scale=1 / (rate * burstiness))`).
+    bursts: Option<(rand::rngs::StdRng, rand_distr::Gamma<f64>)>,
 }
 
 impl Arrivals {
     /// The arrivals of a run with these flags.
     pub fn new(args: &RunArgs) -> Self {
-        Self { rng: fastrand::Rng::with_seed(args.seed), rate: args.request_rate }
+        let rate = args.request_rate;
+        let bursts = (args.burstiness != 1.0 && rate.is_finite() && rate > 0.0)
+            .then(|| rand_distr::Gamma::new(args.burstiness, 1.0 / (rate * args.burstiness)).ok())
+            .flatten()
+            .map(|gamma| (rand::SeedableRng::seed_from_u64(args.seed), gamma));
+        Self { rng: fastrand::Rng::with_seed(args.seed), rate, bursts }
     }
 
     /// Simulated seconds between one request and the next (0 with an infinite rate).
     pub fn next_gap(&mut self) -> f64 {
+        if let Some((rng, gamma)) = &mut self.bursts {
+            return rand_distr::Distribution::sample(gamma, rng);
+        }
         if self.rate.is_finite() && self.rate > 0.0 {
             -(1.0 - self.rng.f64()).ln() / self.rate
         } else {
             0.0
         }
+    }
+}
+
+/// A finite number above 0, for clap.
+fn positive_f64(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{text}` is not a number above 0")),
     }
 }
 
@@ -452,6 +476,7 @@ pub fn append_record(report: &RunReport, path: &std::path::Path) -> Result<()> {
         "label": report.args.label,
         "dataset_name": report.args.dataset_name,
         "request_rate": report.args.request_rate,
+        "burstiness": report.args.burstiness,
         "max_concurrency": report.args.max_concurrency,
         "num_prompts": report.args.num_prompts,
         "max_conversations": report.args.max_conversations,
@@ -526,5 +551,58 @@ mod progress_tests {
         let line = progress_line(50, 200, Duration::from_secs(10));
         assert_eq!(line, "prefixgate-bench: 50/200 requests, 5.0 req/s, ETA 30 s");
         assert!(progress_line(0, 200, Duration::from_secs(10)).ends_with("ETA unknown"));
+    }
+}
+
+#[cfg(test)]
+mod arrival_tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: RunArgs,
+    }
+
+    fn parse(flags: &[&str]) -> Result<RunArgs, clap::Error> {
+        Cli::try_parse_from(["run"].iter().chain(flags)).map(|cli| cli.args)
+    }
+
+    fn arrivals(flags: &[&str]) -> Arrivals {
+        Arrivals::new(&parse(flags).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    /// Mean and coefficient of variation of `n` gaps.
+    fn shape(a: &mut Arrivals, n: usize) -> (f64, f64) {
+        let gaps: Vec<f64> = (0..n).map(|_| a.next_gap()).collect();
+        let mean = gaps.iter().sum::<f64>() / n as f64;
+        let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / n as f64;
+        (mean, var.sqrt() / mean)
+    }
+
+    #[test]
+    fn burstiness_one_is_the_poisson_process_it_always_was() {
+        let mut a = arrivals(&["--request-rate", "10", "--seed", "7"]);
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..100 {
+            assert_eq!(a.next_gap(), -(1.0 - rng.f64()).ln() / 10.0);
+        }
+    }
+
+    #[test]
+    fn burstiness_keeps_the_rate_and_changes_the_spread() {
+        // Gamma gaps: mean 1 / rate whatever the shape; CV = 1 / sqrt(shape).
+        for (burstiness, cv) in [("0.25", 2.0), ("1", 1.0), ("4", 0.5)] {
+            let mut a = arrivals(&["--request-rate", "10", "--burstiness", burstiness]);
+            let (mean, measured_cv) = shape(&mut a, 200_000);
+            assert!((mean - 0.1).abs() < 0.005, "burstiness {burstiness}: mean gap {mean}");
+            assert!(
+                (measured_cv - cv).abs() < 0.1 * cv,
+                "burstiness {burstiness}: CV {measured_cv}, expected {cv}"
+            );
+        }
+        assert!(parse(&["--burstiness", "0"]).is_err());
+        assert!(parse(&["--burstiness", "nan"]).is_err());
     }
 }

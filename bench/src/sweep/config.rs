@@ -278,6 +278,9 @@ pub struct BenchSettings {
     pub max_prompt_len: Option<usize>,
     /// Requests per second (Poisson); `inf` sends all at once. Default `inf`.
     pub request_rate: Option<f64>,
+    /// Gamma shape of the gaps between arrivals (bench_serving's
+    /// `--burstiness`): 1 is Poisson, below 1 bursty. Default 1.
+    pub burstiness: Option<f64>,
     /// Requests in flight at most. Default unlimited.
     pub max_concurrency: Option<usize>,
     /// Non-streaming requests. Default false.
@@ -318,7 +321,7 @@ impl BenchSettings {
             ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { a.$f = v; } )* };
         }
         set!(backend, max_conversations, num_prompts, min_output_len, max_output_len);
-        set!(min_prompt_len, max_prompt_len, request_rate, seed);
+        set!(min_prompt_len, max_prompt_len, request_rate, burstiness, seed);
         a.shapes = self.shape_args()?;
         Ok(a)
     }
@@ -400,6 +403,11 @@ impl SweepConfig {
         if let Some(r) = self.bench.request_rate {
             if r.is_nan() || r <= 0.0 {
                 bail!("`bench.request_rate`: must be positive (or `inf`), got {r}");
+            }
+        }
+        if let Some(b) = self.bench.burstiness {
+            if !(b.is_finite() && b > 0.0) {
+                bail!("`bench.burstiness`: must be a number above 0, got {b}");
             }
         }
         self.bench.shape_args()?;
