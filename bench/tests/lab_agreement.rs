@@ -7,6 +7,8 @@
 //! token on the hit rate, so the bounds leave the wall clock's noise room and
 //! still fail when the lab models something else.
 
+#![allow(clippy::unwrap_used)]
+
 use prefixgate_bench::lab::sweep_in_lab;
 use prefixgate_bench::load::run::RunReport;
 use prefixgate_bench::sweep::config::{Mode, SweepConfig};
