@@ -62,13 +62,7 @@ impl Output {
     /// The file a stream is appended to, if any.
     async fn open(path: Option<&Path>) -> Result<Option<tokio::fs::File>, LaunchError> {
         let Some(path) = path else { return Ok(None) };
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .await
-            .map_err(|e| LaunchError::io("open log", path, e))?;
-        Ok(Some(file))
+        Ok(Some(tokio::fs::File::from_std(open_log(path)?)))
     }
 
     fn paths(&self) -> (Option<&Path>, Option<&Path>) {
@@ -77,6 +71,15 @@ impl Output {
             Output::Append { stdout, stderr } => (Some(stdout), Some(stderr)),
         }
     }
+}
+
+/// Opens `path` for appending a child's output, creating it if missing.
+pub(crate) fn open_log(path: &Path) -> Result<std::fs::File, LaunchError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| LaunchError::io("open log", path, e))
 }
 
 /// Writes `line` and a newline to `file` when there is one; a failed write

@@ -4,7 +4,7 @@
 //! and killed (and reaped) on drop.
 
 use crate::binary::find_executable;
-use crate::child::Output;
+use crate::child::{open_log, Output};
 use crate::envoy_config::{listener_address, render_bootstrap, EnvoySpec};
 use crate::http::{get, http_client};
 use crate::wait::poll_until;
@@ -88,7 +88,7 @@ impl EnvoyProcess {
         let log = dir.join(format!("{stem}.envoy.log"));
         let (stdout, stderr) = match &options.output {
             Output::Echo => (Stdio::null(), Stdio::null()),
-            Output::Append { stdout, stderr } => (append(stdout)?.into(), append(stderr)?.into()),
+            Output::Append { stdout, stderr } => (open_log(stdout)?.into(), open_log(stderr)?.into()),
         };
         let child = Command::new(binary)
             .arg("-c")
@@ -213,14 +213,6 @@ impl EnvoyProcess {
         let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
         format!("--- {} (warnings and errors, last {LOG_TAIL_LINES}) ---\n{tail}", self.log.display())
     }
-}
-
-fn append(path: &Path) -> Result<std::fs::File, LaunchError> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| LaunchError::io("open log", path, e))
 }
 
 impl Drop for EnvoyProcess {
