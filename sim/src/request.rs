@@ -101,6 +101,17 @@ impl SimRequest {
     pub fn new(req: NewRequest, block_size: usize, arrival: f64, queued: f64) -> Self {
         let mut block_hashes = Vec::new();
         extend_block_hashes(&mut block_hashes, &req.prompt, block_size, req.cache_salt);
+        Self::with_block_hashes(req, block_hashes, arrival, queued)
+    }
+
+    /// [`Self::new`] given the keys of the prompt's full blocks (what
+    /// [`extend_block_hashes`] gives for its block size and the request's cache salt).
+    pub fn with_block_hashes(
+        req: NewRequest,
+        block_hashes: Vec<BlockHash>,
+        arrival: f64,
+        queued: f64,
+    ) -> Self {
         Self {
             id: req.id,
             prompt_len: req.prompt.len(),
