@@ -112,10 +112,14 @@ impl SimRequest {
         arrival: f64,
         queued: f64,
     ) -> Self {
+        // Room for the output up front: growing a long prompt's vector at the first
+        // output token copied it whole.
+        let mut tokens = req.prompt;
+        tokens.reserve_exact(req.output_len.max(1));
         Self {
             id: req.id,
-            prompt_len: req.prompt.len(),
-            tokens: req.prompt,
+            prompt_len: tokens.len(),
+            tokens,
             num_computed: 0,
             block_hashes,
             cache_salt: req.cache_salt,
