@@ -97,7 +97,9 @@ type Read = Option<(Vec<u8>, Cas)>;
 impl<'a> ReadCache<'a> {
     /// An empty cache in front of `inner`.
     pub fn new(inner: &'a dyn SharedStore) -> Self {
-        Self { inner, reads: RefCell::default() }
+        // A routing decision reads a few dozen keys: start with room for them rather
+        // than growing the map from empty on every decision.
+        Self { inner, reads: RefCell::new(Map::with_capacity_and_hasher(64, Default::default())) }
     }
 }
 

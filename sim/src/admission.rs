@@ -147,14 +147,20 @@ impl Admission<'_> {
     /// The engine request for `prepared` under `id`: output length and finish reason
     /// from the prompt, the replica's seed and the request's, and its cache salt.
     pub fn new_request(&self, prepared: &Prepared, id: RequestId) -> NewRequest {
-        self.new_request_hashed(prepared, id, prompt_hash(&prepared.prompt))
+        self.request(prepared, prepared.prompt.clone(), id, prompt_hash(&prepared.prompt))
     }
 
     /// [`Self::new_request`] given `prompt_hash`, which must be [`prompt_hash`] of the
-    /// prepared prompt (kept by a caller that admits the same prompt many times).
-    pub fn new_request_hashed(&self, prepared: &Prepared, id: RequestId, prompt_hash: u64) -> NewRequest {
-        let p = prepared;
-        debug_assert_eq!(prompt_hash, self::prompt_hash(&p.prompt), "a stale prompt hash");
+    /// prepared prompt (kept by a caller that admits the same prompt many times); takes
+    /// `prepared` whole, so its prompt moves into the request instead of being copied.
+    pub fn new_request_hashed(&self, mut prepared: Prepared, id: RequestId, prompt_hash: u64) -> NewRequest {
+        debug_assert_eq!(prompt_hash, self::prompt_hash(&prepared.prompt), "a stale prompt hash");
+        let prompt = std::mem::take(&mut prepared.prompt);
+        self.request(&prepared, prompt, id, prompt_hash)
+    }
+
+    /// The engine request for `p` with its prompt ids `prompt` and their hash.
+    fn request(&self, p: &Prepared, prompt: Vec<u32>, id: RequestId, prompt_hash: u64) -> NewRequest {
         let seed = prompt_hash
             ^ self.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
             ^ p.params.seed.unwrap_or(0).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
@@ -162,7 +168,7 @@ impl Admission<'_> {
             choose_output(p.params.ignore_eos, p.params.min_tokens, p.max_tokens, seed);
         NewRequest {
             id,
-            prompt: p.prompt.clone(),
+            prompt,
             output_len,
             finish_reason,
             text_seed: seed,

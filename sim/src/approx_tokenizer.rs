@@ -55,8 +55,21 @@ pub fn token_id(piece: &str) -> u32 {
 /// Whether the character starting with byte `b` is a word character (a letter, a digit or
 /// any non-ASCII character): an ASCII letter or digit, or any byte of a non-ASCII character.
 fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || !b.is_ascii()
+    WORD_BYTES[usize::from(b)]
 }
+
+/// [`is_word_byte`] of every byte, looked up rather than computed: the word scan is the
+/// tokenizer's inner loop.
+static WORD_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = byte.is_ascii_alphanumeric() || !byte.is_ascii();
+        b += 1;
+    }
+    table
+};
 
 /// Whether ASCII byte `b` is whitespace as `char::is_whitespace` has it (which, unlike
 /// `u8::is_ascii_whitespace`, counts the vertical tab).
@@ -90,15 +103,15 @@ fn for_each_piece(text: &str, mut f: impl FnMut(&str)) {
         let word_start = usize::from(b == b' ' && bytes.get(pos + 1).is_some_and(|&n| is_word_byte(n)));
         if word_start == 1 || is_word_byte(b) {
             let mut end = pos + word_start;
-            let mut ascii = true;
+            let mut high = 0;
             while let Some(&w) = bytes.get(end) {
                 if !is_word_byte(w) {
                     break;
                 }
-                ascii &= w.is_ascii();
+                high |= w;
                 end += 1;
             }
-            emit_chunks(&text[pos..end], WORD_CHUNK, ascii, &mut f);
+            emit_chunks(&text[pos..end], WORD_CHUNK, high.is_ascii(), &mut f);
             pos = end;
             continue;
         }
@@ -138,6 +151,7 @@ fn for_each_piece(text: &str, mut f: impl FnMut(&str)) {
 
 /// Emits `s` as tokens of at most `chunk` characters; `ascii` says every character of
 /// `s` is one byte, so chunks can be cut by byte count.
+#[inline]
 fn emit_chunks(s: &str, chunk: usize, ascii: bool, f: &mut impl FnMut(&str)) {
     if ascii {
         let mut start = 0;

@@ -42,7 +42,8 @@ impl BlockPool {
             head: NIL,
             tail: NIL,
             num_free: 0,
-            cached: FastMap::default(),
+            // Each block holds at most one key: the map never grows past the pool.
+            cached: FastMap::with_capacity_and_hasher(n as usize, Default::default()),
             evictions: 0,
         };
         for id in 0..n {

@@ -1,6 +1,6 @@
 //! What the lab computes once per distinct prompt rather than once per request: the
-//! prompt the filter extracts from the body, the replica's token ids, the hash that
-//! seeds the output, and the prompt's block keys.
+//! request body (kept, with `max_tokens` rewritten), the prompt the filter extracts from
+//! it, the replica's token ids, the hash that seeds the output, and the block keys.
 //!
 //! A workload repeats its prompts (the pieces of a conversation dataset are sampled with
 //! replacement once `--num-prompts` exceeds them, a warm-up request repeats the first one,
@@ -47,6 +47,8 @@ pub struct Entry {
     _text: Option<Arc<str>>,
     /// The same for chat messages.
     _messages: Option<Arc<[(String, String)]>>,
+    /// The last request body sent with this prompt, taken out while a request uses it.
+    body: Option<serde_json::Value>,
     /// The filter's extracted prompt, per `max_prompt_chars`.
     extracted: Vec<(usize, Option<Box<str>>)>,
     /// The replica's token ids of the prompt.
@@ -81,6 +83,7 @@ impl PromptMemo {
         self.entries.entry(Key { address, chat }).or_insert_with(|| Entry {
             _text: (!chat).then(|| Arc::clone(&request.prompt)),
             _messages: chat.then(|| Arc::clone(&request.messages)),
+            body: None,
             extracted: Vec::new(),
             ids: None,
             hash: None,
@@ -90,6 +93,25 @@ impl PromptMemo {
 }
 
 impl Entry {
+    /// A request body for this prompt asking for `max_tokens`: the last one with its
+    /// `max_tokens` replaced (the only field in which two bodies for one prompt differ),
+    /// else what `build` makes. Give it back with [`Self::keep_body`].
+    pub fn body(&mut self, max_tokens: u64, build: impl FnOnce() -> serde_json::Value) -> serde_json::Value {
+        match self.body.take() {
+            Some(mut body) => {
+                body["max_tokens"] = max_tokens.into();
+                debug_assert_eq!(body, build(), "a reused body differs");
+                body
+            }
+            None => build(),
+        }
+    }
+
+    /// Keeps `body` for the next request with this prompt.
+    pub fn keep_body(&mut self, body: serde_json::Value) {
+        self.body = Some(body);
+    }
+
     /// The prompt the filter extracts with a budget of `max_chars` characters; `extract`
     /// computes it the first time.
     pub fn extracted(&mut self, max_chars: usize, extract: impl FnOnce() -> Option<String>) -> Option<&str> {

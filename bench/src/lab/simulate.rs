@@ -411,8 +411,8 @@ impl Lab<'_> {
             start_s: t - self.t0,
             ..Default::default()
         };
-        let body = request_body(&self.settings, request);
         let memo = self.memo.entry(request, self.endpoint == Endpoint::Chat);
+        let body = memo.body(request.output_len, || request_body(&self.settings, request));
         let path = self.path;
         let prompt = memo.extracted(self.max_prompt_chars, || {
             owned(extract_prompt(path, body.to_string().as_bytes(), self.max_prompt_chars))
@@ -450,7 +450,7 @@ impl Lab<'_> {
             .prepare_with(&body, self.endpoint, |text, special| memo.ids(|| tokenizer.encode(text, special)))
             .map(|p| {
                 let hash = memo.hash(|| prompt_hash(&p.prompt));
-                admission.new_request_hashed(&p, id, hash)
+                admission.new_request_hashed(p, id, hash)
             });
         let new_request = match admitted {
             Ok(r) => r,
@@ -477,6 +477,7 @@ impl Lab<'_> {
             keys
         });
         engine.core.add_request_keyed(new_request, keys, t);
+        memo.keep_body(body);
         if let Some(admitted) = engine.core.scheduler().get(id) {
             self.scorecard.routed(&admitted.block_hashes, admitted.prompt_len, block_size, replica);
         }
