@@ -392,6 +392,16 @@ pub fn lab(args: &LabArgs) -> Result<Vec<LabRun>> {
         }
         runs.push(run);
     }
+    if runs.len() > 1 {
+        let requests: usize = runs.iter().map(|r| r.report.outcomes.len()).sum();
+        let wall: f64 = runs.iter().map(|r| r.wall_seconds).sum();
+        eprintln!(
+            "prefixgate-bench: lab: all {} runs: {requests} requests in {wall:.3} s wall ({:.0} simulated requests per second; {} distinct prompts, each prepared once)",
+            runs.len(),
+            requests as f64 / wall.max(1e-9),
+            memo.len()
+        );
+    }
     println!("\n{}", scorecard_table(&runs));
     Ok(runs)
 }

@@ -38,7 +38,7 @@ use super::scorecard::ScorecardTracker;
 use crate::load::client::{request_body, Api, BenchRequest, ClientSettings};
 use crate::load::run::{Arrivals, RunArgs};
 use crate::load::stats::{RequestOutcome, Scorecard};
-use crate::load::vllm_side::{compare, MetricsSnapshot, VllmSide};
+use crate::load::vllm_side::{compare, without_buckets, MetricsSnapshot, VllmSide};
 
 /// Why a lab run cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -648,7 +648,12 @@ impl Lab<'_> {
         let after: Vec<MetricsSnapshot> = self
             .replicas
             .iter()
-            .map(|r| MetricsSnapshot::parse(&exposition::render(r.core.metrics(), &info)))
+            .map(|r| {
+                let page = exposition::render(r.core.metrics(), &info);
+                let snapshot = MetricsSnapshot::parse(&without_buckets(&page));
+                debug_assert_eq!(snapshot, MetricsSnapshot::parse(&page), "the buckets mattered");
+                snapshot
+            })
             .collect::<Result<_, _>>()
             .map_err(LabError::Metrics)?;
         Ok(compare(&urls, &before, &after))
