@@ -128,16 +128,23 @@ impl Entry {
         self.extracted[i].1.as_deref()
     }
 
-    /// The prompt's token ids; `encode` computes them the first time (an error is not
-    /// remembered).
-    pub fn ids(&mut self, encode: impl FnOnce() -> Result<Vec<u32>, String>) -> Result<Vec<u32>, String> {
-        if let Some(ids) = &self.ids {
-            debug_assert_eq!(Ok(ids), encode().as_ref(), "stale token ids");
-            return Ok(ids.clone());
+    /// The prompt's token ids, in a vector with room for `spare` more (the output the
+    /// engine appends, so that it never copies the prompt to grow); `encode` computes them
+    /// the first time (an error is not remembered).
+    pub fn ids(
+        &mut self,
+        spare: usize,
+        encode: impl FnOnce() -> Result<Vec<u32>, String>,
+    ) -> Result<Vec<u32>, String> {
+        if self.ids.is_none() {
+            self.ids = Some(encode()?);
+        } else {
+            debug_assert_eq!(self.ids.as_ref(), encode().as_ref().ok(), "stale token ids");
         }
-        let ids = encode()?;
-        self.ids = Some(ids.clone());
-        Ok(ids)
+        let ids = self.ids.as_deref().unwrap_or_default();
+        let mut out = Vec::with_capacity(ids.len() + spare);
+        out.extend_from_slice(ids);
+        Ok(out)
     }
 
     /// The prompt's hash; `hash` computes it the first time.

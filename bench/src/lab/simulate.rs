@@ -447,7 +447,10 @@ impl Lab<'_> {
         let id = RequestId(i as u64);
         let memo = self.memo.entry(&self.requests[i], self.endpoint == Endpoint::Chat);
         let admitted = admission
-            .prepare_with(&body, self.endpoint, |text, special| memo.ids(|| tokenizer.encode(text, special)))
+            .prepare_with(&body, self.endpoint, |text, special| {
+                // The engine appends at most `max_tokens` = `output_len` tokens.
+                memo.ids(request.output_len as usize, || tokenizer.encode(text, special))
+            })
             .map(|p| {
                 let hash = memo.hash(|| prompt_hash(&p.prompt));
                 admission.new_request_hashed(p, id, hash)
