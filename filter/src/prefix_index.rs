@@ -500,8 +500,8 @@ fn record_key(name: &str) -> String {
     format!("pg/ixb/{name}")
 }
 
-/// `pg/ix/{slot}` (decimal) into `buf`, digit by digit: a decision writes one key per
-/// prompt chunk, and `write!` cost as much as the rest of the key's work.
+/// `pg/ix/{slot}` (decimal) into `buf`, digit by digit rather than through `write!`'s
+/// formatting machinery: a decision writes one such key per prompt chunk.
 fn slot_key(buf: &mut String, slot: u64) {
     buf.clear();
     buf.push_str("pg/ix/");
