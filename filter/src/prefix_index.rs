@@ -500,10 +500,25 @@ fn record_key(name: &str) -> String {
     format!("pg/ixb/{name}")
 }
 
+/// `pg/ix/{slot}` (decimal) into `buf`, digit by digit rather than through `write!`'s
+/// formatting machinery: a decision writes one such key per prompt chunk.
 fn slot_key(buf: &mut String, slot: u64) {
-    use std::fmt::Write;
     buf.clear();
-    let _ = write!(buf, "pg/ix/{slot}");
+    buf.push_str("pg/ix/");
+    let mut digits = [0u8; 20];
+    let mut n = slot;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        buf.push(char::from(d));
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,13 @@ use std::collections::HashMap;
 /// Version stamp of a stored value, as proxy-wasm shared data hands it out.
 pub type Cas = u32;
 
+/// A map from store keys, hashed with foldhash (fixed seed) rather than std's SipHash:
+/// the keys are the filter's own, a routing decision reads and writes dozens of them, and
+/// SipHash showed among the hottest functions of a decision in the policy lab. Nothing
+/// iterates these maps in an order that matters (only sizes and a test's key listing), so
+/// no result changes.
+type Map<V> = HashMap<String, V, foldhash::fast::FixedState>;
+
 /// Why a write was not applied.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum StoreError {
@@ -82,7 +89,7 @@ where
 pub struct ReadCache<'a> {
     inner: &'a dyn SharedStore,
     /// Key → what reading it returned (absent keys too).
-    reads: RefCell<HashMap<String, Read>>,
+    reads: RefCell<Map<Read>>,
 }
 
 /// One read of a key: its bytes and CAS stamp, or `None` when absent.
@@ -91,7 +98,9 @@ type Read = Option<(Vec<u8>, Cas)>;
 impl<'a> ReadCache<'a> {
     /// An empty cache in front of `inner`.
     pub fn new(inner: &'a dyn SharedStore) -> Self {
-        Self { inner, reads: RefCell::default() }
+        // A routing decision reads a few dozen keys: start with room for them rather
+        // than growing the map from empty on every decision.
+        Self { inner, reads: RefCell::new(Map::with_capacity_and_hasher(64, Default::default())) }
     }
 }
 
@@ -120,7 +129,7 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct MemoryInner {
-    values: HashMap<String, (Vec<u8>, Cas)>,
+    values: Map<(Vec<u8>, Cas)>,
     next_cas: Cas,
 }
 

@@ -52,6 +52,12 @@ fn fnv64(bytes: impl IntoIterator<Item = u8>) -> u64 {
     h
 }
 
+/// The hash of a prompt's token ids that seeds its output length and text (FNV-1a over
+/// their little-endian bytes).
+pub fn prompt_hash(prompt: &[u32]) -> u64 {
+    fnv64(prompt.iter().flat_map(|t| t.to_le_bytes()))
+}
+
 /// Output length and finish reason of a request; see [`NATURAL_MAX_TOKENS`].
 pub fn choose_output(
     ignore_eos: bool,
@@ -86,6 +92,20 @@ impl Admission<'_> {
     /// Validates a generation request body sent to `endpoint`, answering as vLLM does
     /// (404 for an unknown model, 400 for a bad field or a context overflow).
     pub fn prepare(&self, value: &Value, endpoint: Endpoint) -> Result<Prepared, ApiError> {
+        self.prepare_with(value, endpoint, |text, add_special_tokens| {
+            self.tokenizer.encode(text, add_special_tokens)
+        })
+    }
+
+    /// [`Self::prepare`] with the prompt text tokenized by `encode` (text,
+    /// `add_special_tokens`), which must return what [`Self::tokenizer`] would: for a caller
+    /// that admits the same prompt many times and keeps its token ids (the policy lab).
+    pub fn prepare_with(
+        &self,
+        value: &Value,
+        endpoint: Endpoint,
+        encode: impl FnOnce(&str, bool) -> Result<Vec<u32>, String>,
+    ) -> Result<Prepared, ApiError> {
         let params = match endpoint {
             Endpoint::Completions => openai::parse_completion(value)?,
             Endpoint::Chat => openai::parse_chat(value)?,
@@ -93,9 +113,7 @@ impl Admission<'_> {
         let model = self.resolve_model(params.model.as_ref())?;
         let prompt = match &params.prompt {
             PromptInput::Tokens(ids) => ids.clone(),
-            PromptInput::Text(text) => self
-                .tokenizer
-                .encode(text, endpoint == Endpoint::Completions)
+            PromptInput::Text(text) => encode(text, endpoint == Endpoint::Completions)
                 .map_err(|e| ApiError::bad_request(format!("prompt: cannot be tokenized: {e}")))?,
         };
         if prompt.is_empty() {
@@ -129,8 +147,20 @@ impl Admission<'_> {
     /// The engine request for `prepared` under `id`: output length and finish reason
     /// from the prompt, the replica's seed and the request's, and its cache salt.
     pub fn new_request(&self, prepared: &Prepared, id: RequestId) -> NewRequest {
-        let p = prepared;
-        let prompt_hash = fnv64(p.prompt.iter().flat_map(|t| t.to_le_bytes()));
+        self.request(prepared, prepared.prompt.clone(), id, prompt_hash(&prepared.prompt))
+    }
+
+    /// [`Self::new_request`] given `prompt_hash`, which must be [`prompt_hash`] of the
+    /// prepared prompt (kept by a caller that admits the same prompt many times); takes
+    /// `prepared` whole, so its prompt moves into the request instead of being copied.
+    pub fn new_request_hashed(&self, mut prepared: Prepared, id: RequestId, prompt_hash: u64) -> NewRequest {
+        debug_assert_eq!(prompt_hash, self::prompt_hash(&prepared.prompt), "a stale prompt hash");
+        let prompt = std::mem::take(&mut prepared.prompt);
+        self.request(&prepared, prompt, id, prompt_hash)
+    }
+
+    /// The engine request for `p` with its prompt ids `prompt` and their hash.
+    fn request(&self, p: &Prepared, prompt: Vec<u32>, id: RequestId, prompt_hash: u64) -> NewRequest {
         let seed = prompt_hash
             ^ self.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
             ^ p.params.seed.unwrap_or(0).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
@@ -138,7 +168,7 @@ impl Admission<'_> {
             choose_output(p.params.ignore_eos, p.params.min_tokens, p.max_tokens, seed);
         NewRequest {
             id,
-            prompt: p.prompt.clone(),
+            prompt,
             output_len,
             finish_reason,
             text_seed: seed,

@@ -4,9 +4,8 @@
 //! A block whose ref count drops to zero stays cached (its key still maps to it) until it is
 //! popped from the head of the free queue to hold new tokens; only then is it evicted.
 
-use std::collections::HashMap;
-
 use super::block_hash::BlockHash;
+use super::fast_hash::FastMap;
 
 /// Index of a block in the pool.
 pub type BlockId = u32;
@@ -30,7 +29,7 @@ pub struct BlockPool {
     head: u32,
     tail: u32,
     num_free: usize,
-    cached: HashMap<BlockHash, BlockId>,
+    cached: FastMap<BlockHash, BlockId>,
     evictions: u64,
 }
 
@@ -43,7 +42,8 @@ impl BlockPool {
             head: NIL,
             tail: NIL,
             num_free: 0,
-            cached: HashMap::new(),
+            // Each block holds at most one key: the map never grows past the pool.
+            cached: FastMap::with_capacity_and_hasher(n as usize, Default::default()),
             evictions: 0,
         };
         for id in 0..n {

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::block_hash::{extend_block_hashes, BlockHash};
 use super::config::{EngineLimits, MetricsFormat};
 use super::cost_model::{step_seconds, StepShape};
 use super::metrics::EngineMetrics;
@@ -125,14 +126,36 @@ impl EngineCore {
     /// already has to do, then the front end's latency. Meanwhile it counts as waiting.
     /// Returns the model time it becomes schedulable.
     pub fn add_request(&mut self, req: NewRequest, arrival: f64) -> f64 {
+        let mut block_hashes = Vec::new();
+        extend_block_hashes(&mut block_hashes, &req.prompt, self.block_size, req.cache_salt);
+        self.add_request_keyed(req, block_hashes, arrival)
+    }
+
+    /// [`Self::add_request`] given the keys of the prompt's full blocks, which must be
+    /// what [`extend_block_hashes`] gives for the prompt, [`Self::block_size`] and the
+    /// request's cache salt (kept by a caller that admits the same prompt many times).
+    pub fn add_request_keyed(&mut self, req: NewRequest, block_hashes: Vec<BlockHash>, arrival: f64) -> f64 {
+        debug_assert!(
+            {
+                let mut want = Vec::new();
+                extend_block_hashes(&mut want, &req.prompt, self.block_size, req.cache_salt);
+                want == block_hashes
+            },
+            "stale block keys"
+        );
         let p = &self.profile;
         let cpu = p.frontend_cpu_seconds + p.tokenize_seconds_per_token * req.prompt.len() as f64;
         self.frontend_free_at = arrival.max(self.frontend_free_at) + cpu;
         self.frontend_busy += cpu;
         let queued = self.frontend_free_at + p.frontend_latency_seconds;
-        self.scheduler.add(SimRequest::new(req, self.block_size, arrival, queued));
+        self.scheduler.add(SimRequest::with_block_hashes(req, block_hashes, arrival, queued));
         self.refresh_gauges();
         queued
+    }
+
+    /// Tokens per KV block.
+    pub fn block_size(&self) -> usize {
+        self.block_size
     }
 
     /// Model time at which the front end's serial server is free again.

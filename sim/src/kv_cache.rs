@@ -1,10 +1,9 @@
 //! Per-request block tables over the [`BlockPool`]: prefix-cache lookup and slot allocation,
 //! as vLLM V1's `KVCacheManager` (`get_computed_blocks`, `allocate_slots`, `free`).
 
-use std::collections::HashMap;
-
 use super::block_hash::BlockHash;
 use super::block_pool::{BlockId, BlockPool};
+use super::fast_hash::FastMap;
 use super::request::RequestId;
 
 #[derive(Debug, Default, Clone)]
@@ -19,7 +18,7 @@ struct BlockTable {
 pub struct KvCacheManager {
     pool: BlockPool,
     block_size: usize,
-    tables: HashMap<RequestId, BlockTable>,
+    tables: FastMap<RequestId, BlockTable>,
     enable_caching: bool,
 }
 
@@ -30,7 +29,7 @@ impl KvCacheManager {
         Self {
             pool: BlockPool::new(num_blocks),
             block_size: block_size.max(1),
-            tables: HashMap::new(),
+            tables: FastMap::default(),
             enable_caching: true,
         }
     }

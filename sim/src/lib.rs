@@ -23,6 +23,7 @@ pub mod engine;
 pub mod engine_thread;
 pub mod error;
 pub mod exposition;
+pub mod fast_hash;
 pub mod fleet;
 pub mod kv_cache;
 pub mod metrics;

@@ -101,10 +101,25 @@ impl SimRequest {
     pub fn new(req: NewRequest, block_size: usize, arrival: f64, queued: f64) -> Self {
         let mut block_hashes = Vec::new();
         extend_block_hashes(&mut block_hashes, &req.prompt, block_size, req.cache_salt);
+        Self::with_block_hashes(req, block_hashes, arrival, queued)
+    }
+
+    /// [`Self::new`] given the keys of the prompt's full blocks (what
+    /// [`extend_block_hashes`] gives for its block size and the request's cache salt).
+    pub fn with_block_hashes(
+        req: NewRequest,
+        block_hashes: Vec<BlockHash>,
+        arrival: f64,
+        queued: f64,
+    ) -> Self {
+        // Room for the output up front: growing a long prompt's vector at the first
+        // output token copied it whole.
+        let mut tokens = req.prompt;
+        tokens.reserve_exact(req.output_len.max(1));
         Self {
             id: req.id,
-            prompt_len: req.prompt.len(),
-            tokens: req.prompt,
+            prompt_len: tokens.len(),
+            tokens,
             num_computed: 0,
             block_hashes,
             cache_salt: req.cache_salt,

@@ -14,9 +14,10 @@
 //! itself is [`EngineLimits::max_num_batched_tokens`] as given; raising it for chunked
 //! prefill off ([`EngineLimits::step_token_budget`]) is the engine's job.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use super::config::EngineLimits;
+use super::fast_hash::FastMap;
 use super::kv_cache::KvCacheManager;
 use super::request::{RequestId, SimRequest};
 
@@ -80,7 +81,7 @@ pub struct SchedulerStats {
 pub struct Scheduler {
     limits: EngineLimits,
     kv: KvCacheManager,
-    requests: HashMap<RequestId, SimRequest>,
+    requests: FastMap<RequestId, SimRequest>,
     waiting: VecDeque<RequestId>,
     running: Vec<RequestId>,
     stats: SchedulerStats,
@@ -93,7 +94,7 @@ impl Scheduler {
             kv: KvCacheManager::new(num_blocks, limits.block_size)
                 .with_prefix_caching(limits.enable_prefix_caching),
             limits,
-            requests: HashMap::new(),
+            requests: FastMap::default(),
             waiting: VecDeque::new(),
             running: Vec::new(),
             stats: SchedulerStats::default(),

@@ -222,7 +222,7 @@ fn bench(which: Bench) -> Result<()> {
                 run::cargo(&args)
             };
             lab("--num-prompts 1000 --request-rate 100 --max-concurrency 40 --replicas 4 \
-                 --policy round_robin,pow2,prefix_aware")?;
+                 --policy round_robin,pow2,prefix_aware --with-warmup")?;
             lab("--num-prompts 100000 --request-rate 400 --max-concurrency 160 --replicas 16 \
                  --policy prefix_aware")
         }

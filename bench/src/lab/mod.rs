@@ -3,6 +3,7 @@
 //! `run` with the same flags, the same summary and records, and beside them the
 //! scorecard ([`scorecard`]): reuse bound, captured, delivered.
 
+pub mod prompt_memo;
 pub mod scorecard;
 pub mod simulate;
 
@@ -19,7 +20,8 @@ use crate::report::table::{fixed, percent, Table};
 use crate::sweep::config::{ServerSettings, SweepConfig};
 use crate::sweep::results_csv::{append_row, serve_row, vllm_row, RunSettings, SERVE_CSV, VLLM_CSV};
 use crate::sweep::run::requests_file;
-use simulate::{simulate, LabSpec};
+use prompt_memo::PromptMemo;
+use simulate::{simulate_with, LabSpec};
 
 /// Flags of `lab`: `run`'s workload flags, the simulated fleet's, and the router's.
 #[derive(Clone, Debug, clap::Args)]
@@ -220,12 +222,14 @@ pub fn expand_grid(base: &[LabStrategy], specs: &[String]) -> Result<Vec<LabStra
     Ok(out)
 }
 
-/// Runs one strategy in the lab over `requests`-generating flags `args`.
+/// Runs one strategy in the lab over `requests`-generating flags `args`; `memo` holds
+/// the per-prompt results of the other strategies run on the same requests and fleet.
 pub fn run_strategy(
     args: &RunArgs,
     requests: &crate::load::workload::Workload,
     fleet: &LabFleet,
     strategy: &LabStrategy,
+    memo: &mut PromptMemo,
 ) -> Result<LabRun> {
     let started = Instant::now();
     let spec = LabSpec {
@@ -236,7 +240,7 @@ pub fn run_strategy(
         plugin_config: &strategy.plugin_config,
         routers: fleet.routers,
     };
-    let result = simulate(&spec).with_context(|| format!("strategy `{}`", strategy.label))?;
+    let result = simulate_with(&spec, memo).with_context(|| format!("strategy `{}`", strategy.label))?;
     let plugin_config = serde_json::to_value(&result.config)
         .with_context(|| format!("strategy `{}`: plugin configuration", strategy.label))?;
     let wall_seconds = started.elapsed().as_secs_f64();
@@ -306,6 +310,7 @@ pub fn sweep_in_lab(config: &SweepConfig, output_dir: &Path, repeat: usize) -> R
     let fleet = LabFleet { sim, replicas: s.num_servers, routers: s.routers.max(1), server: s.clone() };
     let requests = build_requests(&args)?;
     let repeats = repeat.max(1);
+    let mut memo = PromptMemo::new();
     let mut runs = Vec::with_capacity(config.strategies.len() * repeats);
     for k in 1..=repeats {
         for (label, strategy) in &config.strategies {
@@ -317,7 +322,7 @@ pub fn sweep_in_lab(config: &SweepConfig, output_dir: &Path, repeat: usize) -> R
                 }
             }
             let strategy = LabStrategy { label: label.clone(), plugin_config };
-            let mut run = run_strategy(&args, &requests, &fleet, &strategy)?;
+            let mut run = run_strategy(&args, &requests, &fleet, &strategy, &mut memo)?;
             run.repeat = k;
             record_run(output_dir, &fleet, config.bench.benchmark_label(), &run)?;
             runs.push(run);
@@ -367,8 +372,9 @@ pub fn lab(args: &LabArgs) -> Result<Vec<LabRun>> {
     let strategies = args.strategies()?;
     let requests = build_requests(&args.run)?;
     let mut runs = Vec::with_capacity(strategies.len());
+    let mut memo = PromptMemo::new();
     for strategy in &strategies {
-        let run = run_strategy(&args.run, &requests, &fleet, strategy)?;
+        let run = run_strategy(&args.run, &requests, &fleet, strategy, &mut memo)?;
         print!("{}", crate::load::run::summary_table(&run.report));
         eprintln!(
             "prefixgate-bench: lab: {}: {} requests, {} engine steps in {:.3} s wall ({:.0} simulated requests per second)",
@@ -385,6 +391,16 @@ pub fn lab(args: &LabArgs) -> Result<Vec<LabRun>> {
             record_run(dir, &fleet, &args.benchmark_label, &run)?;
         }
         runs.push(run);
+    }
+    if runs.len() > 1 {
+        let requests: usize = runs.iter().map(|r| r.report.outcomes.len()).sum();
+        let wall: f64 = runs.iter().map(|r| r.wall_seconds).sum();
+        eprintln!(
+            "prefixgate-bench: lab: all {} runs: {requests} requests in {wall:.3} s wall ({:.0} simulated requests per second; {} distinct prompts, each prepared once)",
+            runs.len(),
+            requests as f64 / wall.max(1e-9),
+            memo.len()
+        );
     }
     println!("\n{}", scorecard_table(&runs));
     Ok(runs)

@@ -4,16 +4,15 @@
 //! (delivered). Counted in whole KV blocks with the engines' own block keys and lookup
 //! rule (at most `prompt_len − 1` tokens), so delivered ≤ reuse bound holds exactly.
 
-use std::collections::HashMap;
-
 use crate::load::stats::Scorecard;
 use vllm_sim::block_hash::BlockHash;
+use vllm_sim::fast_hash::FastMap;
 
 /// Accumulates the scorecard over a run, request by request in routing order.
 #[derive(Debug, Default)]
 pub struct ScorecardTracker {
     /// Every block key seen so far → bit set of the replicas it was sent to.
-    seen: HashMap<u64, u64>,
+    seen: FastMap<u64, u64>,
     prompt_tokens: u64,
     bound_tokens: u64,
     captured_tokens: u64,

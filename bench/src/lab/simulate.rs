@@ -24,7 +24,8 @@ use prefixgate_filter::prompt::extract_prompt;
 use prefixgate_filter::store::MemoryStore;
 use prefixgate_filter::vllm_metrics::VllmLoad;
 use prefixgate_filter::{fleet, FilterConfig, Router};
-use vllm_sim::admission::Admission;
+use vllm_sim::admission::{prompt_hash, Admission};
+use vllm_sim::block_hash::extend_block_hashes;
 use vllm_sim::engine::{EngineConfig, EngineCore, RequestEvent, StepPlan};
 use vllm_sim::exposition::{self, ExpositionInfo};
 use vllm_sim::openai::Endpoint;
@@ -32,11 +33,12 @@ use vllm_sim::replica::SharedResources;
 use vllm_sim::request::RequestId;
 use vllm_sim::{SimConfig, SimError};
 
+use super::prompt_memo::{owned, PromptMemo};
 use super::scorecard::ScorecardTracker;
 use crate::load::client::{request_body, Api, BenchRequest, ClientSettings};
 use crate::load::run::{Arrivals, RunArgs};
 use crate::load::stats::{RequestOutcome, Scorecard};
-use crate::load::vllm_side::{compare, MetricsSnapshot, VllmSide};
+use crate::load::vllm_side::{compare, without_buckets, MetricsSnapshot, VllmSide};
 
 /// Why a lab run cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +200,8 @@ struct Live {
 
 struct Lab<'a> {
     spec: &'a LabSpec<'a>,
+    /// Per-prompt results, shared with the invocation's other runs.
+    memo: &'a mut PromptMemo,
     settings: ClientSettings,
     path: &'static str,
     endpoint: Endpoint,
@@ -230,6 +234,13 @@ struct Lab<'a> {
 
 /// Runs one lab run.
 pub fn simulate(spec: &LabSpec<'_>) -> Result<LabResult, LabError> {
+    simulate_with(spec, &mut PromptMemo::new())
+}
+
+/// Runs one lab run, taking per-prompt results from `memo` and adding to it; the runs
+/// sharing a memo must share the workload, the fleet and the run flags (see
+/// [`PromptMemo`]).
+pub fn simulate_with(spec: &LabSpec<'_>, memo: &mut PromptMemo) -> Result<LabResult, LabError> {
     if spec.requests.is_empty() {
         return Err(LabError::NoRequests);
     }
@@ -311,6 +322,7 @@ pub fn simulate(spec: &LabSpec<'_>) -> Result<LabResult, LabError> {
         warm_up_error: None,
         served_names: shared.config.served_names(),
         spec,
+        memo,
         shared,
     };
     lab.run(config)
@@ -399,14 +411,17 @@ impl Lab<'_> {
             start_s: t - self.t0,
             ..Default::default()
         };
-        let body = request_body(&self.settings, request);
-        let bytes = body.to_string();
-        let prompt = extract_prompt(self.path, bytes.as_bytes(), self.max_prompt_chars);
+        let memo = self.memo.entry(request, self.endpoint == Endpoint::Chat);
+        let body = memo.body(request.output_len, || request_body(&self.settings, request));
+        let path = self.path;
+        let prompt = memo.extracted(self.max_prompt_chars, || {
+            owned(extract_prompt(path, body.to_string().as_bytes(), self.max_prompt_chars))
+        });
         let r = i % self.routers.len();
         let now = now_ms(t);
         let router = &mut self.routers[r];
         let mut rng = fastrand::Rng::with_seed(router.rng.u64(..));
-        let decision = match router.router.route(&router.store, prompt.as_deref(), now, &mut rng) {
+        let decision = match router.router.route(&router.store, prompt, now, &mut rng) {
             Ok(d) => d,
             Err(e) => {
                 outcome.error = Some(format!("HTTP {}: {e}", e.status()));
@@ -430,7 +445,16 @@ impl Lab<'_> {
             seed: sim.seed,
         };
         let id = RequestId(i as u64);
-        let admitted = admission.prepare(&body, self.endpoint).map(|p| admission.new_request(&p, id));
+        let memo = self.memo.entry(&self.requests[i], self.endpoint == Endpoint::Chat);
+        let admitted = admission
+            .prepare_with(&body, self.endpoint, |text, special| {
+                // The engine appends at most `max_tokens` = `output_len` tokens.
+                memo.ids(request.output_len as usize, || tokenizer.encode(text, special))
+            })
+            .map(|p| {
+                let hash = memo.hash(|| prompt_hash(&p.prompt));
+                admission.new_request_hashed(p, id, hash)
+            });
         let new_request = match admitted {
             Ok(r) => r,
             Err(e) => {
@@ -445,7 +469,18 @@ impl Lab<'_> {
         };
         let block_size = sim.limits.block_size;
         let engine = &mut self.replicas[replica];
-        engine.core.add_request(new_request, t);
+        let keys = memo.block_keys(engine.core.block_size(), new_request.cache_salt, || {
+            let mut keys = Vec::new();
+            extend_block_hashes(
+                &mut keys,
+                &new_request.prompt,
+                engine.core.block_size(),
+                new_request.cache_salt,
+            );
+            keys
+        });
+        engine.core.add_request_keyed(new_request, keys, t);
+        memo.keep_body(body);
         if let Some(admitted) = engine.core.scheduler().get(id) {
             self.scorecard.routed(&admitted.block_hashes, admitted.prompt_len, block_size, replica);
         }
@@ -616,7 +651,12 @@ impl Lab<'_> {
         let after: Vec<MetricsSnapshot> = self
             .replicas
             .iter()
-            .map(|r| MetricsSnapshot::parse(&exposition::render(r.core.metrics(), &info)))
+            .map(|r| {
+                let page = exposition::render(r.core.metrics(), &info);
+                let snapshot = MetricsSnapshot::parse(&without_buckets(&page));
+                debug_assert_eq!(snapshot, MetricsSnapshot::parse(&page), "the buckets mattered");
+                snapshot
+            })
             .collect::<Result<_, _>>()
             .map_err(LabError::Metrics)?;
         Ok(compare(&urls, &before, &after))

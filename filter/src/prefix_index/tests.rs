@@ -394,3 +394,12 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn slot_keys_are_the_decimal_slot_number() {
+    let mut buf = String::from("stale");
+    for slot in [0, 7, 10, 999, 65_536, u64::from(u32::MAX), u64::MAX] {
+        slot_key(&mut buf, slot);
+        assert_eq!(buf, format!("pg/ix/{slot}"));
+    }
+}
