@@ -96,6 +96,8 @@ pub struct EngineCore {
     /// Start and end of the last step, for async scheduling's admission cut-off.
     last_step: Option<(f64, f64)>,
     async_scheduling: bool,
+    /// Model time the gauges were last sampled at.
+    gauges_sampled_at: f64,
 }
 
 impl EngineCore {
@@ -117,13 +119,15 @@ impl EngineCore {
             frontend_busy: 0.0,
             last_step: None,
             async_scheduling: config.limits.async_scheduling,
+            gauges_sampled_at: 0.0,
         }
     }
 
     /// Accepts a request that arrived at model time `arrival`. It reaches the scheduler
     /// after the front end: its CPU work (the profile's per-request cost plus tokenization
     /// per prompt token) on the front end's one serial server, behind whatever that server
-    /// already has to do, then the front end's latency. Meanwhile it counts as waiting.
+    /// already has to do, then the front end's latency. Meanwhile it is not yet counted
+    /// as waiting, as in vLLM V1, whose gauge counts only the engine's queue.
     /// Returns the model time it becomes schedulable.
     pub fn add_request(&mut self, req: NewRequest, arrival: f64) -> f64 {
         let mut block_hashes = Vec::new();
@@ -149,7 +153,7 @@ impl EngineCore {
         self.frontend_busy += cpu;
         let queued = self.frontend_free_at + p.frontend_latency_seconds;
         self.scheduler.add(SimRequest::with_block_hashes(req, block_hashes, arrival, queued));
-        self.refresh_gauges();
+        self.refresh_gauges(arrival);
         queued
     }
 
@@ -174,7 +178,7 @@ impl EngineCore {
             return false;
         }
         self.metrics.request_success[2] += 1;
-        self.refresh_gauges();
+        self.refresh_gauges(self.gauges_sampled_at);
         true
     }
 
@@ -201,7 +205,7 @@ impl EngineCore {
         };
         let output = self.scheduler.schedule_admitting(start, admit_by);
         if output.chunks.is_empty() {
-            self.refresh_gauges();
+            self.refresh_gauges(start);
             return None;
         }
         let mut shape = StepShape::default();
@@ -264,7 +268,7 @@ impl EngineCore {
         self.metrics.iteration_tokens.observe(plan.output.num_tokens() as f64);
         self.metrics.steps += 1;
         self.metrics.step_seconds += plan.duration;
-        self.refresh_gauges();
+        self.refresh_gauges(end);
     }
 
     /// Records how late (model seconds) the step of `duration` ended versus the model.
@@ -285,11 +289,14 @@ impl EngineCore {
         &self.scheduler
     }
 
-    fn refresh_gauges(&mut self) {
+    /// Samples the gauges at model time `now` (a step's end or an arrival; an abort
+    /// samples again at the last such time).
+    fn refresh_gauges(&mut self, now: f64) {
+        self.gauges_sampled_at = now;
         let s = self.scheduler.stats();
         let m = &mut self.metrics;
         m.num_running = self.scheduler.num_running();
-        m.num_waiting = self.scheduler.num_waiting();
+        m.num_waiting = self.scheduler.num_waiting_in_engine(now);
         m.kv_usage = self.scheduler.kv().pool().usage();
         m.prefix_query_tokens = s.query_tokens;
         m.prefix_hit_tokens = s.hit_tokens;
@@ -414,23 +421,37 @@ mod tests {
     }
 
     #[test]
-    fn requests_in_the_front_end_count_as_waiting_and_are_admitted_one_after_the_other() {
+    fn requests_in_the_front_end_do_not_count_as_waiting_until_they_reach_the_engine() {
         let mut e = engine(1000);
         let p = Profile::default();
         let q: Vec<f64> = (0..3).map(|i| e.add_request(new_request(i, (0..200).collect(), 4), 0.0)).collect();
-        // Before any step, all three are in the front end and show as waiting.
-        assert_eq!((e.metrics().num_waiting, e.metrics().num_running), (3, 0));
+        // Before any step, all three are in the front end: vLLM V1 counts none as waiting.
+        assert_eq!((e.metrics().num_waiting, e.metrics().num_running), (0, 0));
         let cpu = p.frontend_cpu_seconds + 200.0 * p.tokenize_seconds_per_token;
         assert!(((q[1] - q[0]) - cpu).abs() < 1e-12 && ((q[2] - q[1]) - cpu).abs() < 1e-12, "{q:?}");
-        // The first step starts when the first is through; the others are still waiting.
+        // The first step starts when the first is through and admits it alone.
         let start = e.next_step_start(0.0).unwrap();
         assert!((start - q[0]).abs() < 1e-12);
         let mut ev = Vec::new();
         let plan = e.plan_step(start, &mut ev).unwrap();
         assert_eq!(plan.output.admitted.len(), 1);
         e.complete_step(&plan, &mut ev);
-        // Gauges are sampled after the step, as vLLM's are.
-        assert_eq!((e.metrics().num_waiting, e.metrics().num_running), (2, 1));
+        // Gauges are sampled after the step, as vLLM's are: of the other two, those
+        // through the front end by the step's end are waiting.
+        let reached = q[1..].iter().filter(|&&t| t <= plan.end()).count();
+        assert_eq!((e.metrics().num_waiting, e.metrics().num_running), (reached, 1));
+        // Steps go on until all three have reached the engine; then the two still
+        // queued or running show in the gauges, and none is lost.
+        let mut t = plan.end();
+        while t < q[2] {
+            let start = e.next_step_start(t).unwrap();
+            let plan = e.plan_step(start, &mut ev).unwrap();
+            e.complete_step(&plan, &mut ev);
+            t = plan.end();
+        }
+        let m = e.metrics();
+        assert_eq!(m.num_waiting + m.num_running + m.request_success.iter().sum::<u64>() as usize, 3);
+        assert!(m.num_waiting + m.num_running > 0);
     }
 
     #[test]

@@ -270,13 +270,9 @@ impl Driver {
             Command::Submit { request, events } => {
                 let arrival = self.clock.to_model(Instant::now());
                 self.senders.insert(request.id, events);
+                // In the front end it is not yet counted anywhere in the gauges: the
+                // step that follows its arrival at the engine publishes it.
                 self.core.add_request(*request, arrival);
-                // It counts as waiting while in the front end: show it without waiting for
-                // the next step when the engine is idle (no step will publish soon).
-                if self.core.scheduler().num_running() == 0 || self.last_publish.elapsed() >= PUBLISH_INTERVAL
-                {
-                    self.publish();
-                }
             }
             Command::Abort(id) => {
                 self.senders.remove(&id);

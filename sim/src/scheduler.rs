@@ -141,9 +141,17 @@ impl Scheduler {
         self.running.len()
     }
 
-    /// Requests waiting for admission (including preempted ones).
+    /// Requests waiting for admission (including preempted ones and those still in the
+    /// front end).
     pub fn num_waiting(&self) -> usize {
         self.waiting.len()
+    }
+
+    /// Requests waiting for admission that had reached the engine by model time `now`:
+    /// what vLLM V1's `vllm:num_requests_waiting` counts, which leaves out requests still
+    /// being tokenized in the front end.
+    pub fn num_waiting_in_engine(&self, now: f64) -> usize {
+        self.waiting.iter().filter_map(|id| self.requests.get(id)).filter(|r| r.timing.queued <= now).count()
     }
 
     /// Running request ids, in batch order.
