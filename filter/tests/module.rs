@@ -2,10 +2,11 @@
 //! (Envoy or prefixgate) does not provide.
 //!
 //! The module comes from `$PREFIXGATE_FILTER_WASM` (set by `cargo xtask test`),
-//! or is built here for `wasm32-wasip1` into a separate target directory.
+//! or is built here for `wasm32-wasip1` into a separate target directory, by
+//! the same build the host's build script uses.
 
-use std::path::PathBuf;
-use std::process::Command;
+use prefixgate_filter_module::FILTER_MODULE;
+use std::path::{Path, PathBuf};
 use wasmparser::{Parser, Payload, TypeRef};
 
 /// Functions of proxy-wasm ABI 0.2.1 (and 0.2.0) a host may be asked for.
@@ -75,22 +76,12 @@ const REQUIRED_EXPORTS: &[&str] = &[
 ];
 
 fn module_path() -> PathBuf {
-    if let Some(path) = std::env::var_os("PREFIXGATE_FILTER_WASM") {
+    if let Some(path) = std::env::var_os(FILTER_MODULE.env).filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
     }
     let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("filter-wasm");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--package", "prefixgate-filter", "--release", "--target", "wasm32-wasip1"])
-        .arg("--target-dir")
-        .arg(&target)
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run cargo: {e}"));
-    assert!(
-        status.success(),
-        "building the filter for wasm32-wasip1 failed (is the target installed? run `cargo xtask setup`)"
-    );
-    target.join("wasm32-wasip1/release/prefixgate_filter.wasm")
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("."));
+    FILTER_MODULE.build(workspace, &target).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

@@ -57,18 +57,21 @@ pub enum LaunchError {
         /// The running program.
         exe: PathBuf,
     },
-    /// `cargo build` of a program or module failed.
+    /// The filter module could not be built.
+    #[error("building the filter module")]
+    ModuleBuild(#[source] prefixgate_filter_module::BuildError),
+    /// `cargo build` of a program failed.
     #[error("building `{what}` failed ({status})")]
     BuildFailed {
-        /// The program or module.
+        /// The program.
         what: &'static str,
         /// How cargo exited.
         status: ExitStatus,
     },
-    /// `cargo build` succeeded but the artifact is not where it should be.
+    /// `cargo build` succeeded but the program is not where it should be.
     #[error("the build of `{what}` finished but {} is missing", path.display())]
     BuiltButMissing {
-        /// The program or module.
+        /// The program.
         what: &'static str,
         /// Where it was expected.
         path: PathBuf,

@@ -21,7 +21,7 @@ pub use binary::{find_executable, Program, PREFIXGATE, VLLM_SIM};
 pub use child::{Output, Signal, StderrTail};
 pub use envoy::{EnvoyOptions, EnvoyProcess};
 pub use error::LaunchError;
-pub use module::{Module, FILTER_MODULE};
+pub use module::{Locate, Module, FILTER_MODULE};
 pub use prefixgate::PrefixgateProcess;
 pub use prefixgate_filter::{FilterConfig, PolicyKind};
 pub use sim::SimProcess;

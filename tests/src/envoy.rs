@@ -5,7 +5,7 @@
 use crate::envoy_config::{render_ecds_resource, EnvoySpec, FilterMode, FilterSpec, UpstreamTimeouts};
 use crate::error::HarnessError;
 use prefixgate_filter::{FilterConfig, PolicyKind};
-use prefixgate_launch::{poll_until, EnvoyOptions, EnvoyProcess, FILTER_MODULE};
+use prefixgate_launch::{poll_until, EnvoyOptions, EnvoyProcess, Locate as _, FILTER_MODULE};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};

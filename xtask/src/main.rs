@@ -12,7 +12,7 @@ mod proxy_bench;
 mod run;
 mod soak;
 
-use anyhow::{bail, Result};
+use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -150,16 +150,16 @@ fn setup() -> Result<()> {
     Ok(())
 }
 
-/// Builds the filter module and returns its path.
+/// Builds the filter module and returns its path: the same build the host's
+/// build script and the launch library run, into the workspace's target
+/// directory.
 fn build_filter() -> Result<std::path::PathBuf> {
+    eprintln!(
+        "xtask: building the routing filter module (release, {})",
+        prefixgate_launch::module::WASM_TARGET
+    );
     let module = prefixgate_launch::FILTER_MODULE;
-    let build: Vec<&str> = ["build"].into_iter().chain(module.build_args()).collect();
-    run::cargo(&build)?;
-    let wasm = module.in_target_dir(&paths::target_dir());
-    if !wasm.is_file() {
-        bail!("the build finished but {} is missing", wasm.display());
-    }
-    Ok(wasm)
+    module.build(&paths::workspace_root(), &paths::target_dir()).context("building the routing filter module")
 }
 
 /// Everything CI checks, in order of cost.

@@ -6,7 +6,9 @@ use super::config::{Router, Strategy};
 use super::envoy_config::{EnvoySpec, FilterMode, FilterSpec, UpstreamTimeouts};
 use super::logs::LogFiles;
 use anyhow::{Context, Result};
-use prefixgate_launch::{EnvoyOptions, EnvoyProcess, PrefixgateProcess, FILTER_MODULE, PREFIXGATE};
+use prefixgate_launch::{
+    EnvoyOptions, EnvoyProcess, Locate as _, PrefixgateProcess, FILTER_MODULE, PREFIXGATE,
+};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

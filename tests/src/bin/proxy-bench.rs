@@ -27,7 +27,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use prefixgate_bench::report::table::Table;
 use prefixgate_filter::{FilterConfig, Reason, Router};
-use prefixgate_launch::FILTER_MODULE;
+use prefixgate_launch::{Locate as _, FILTER_MODULE};
 use prefixgate_tests::client::{Client, Reply};
 use prefixgate_tests::envoy::plugin_config;
 use prefixgate_tests::fleet::start_fleet;

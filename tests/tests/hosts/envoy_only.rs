@@ -1,6 +1,7 @@
 //! What only Envoy has: its configuration files and its own error replies.
 
 use super::json_error;
+use prefixgate_launch::Locate as _;
 use prefixgate_tests::client::Client;
 use prefixgate_tests::envoy::plugin_config;
 use prefixgate_tests::fleet::start_fleet;

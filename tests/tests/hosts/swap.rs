@@ -1,6 +1,7 @@
 //! Hot swap under load, as each host offers it.
 
 use super::{start_with, FAST};
+use prefixgate_launch::Locate as _;
 use prefixgate_tests::client::Client;
 use prefixgate_tests::envoy::plugin_config;
 use prefixgate_tests::fleet::start_fleet;

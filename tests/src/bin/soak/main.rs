@@ -19,7 +19,7 @@ use anyhow::{bail, Context as _, Result};
 use attack::AttackReport;
 use clap::{Parser, ValueEnum};
 use futures_util::StreamExt as _;
-use prefixgate_launch::{Signal, SimProcess};
+use prefixgate_launch::{Locate as _, Signal, SimProcess};
 use prefixgate_tests::envoy::plugin_config;
 use prefixgate_tests::envoy_config::UpstreamTimeouts;
 use prefixgate_tests::failing_replica::FailingReplica;
