@@ -225,17 +225,6 @@ pub fn cdf_points(values: &[f64], max_points: usize) -> Vec<(f64, f64)> {
     points
 }
 
-/// The value below which a share `q` of `values` lies (nearest rank).
-pub fn quantile(values: &[f64], q: f64) -> f64 {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    v[rank - 1]
-}
-
 /// Requests in flight over time, sampled at `samples` evenly spaced instants
 /// of `[0, end]`, from (start, end) intervals.
 pub fn in_flight_points(intervals: &[(f64, f64)], end: f64, samples: usize) -> Vec<(f64, f64)> {
@@ -308,7 +297,6 @@ mod tests {
         assert_eq!(p.iter().map(|(_, n)| *n).collect::<Vec<_>>(), vec![1.0, 2.0, 1.0, 0.0, 0.0]);
         let w = window_sums(&[(0.1, 1.0), (0.9, 2.0), (1.5, 4.0), (9.0, 1.0)], 2.0, 1.0);
         assert_eq!(w, vec![(0.5, 3.0), (1.5, 5.0)]);
-        assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0], 0.5), 2.0);
     }
 
     #[test]

@@ -3,13 +3,14 @@
 //! decisions, cached tokens or the replica-side CSV: that chart is left out
 //! and the section says why).
 
-use super::charts::{bar_chart, cdf_points, headroom, line_chart, quantile, stacked_shares, Bar, Series};
+use super::charts::{bar_chart, cdf_points, headroom, line_chart, stacked_shares, Bar, Series};
 use super::data::{Results, StrategyResult};
 use super::decisions::Mix;
 use super::replicas::{replica_name, Replicas};
 use super::svg::{escape, Axis};
 use super::timeline::{has_cache_detail, timeline_charts};
 use std::fmt::Write as _;
+use vllm_sim::calibrate::percentile;
 
 /// Points per distribution line.
 const CDF_POINTS: usize = 400;
@@ -176,7 +177,7 @@ fn distributions(results: &Results) -> Section {
     }
     for (id, title, data) in [("cdf-ttft", "TTFT", ttft), ("cdf-tpot", "TPOT", tpot), ("cdf-itl", "ITL", itl)]
     {
-        let x_max = headroom(data.iter().map(|(_, v)| quantile(v, 0.99))) * 1.05;
+        let x_max = headroom(data.iter().map(|(_, v)| percentile(v, 99.0))) * 1.05;
         let series: Vec<Series<Vec<(f64, f64)>>> =
             data.iter().map(|(name, v)| Series::new(name.clone(), cdf_points(v, CDF_POINTS))).collect();
         section.charts.push(line_chart(
