@@ -21,8 +21,11 @@ pub enum StoreError {
     #[error("value changed since it was read (CAS mismatch)")]
     CasMismatch,
     /// The host refused the write for another reason.
-    #[error("shared data write failed: {0}")]
-    Host(String),
+    #[error("shared data write refused by the host (proxy-wasm status {status})")]
+    Host {
+        /// The proxy-wasm status code the host returned.
+        status: u32,
+    },
 }
 
 /// Compare-and-swap key-value store with the semantics of proxy-wasm shared data.
@@ -74,7 +77,7 @@ where
         match store.set(key, &next, cas) {
             Ok(()) => return true,
             Err(StoreError::CasMismatch) => current = store.get(key),
-            Err(StoreError::Host(_)) => return false,
+            Err(StoreError::Host { .. }) => return false,
         }
     }
     false

@@ -39,9 +39,44 @@ pub enum CalibrateError {
     /// A fleet could not start.
     #[error("cannot start a fleet")]
     Sim(#[from] SimError),
-    /// A live request failed.
-    #[error("live request failed: {0}")]
-    Request(String),
+    /// A live request could not be built (a bug in the calibration's own request).
+    #[error("cannot build a live request")]
+    BuildRequest(#[source] hyper::http::Error),
+    /// A live request got no response.
+    #[error("live request to {url} failed")]
+    Send {
+        /// The replica's address.
+        url: String,
+        /// Why.
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    /// A live request was answered with an error status.
+    #[error("live request to {url} answered {status}")]
+    Status {
+        /// The replica's address.
+        url: String,
+        /// The status.
+        status: hyper::StatusCode,
+    },
+    /// A live response's stream broke.
+    #[error("live response from {url} broke off")]
+    Body {
+        /// The replica's address.
+        url: String,
+        /// Why.
+        #[source]
+        source: hyper::Error,
+    },
+    /// A live response ended without a token.
+    #[error("live response from {url} ended without a token")]
+    NoToken {
+        /// The replica's address.
+        url: String,
+    },
+    /// A calibration task panicked or was cancelled.
+    #[error("a calibration task did not finish")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// Shape of the calibration runs.
@@ -275,17 +310,18 @@ async fn stream_one(
     let req = Request::post(format!("{url}/v1/completions"))
         .header(CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body)))
-        .map_err(|e| CalibrateError::Request(e.to_string()))?;
+        .map_err(CalibrateError::BuildRequest)?;
     let start = Instant::now();
-    let resp = client.request(req).await.map_err(|e| CalibrateError::Request(e.to_string()))?;
+    let resp =
+        client.request(req).await.map_err(|source| CalibrateError::Send { url: url.to_owned(), source })?;
     if !resp.status().is_success() {
-        return Err(CalibrateError::Request(format!("status {}", resp.status())));
+        return Err(CalibrateError::Status { url: url.to_owned(), status: resp.status() });
     }
     let mut body = resp.into_body();
     let mut buf: Vec<u8> = Vec::new();
     let (mut ttft, mut last, mut itl, mut tokens) = (None, None, Vec::new(), 0_u64);
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| CalibrateError::Request(e.to_string()))?;
+        let frame = frame.map_err(|source| CalibrateError::Body { url: url.to_owned(), source })?;
         let Ok(data) = frame.into_data() else { continue };
         let now = Instant::now();
         buf.extend_from_slice(&data);
@@ -309,7 +345,7 @@ async fn stream_one(
             last = Some(now);
         }
     }
-    let ttft = ttft.ok_or_else(|| CalibrateError::Request("no token received".to_owned()))?;
+    let ttft = ttft.ok_or_else(|| CalibrateError::NoToken { url: url.to_owned() })?;
     Ok((ttft, itl, tokens))
 }
 
@@ -362,7 +398,7 @@ pub async fn live_run(
     }
     let mut samples = LatencySamples::default();
     while let Some(joined) = tasks.join_next().await {
-        let results = joined.map_err(|e| CalibrateError::Request(e.to_string()))??;
+        let results = joined??;
         for (ttft, itl, tokens) in results {
             samples.ttft.push(ttft.as_secs_f64() * scale);
             samples.itl.extend(itl.iter().map(|d| d.as_secs_f64() * scale));
@@ -711,9 +747,7 @@ async fn lag_table(
     let period = Duration::from_secs_f64(0.015 / options.lag_time_scale);
     let spin = Duration::from_micros(config.spin_micros);
     let seconds = options.live_seconds.min(3.0);
-    let noise = tokio::task::spawn_blocking(move || timer_noise(period, spin, seconds))
-        .await
-        .map_err(|e| CalibrateError::Request(e.to_string()))?;
+    let noise = tokio::task::spawn_blocking(move || timer_noise(period, spin, seconds)).await?;
     writeln!(
         out,
         "\n## Machine noise floor: a bare timer thread ticking every {:.0} µs (a 15 ms step at time scale {}), same wait strategy, simulator idle\n",

@@ -38,7 +38,7 @@ use super::scorecard::ScorecardTracker;
 use crate::load::client::{request_body, Api, BenchRequest, ClientSettings};
 use crate::load::run::{Arrivals, RunArgs};
 use crate::load::stats::{RequestOutcome, Scorecard};
-use crate::load::vllm_side::{compare, without_buckets, MetricsSnapshot, VllmSide};
+use crate::load::vllm_side::{compare, without_buckets, MetricsSnapshot, NotAnExposition, VllmSide};
 
 /// Why a lab run cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -67,8 +67,8 @@ pub enum LabError {
     #[error("no request to send")]
     NoRequests,
     /// A simulated replica's `/metrics` page did not parse (a simulator bug).
-    #[error("a simulated replica's /metrics does not parse: {0}")]
-    Metrics(String),
+    #[error("a simulated replica's /metrics does not parse")]
+    Metrics(#[source] NotAnExposition),
 }
 
 /// Everything one lab run needs.
@@ -654,7 +654,11 @@ impl Lab<'_> {
             .map(|r| {
                 let page = exposition::render(r.core.metrics(), &info);
                 let snapshot = MetricsSnapshot::parse(&without_buckets(&page));
-                debug_assert_eq!(snapshot, MetricsSnapshot::parse(&page), "the buckets mattered");
+                debug_assert_eq!(
+                    snapshot.as_ref().ok(),
+                    MetricsSnapshot::parse(&page).ok().as_ref(),
+                    "the buckets mattered"
+                );
                 snapshot
             })
             .collect::<Result<_, _>>()

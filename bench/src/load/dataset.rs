@@ -71,8 +71,8 @@ impl Piece {
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
     /// The file does not start with a JSON array.
-    #[error("not a ShareGPT JSON array: {0}")]
-    NotAnArray(String),
+    #[error("not a ShareGPT JSON array")]
+    NotAnArray(#[source] serde_json::Error),
 }
 
 #[derive(Deserialize)]
@@ -100,7 +100,7 @@ pub fn read_sharegpt(reader: impl Read) -> Result<Vec<Conversation>, DatasetErro
     if out.is_empty() {
         if let Err(e) = result {
             if !e.is_eof() {
-                return Err(DatasetError::NotAnArray(e.to_string()));
+                return Err(DatasetError::NotAnArray(e));
             }
         }
     }

@@ -42,21 +42,29 @@ pub enum ScrapeError {
         source: GetError,
     },
     /// The page is not the Prometheus text format.
-    #[error("GET {uri}: not a Prometheus exposition: {message}")]
+    #[error("GET {uri}")]
     Parse {
         /// Where the page came from.
         uri: String,
-        /// The parser's description (its error type carries no more).
-        message: String,
+        /// What the parser found.
+        #[source]
+        source: NotAnExposition,
     },
 }
+
+/// A page that is not a Prometheus text exposition, with the parser's reason.
+/// (The parser's own error implements `Display` but not `std::error::Error`,
+/// so it is wrapped rather than named as a source.)
+#[derive(Debug, thiserror::Error)]
+#[error("not a Prometheus exposition: {0}")]
+pub struct NotAnExposition(openmetrics_parser::ParseError);
 
 impl MetricsSnapshot {
     /// Parses a Prometheus text exposition as vLLM (and the simulator)
     /// writes it: `# TYPE` before the samples of each family. A page that
     /// does not parse is refused whole, with the parser's reason.
-    pub fn parse(page: &str) -> Result<Self, String> {
-        let exposition = parse_prometheus(page).map_err(|e| e.to_string())?;
+    pub fn parse(page: &str) -> Result<Self, NotAnExposition> {
+        let exposition = parse_prometheus(page).map_err(NotAnExposition)?;
         let mut values: HashMap<String, f64> = HashMap::new();
         let mut add = |name: String, value: f64| {
             if value.is_finite() {
@@ -112,7 +120,7 @@ pub async fn scrape(client: &HttpClient, base_url: &str) -> Result<MetricsSnapsh
         .await
         .map_err(|source| ScrapeError::Get { uri: uri.clone(), source })?;
     MetricsSnapshot::parse(&String::from_utf8_lossy(&body))
-        .map_err(|message| ScrapeError::Parse { uri, message })
+        .map_err(|source| ScrapeError::Parse { uri, source })
 }
 
 /// What one replica did during the run.

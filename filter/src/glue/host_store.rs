@@ -20,7 +20,7 @@ impl SharedStore for HostStore {
         match hostcalls::set_shared_data(key, Some(value), cas) {
             Ok(()) => Ok(()),
             Err(Status::CasMismatch) => Err(StoreError::CasMismatch),
-            Err(status) => Err(StoreError::Host(format!("{status:?}"))),
+            Err(status) => Err(StoreError::Host { status: status as u32 }),
         }
     }
 }
