@@ -1,12 +1,15 @@
-//! How the routing filter (`prefixgate-filter`) becomes its proxy-wasm
-//! module, `prefixgate_filter.wasm`: the Rust target, the `cargo build`
-//! arguments, where cargo puts the module, and one nested build of it.
+//! How a crate of this repository becomes a proxy-wasm module: the Rust
+//! target, the `cargo build` arguments, where cargo puts the module, and one
+//! nested build of it ([`build_module`]).
 //!
-//! Three places build the module and must agree: the host's build script
-//! (which embeds it in `prefixgate`), the launch library (which builds it on
-//! demand for Envoy, the tests and the benchmarks) and the filter's own ABI
-//! test. They all go through [`Module::build`]. The crate has no other
-//! dependency than `thiserror`, so a build script can use it cheaply.
+//! Three places build the routing filter (`prefixgate-filter`, module
+//! `prefixgate_filter.wasm`) and must agree: the host's build script (which
+//! embeds it in `prefixgate`), the launch library (which builds it on demand
+//! for Envoy, the tests and the benchmarks) and the filter's own ABI test.
+//! They all go through [`Module::build`]. The hosts' test modules (each a
+//! crate with a workspace of its own) are built by the same function. The
+//! crate has no other dependency than `thiserror`, so a build script can use
+//! it cheaply.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -77,10 +80,8 @@ pub enum BuildError {
         stderr_tail: String,
     },
     /// Cargo succeeded but the module is not where a release build puts it.
-    #[error("cargo built {package} but {} is missing", path.display())]
+    #[error("cargo finished but {} is missing", path.display())]
     Missing {
-        /// The package built.
-        package: &'static str,
         /// Where the module was expected.
         path: PathBuf,
     },
@@ -94,44 +95,82 @@ impl Module {
 
     /// Where a release build puts the module under cargo's target directory `target`.
     pub fn in_target_dir(&self, target: &Path) -> PathBuf {
-        target.join(WASM_TARGET).join("release").join(self.artifact)
+        in_target_dir(target, self.artifact)
     }
 
-    /// Builds the module with the cargo running this process (`$CARGO`, else
-    /// `cargo` on `PATH`) from the workspace at `workspace`, into `target_dir`,
-    /// and returns its path. The outer build's host-only flags are dropped, and
-    /// `--offline` is passed on when `$CARGO_NET_OFFLINE` asks for it. Cargo's
-    /// output is captured; a failure carries the tail of its stderr.
+    /// Builds the module from the workspace at `workspace` into `target_dir`
+    /// ([`build_module`] with [`Crate::Package`]) and returns its path.
     pub fn build(&self, workspace: &Path, target_dir: &Path) -> Result<PathBuf, BuildError> {
-        if !wasm_target_installed() {
-            return Err(BuildError::TargetMissing);
-        }
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(&cargo);
-        cmd.current_dir(workspace).arg("build").args(self.build_args()).arg("--target-dir").arg(target_dir);
-        if std::env::var("CARGO_NET_OFFLINE").as_deref() == Ok("true") {
-            cmd.arg("--offline");
-        }
-        for var in HOST_ONLY_VARS {
-            cmd.env_remove(var);
-        }
-        let output = cmd.output().map_err(|source| BuildError::Spawn { cargo: cargo.clone(), source })?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let lines: Vec<&str> = stderr.lines().collect();
-            let tail = lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..].join("\n");
-            return Err(BuildError::Failed {
-                args: self.build_args().join(" "),
-                status: output.status,
-                stderr_tail: tail,
-            });
-        }
-        let path = self.in_target_dir(target_dir);
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(BuildError::Missing { package: self.package, path })
-        }
+        build_module(Crate::Package { workspace, name: self.package }, self.artifact, target_dir)
+    }
+}
+
+/// The crate a module is built from.
+#[derive(Clone, Copy, Debug)]
+pub enum Crate<'a> {
+    /// A package of the workspace at `workspace` (the routing filter).
+    Package {
+        /// The workspace's root directory.
+        workspace: &'a Path,
+        /// The package's name.
+        name: &'a str,
+    },
+    /// A crate with a workspace of its own (the hosts' test modules), by its manifest.
+    Manifest(&'a Path),
+}
+
+impl Crate<'_> {
+    /// The arguments after `cargo build` that select the crate and the target.
+    fn build_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = match self {
+            Crate::Package { name, .. } => vec!["--package".into(), (*name).into()],
+            Crate::Manifest(manifest) => vec!["--manifest-path".into(), manifest.as_os_str().to_owned()],
+        };
+        args.extend(["--release".into(), "--target".into(), WASM_TARGET.into()]);
+        args
+    }
+}
+
+/// Where a release build for [`WASM_TARGET`] puts `artifact` under cargo's target directory `target`.
+pub fn in_target_dir(target: &Path, artifact: &str) -> PathBuf {
+    target.join(WASM_TARGET).join("release").join(artifact)
+}
+
+/// Builds `krate` for [`WASM_TARGET`] (release) with the cargo running this
+/// process (`$CARGO`, else `cargo` on `PATH`) into `target_dir`, and returns
+/// the path of `artifact`. The outer build's host-only flags are dropped, and
+/// `--offline` is passed on when `$CARGO_NET_OFFLINE` asks for it. Cargo's
+/// output is captured; a failure carries the tail of its stderr.
+pub fn build_module(krate: Crate<'_>, artifact: &str, target_dir: &Path) -> Result<PathBuf, BuildError> {
+    if !wasm_target_installed() {
+        return Err(BuildError::TargetMissing);
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let args = krate.build_args();
+    let mut cmd = Command::new(&cargo);
+    if let Crate::Package { workspace, .. } = krate {
+        cmd.current_dir(workspace);
+    }
+    cmd.arg("build").args(&args).arg("--target-dir").arg(target_dir);
+    if std::env::var("CARGO_NET_OFFLINE").as_deref() == Ok("true") {
+        cmd.arg("--offline");
+    }
+    for var in HOST_ONLY_VARS {
+        cmd.env_remove(var);
+    }
+    let output = cmd.output().map_err(|source| BuildError::Spawn { cargo: cargo.clone(), source })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        let tail = lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..].join("\n");
+        let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        return Err(BuildError::Failed { args: args.join(" "), status: output.status, stderr_tail: tail });
+    }
+    let path = in_target_dir(target_dir, artifact);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(BuildError::Missing { path })
     }
 }
 
@@ -172,6 +211,21 @@ mod tests {
                 assert!(args.contains("no-such-package-here"));
             }
             // Without the wasm target the build stops before cargo runs.
+            Err(BuildError::TargetMissing) => assert!(!wasm_target_installed()),
+            other => panic!("expected a failed build, got {other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_manifest_that_does_not_exist_fails_naming_it() {
+        let manifest = std::env::temp_dir().join("no-such-module-crate").join("Cargo.toml");
+        let dir = std::env::temp_dir().join(format!("filter-module-manifest-test-{}", std::process::id()));
+        match build_module(Crate::Manifest(&manifest), "x.wasm", &dir) {
+            Err(BuildError::Failed { stderr_tail, args, .. }) => {
+                assert!(stderr_tail.contains("no-such-module-crate"), "{stderr_tail}");
+                assert!(args.starts_with("--manifest-path "), "{args}");
+            }
             Err(BuildError::TargetMissing) => assert!(!wasm_target_installed()),
             other => panic!("expected a failed build, got {other:?}"),
         }

@@ -5,7 +5,8 @@
 //! fault at a time hits it. A few minutes; `cargo xtask test` runs a short
 //! version ([`quick`]).
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
+use prefixgate_filter_module::{build_module, Crate, WASM_TARGET};
 use prefixgate_launch::{Program, PREFIXGATE, VLLM_SIM};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -32,23 +33,15 @@ const QUICK: &[&str] = &[
 ];
 
 /// Builds `tests/trap-filter` for wasm32-wasip1 (its own workspace and
-/// target directory) and returns the module's path.
+/// target directory; the same nested build as the routing filter's) and
+/// returns the module's path.
 fn build_trap_module() -> Result<PathBuf> {
     let root = crate::paths::workspace_root();
     let target = crate::paths::target_dir().join("trap-filter");
     let manifest = root.join("tests").join("trap-filter").join("Cargo.toml");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.args(["build", "--release", "--target", "wasm32-wasip1", "--manifest-path"])
-        .arg(&manifest)
-        .env("CARGO_TARGET_DIR", &target)
-        .current_dir(&root);
-    crate::run::status(&mut cmd, "cargo build (tests/trap-filter, wasm32-wasip1)")?;
-    let wasm = target.join("wasm32-wasip1").join("release").join("prefixgate_trap_filter.wasm");
-    if !wasm.is_file() {
-        bail!("the build finished but {} is missing", wasm.display());
-    }
-    Ok(wasm)
+    eprintln!("xtask: building tests/trap-filter (release, {WASM_TARGET})");
+    build_module(Crate::Manifest(&manifest), "prefixgate_trap_filter.wasm", &target)
+        .context("building tests/trap-filter")
 }
 
 /// A built program of cargo's `profile` directory.

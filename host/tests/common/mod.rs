@@ -10,10 +10,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prefixgate::app::{self, Running};
 use prefixgate::config::Config;
+use prefixgate_filter_module::{build_module, Crate};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -26,26 +26,13 @@ pub fn test_filter() -> PathBuf {
 }
 
 /// Builds the test module crate in `host/<dir>` for wasm32-wasip1 (release,
-/// in its own target directory) and returns the path of `artifact`.
+/// in its own target directory; the same nested build as the routing
+/// filter's) and returns the path of `artifact`.
 pub fn build_test_module(dir: &str, artifact: &str) -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir).join("Cargo.toml");
     let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(dir);
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["build", "--release", "--target", "wasm32-wasip1", "--manifest-path"])
-        .arg(&manifest)
-        .env("CARGO_TARGET_DIR", &target)
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .output()
-        .unwrap_or_else(|e| panic!("running cargo to build {dir}: {e}"));
-    assert!(
-        out.status.success(),
-        "building {dir} failed (is the wasm32-wasip1 target installed? run `cargo xtask setup`):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    target.join("wasm32-wasip1/release").join(artifact)
+    build_module(Crate::Manifest(&manifest), artifact, &target)
+        .unwrap_or_else(|e| panic!("building {dir}: {e}"))
 }
 
 /// An echo backend: answers every request with a JSON description of it;
@@ -200,15 +187,17 @@ pub fn shared(running: &Running, key: &str) -> Option<String> {
         .map(|(v, _)| String::from_utf8_lossy(&v).into_owned())
 }
 
-/// Polls `f` every 20 ms until it holds, at most `tries` times.
-pub async fn eventually(tries: usize, mut f: impl FnMut() -> bool) -> bool {
-    for _ in 0..tries {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    f()
+/// Whether `f` comes to hold within `tries` × 20 ms, polled by
+/// [`prefixgate_launch::poll_until`] (the one bounded poll of the tests and
+/// launchers).
+pub async fn eventually(tries: u64, mut f: impl FnMut() -> bool) -> bool {
+    let limit = Duration::from_millis(20 * tries);
+    prefixgate_launch::poll_until(limit, "a test condition", || {
+        let held = f();
+        async move { held.then_some(()) }
+    })
+    .await
+    .is_ok()
 }
 
 /// Longest [`read_until_closed`] waits for the peer to close.
