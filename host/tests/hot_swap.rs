@@ -104,94 +104,83 @@ async fn a_config_that_traps_or_loops_on_the_canary_request_or_tick_is_refused()
 /// A minimal proxy-wasm module (ABI 0.2.1, no imports) whose
 /// `on_request_headers` and `on_tick` do what they are told.
 fn raw_module(request_headers: Callback, tick: Callback) -> Vec<u8> {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
+    use wasm_encoder::{
+        BlockType, CodeSection, ConstExpr, ExportKind, ExportSection, Function, FunctionSection,
+        GlobalSection, GlobalType, MemorySection, MemoryType, Module, TypeSection, ValType,
+    };
+    const I32: ValType = ValType::I32;
+    let mut types = TypeSection::new();
+    types.ty().function([I32, I32], []); // 0: (i32, i32)
+    types.ty().function([I32, I32], [I32]); // 1: (i32, i32) -> i32
+    types.ty().function([I32, I32, I32], [I32]); // 2: (i32, i32, i32) -> i32
+    types.ty().function([], []); // 3: ()
+    types.ty().function([I32], [I32]); // 4: (i32) -> i32
+    types.ty().function([I32], []); // 5: (i32)
+    let mut functions = FunctionSection::new();
+    let mut exports = ExportSection::new();
+    let mut code = CodeSection::new();
+    let callback = |c: Callback, f: &mut Function, ok: Option<i32>| match c {
+        Callback::Ok => {
+            if let Some(v) = ok {
+                f.instructions().i32_const(v);
             }
-            out.push(byte | 0x80);
         }
-    }
-    fn section(id: u8, items: &[Vec<u8>], out: &mut Vec<u8>) {
-        let mut payload = Vec::new();
-        leb(items.len(), &mut payload);
-        for item in items {
-            payload.extend_from_slice(item);
+        Callback::Trap => {
+            f.instructions().unreachable();
         }
-        out.push(id);
-        leb(payload.len(), out);
-        out.extend_from_slice(&payload);
-    }
-    fn body(code: &[u8]) -> Vec<u8> {
-        // No locals, then the code and `end`.
-        let mut b = vec![0x00];
-        b.extend_from_slice(code);
-        b.push(0x0b);
-        let mut out = Vec::new();
-        leb(b.len(), &mut out);
-        out.extend_from_slice(&b);
-        out
-    }
-    fn export(name: &str, kind: u8, index: u8) -> Vec<u8> {
-        let mut out = Vec::new();
-        leb(name.len(), &mut out);
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(&[kind, index]);
-        out
-    }
-    const I32: u8 = 0x7f;
-    let types = [
-        vec![0x60, 2, I32, I32, 0],           // 0: (i32, i32)
-        vec![0x60, 2, I32, I32, 1, I32],      // 1: (i32, i32) -> i32
-        vec![0x60, 3, I32, I32, I32, 1, I32], // 2: (i32, i32, i32) -> i32
-        vec![0x60, 0, 0],                     // 3: ()
-        vec![0x60, 1, I32, 1, I32],           // 4: (i32) -> i32
-        vec![0x60, 1, I32, 0],                // 5: (i32)
-    ];
-    let funcs: Vec<Vec<u8>> = [3u8, 0, 1, 1, 2, 4, 5].iter().map(|t| vec![*t]).collect();
-    let trap = [0x00]; // unreachable
-    let headers_code: Vec<u8> = match request_headers {
-        Callback::Ok => vec![0x41, 0x00], // i32.const 0 (Continue)
-        Callback::Trap => trap.to_vec(),
         // counter += 1; if counter > k { unreachable }; Continue
         Callback::TrapAfter(k) => {
-            vec![0x23, 0, 0x41, 1, 0x6a, 0x24, 0, 0x23, 0, 0x41, k, 0x4a, 0x04, 0x40, 0x00, 0x0b, 0x41, 0]
+            f.instructions()
+                .global_get(0)
+                .i32_const(1)
+                .i32_add()
+                .global_set(0)
+                .global_get(0)
+                .i32_const(i32::from(k))
+                .i32_gt_s()
+                .if_(BlockType::Empty)
+                .unreachable()
+                .end()
+                .i32_const(ok.unwrap_or(0));
         }
     };
-    let tick_code: Vec<u8> = match tick {
-        Callback::Trap => trap.to_vec(),
-        _ => vec![],
-    };
-    let code = [
-        body(&[]),                 // proxy_abi_version_0_2_1
-        body(&[]),                 // proxy_on_context_create
-        body(&[0x41, 1]),          // proxy_on_vm_start: true
-        body(&[0x41, 1]),          // proxy_on_configure: true
-        body(&headers_code),       // proxy_on_request_headers
-        body(&[0x41, 0x80, 0x08]), // proxy_on_memory_allocate: 1024
-        body(&tick_code),          // proxy_on_tick
+    let entries: [(&str, u32, Callback, Option<i32>); 7] = [
+        ("proxy_abi_version_0_2_1", 3, Callback::Ok, None),
+        ("proxy_on_context_create", 0, Callback::Ok, None),
+        ("proxy_on_vm_start", 1, Callback::Ok, Some(1)),
+        ("proxy_on_configure", 1, Callback::Ok, Some(1)),
+        ("proxy_on_request_headers", 2, request_headers, Some(0)), // 0: Continue
+        ("proxy_on_memory_allocate", 4, Callback::Ok, Some(1024)),
+        ("proxy_on_tick", 5, tick, None),
     ];
-    let exports = [
-        export("proxy_abi_version_0_2_1", 0, 0),
-        export("proxy_on_context_create", 0, 1),
-        export("proxy_on_vm_start", 0, 2),
-        export("proxy_on_configure", 0, 3),
-        export("proxy_on_request_headers", 0, 4),
-        export("proxy_on_memory_allocate", 0, 5),
-        export("proxy_on_tick", 0, 6),
-        export("memory", 2, 0),
-    ];
-    let mut out = b"\0asm\x01\0\0\0".to_vec();
-    section(1, &types, &mut out);
-    section(3, &funcs, &mut out);
-    section(5, &[vec![0x00, 0x01]], &mut out); // one memory of one page
-    section(6, &[vec![I32, 0x01, 0x41, 0x00, 0x0b]], &mut out); // mutable i32 = 0
-    section(7, &exports, &mut out);
-    section(10, &code, &mut out);
-    out
+    for (index, (name, ty, behaviour, ok)) in (0u32..).zip(entries) {
+        functions.function(ty);
+        exports.export(name, ExportKind::Func, index);
+        let mut f = Function::new([]);
+        callback(behaviour, &mut f, ok);
+        f.instructions().end();
+        code.function(&f);
+    }
+    exports.export("memory", ExportKind::Memory, 0);
+    let mut memories = MemorySection::new();
+    memories.memory(MemoryType {
+        minimum: 1,
+        maximum: None,
+        memory64: false,
+        shared: false,
+        page_size_log2: None,
+    });
+    let mut globals = GlobalSection::new();
+    globals.global(GlobalType { val_type: I32, mutable: true, shared: false }, &ConstExpr::i32_const(0));
+    let mut module = Module::new();
+    module
+        .section(&types)
+        .section(&functions)
+        .section(&memories)
+        .section(&globals)
+        .section(&exports)
+        .section(&code);
+    module.finish()
 }
 
 #[derive(Clone, Copy)]

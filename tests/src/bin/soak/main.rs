@@ -4,15 +4,14 @@
 //! filter): one replica of four failing, adversarial bodies from other
 //! clients, many hot swaps, a swap to a module that traps. The simulated
 //! replicas are `vllm-sim` processes, so that kill -9 and SIGSTOP hit a real
-//! process; the faults a simulator cannot play are stub replicas (see
-//! `stubs.rs`), the bodies and swaps are in `attack.rs` and `swaps.rs`.
+//! process; the faults a simulator cannot play are played by the tests'
+//! `FailingReplica`, the bodies and swaps are in `attack.rs` and `swaps.rs`.
 //!
 //! Prints one Markdown table and exits non-zero when a bound is broken.
 //! Run through `cargo xtask soak`, which builds the release binaries (and
 //! a short version through `cargo xtask test`).
 
 mod attack;
-mod stubs;
 mod swaps;
 
 use anyhow::{bail, Context as _, Result};
@@ -22,7 +21,7 @@ use futures_util::StreamExt as _;
 use prefixgate_launch::{Locate as _, Signal, SimProcess};
 use prefixgate_tests::envoy::plugin_config;
 use prefixgate_tests::envoy_config::UpstreamTimeouts;
-use prefixgate_tests::failing_replica::FailingReplica;
+use prefixgate_tests::failing_replica::{FailingReplica, Failure};
 use prefixgate_tests::scenarios::prompt;
 use prefixgate_tests::{Envoy, EnvoyMode, PrefixgateProcess};
 use std::net::SocketAddr;
@@ -30,7 +29,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use stubs::{Behaviour, Stub};
 use swaps::{Modules, SwapReport};
 
 /// Replicas behind the proxy (one of them is the faulty one).
@@ -219,11 +217,10 @@ impl Host {
     }
 }
 
-/// The replicas of one phase: simulator processes and at most one stub.
+/// The replicas of one phase: simulator processes and at most one failing replica.
 struct Fleet {
     sims: Vec<SimProcess>,
     _failing: Option<FailingReplica>,
-    _stub: Option<Stub>,
     /// Every replica's address; the faulty one is `addrs[0]`.
     addrs: Vec<SocketAddr>,
 }
@@ -235,23 +232,20 @@ impl Fleet {
         for _ in 0..REPLICAS - usize::from(stubbed) {
             sims.push(SimProcess::start(&options.vllm_sim, options.time_scale).await?);
         }
-        let (mut failing, mut stub, mut addrs) = (None, None, Vec::new());
-        match fault {
-            Fault::Fail500 => {
-                let f = FailingReplica::start().await.context("start the failing replica")?;
-                addrs.push(f.addr);
-                failing = Some(f);
-            }
-            Fault::Hang | Fault::BigMetrics => {
-                let behaviour = if fault == Fault::Hang { Behaviour::Hang } else { Behaviour::BigMetrics };
-                let s = Stub::start(behaviour).await?;
-                addrs.push(s.addr);
-                stub = Some(s);
-            }
-            Fault::Kill | Fault::Stop | Fault::Adversarial | Fault::Swaps | Fault::TrapModule => {}
+        let failure = match fault {
+            Fault::Fail500 => Some(Failure::Error),
+            Fault::Hang => Some(Failure::NeverAnswers),
+            Fault::BigMetrics => Some(Failure::BigMetrics),
+            Fault::Kill | Fault::Stop | Fault::Adversarial | Fault::Swaps | Fault::TrapModule => None,
+        };
+        let (mut failing, mut addrs) = (None, Vec::new());
+        if let Some(failure) = failure {
+            let f = FailingReplica::start_failing(failure).await.context("start the failing replica")?;
+            addrs.push(f.addr);
+            failing = Some(f);
         }
         addrs.extend(sims.iter().map(SimProcess::addr));
-        Ok(Self { sims, _failing: failing, _stub: stub, addrs })
+        Ok(Self { sims, _failing: failing, addrs })
     }
 }
 

@@ -36,30 +36,13 @@ pub fn schedule(config: usize, module: usize) -> Vec<Kind> {
         .collect()
 }
 
-/// Appends `n` to `out` as an unsigned LEB128 number.
-fn leb128(out: &mut Vec<u8>, mut n: usize) {
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
 /// `module` with a custom section named [`VARIANT_SECTION`] holding `label`
 /// appended (custom sections may come anywhere, the last one included).
 pub fn variant(module: &[u8], label: &str) -> Vec<u8> {
-    let mut payload = Vec::new();
-    leb128(&mut payload, VARIANT_SECTION.len());
-    payload.extend_from_slice(VARIANT_SECTION.as_bytes());
-    payload.extend_from_slice(label.as_bytes());
+    use wasm_encoder::Section as _;
+    let section = wasm_encoder::CustomSection { name: VARIANT_SECTION.into(), data: label.as_bytes().into() };
     let mut out = module.to_vec();
-    out.push(0); // custom section id
-    leb128(&mut out, payload.len());
-    out.extend_from_slice(&payload);
+    section.append_to(&mut out);
     out
 }
 
@@ -167,4 +150,23 @@ pub async fn run(
     }
     report.took = start.elapsed();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{variant, VARIANT_SECTION};
+
+    #[test]
+    fn a_variant_is_the_module_with_one_custom_section_carrying_its_label() {
+        let empty = wasm_encoder::Module::new().finish();
+        let out = variant(&empty, "swap-7");
+        assert!(out.starts_with(&empty));
+        let mut customs = Vec::new();
+        for payload in wasmparser::Parser::new(0).parse_all(&out) {
+            if let Ok(wasmparser::Payload::CustomSection(c)) = payload {
+                customs.push((c.name().to_owned(), c.data().to_vec()));
+            }
+        }
+        assert_eq!(customs, [(VARIANT_SECTION.to_owned(), b"swap-7".to_vec())]);
+    }
 }
