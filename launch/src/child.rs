@@ -258,6 +258,7 @@ impl Announced {
 #[cfg(test)]
 mod tests {
     use super::{Announced, Output, Signal};
+    use crate::wait::poll_until;
     use std::path::Path;
     use std::time::Duration;
     use tokio::process::Command;
@@ -281,14 +282,14 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(child.line, "ready at 1");
         // The lines after the announcement are copied by background tasks.
-        let mut seen = String::new();
-        for _ in 0..100 {
-            seen = std::fs::read_to_string(&stdout).unwrap_or_default();
-            if seen.contains("after") && std::fs::read_to_string(&stderr).is_ok_and(|e| e.contains("oops")) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let seen = poll_until(Duration::from_secs(5), "both streams copied", || {
+            let seen = std::fs::read_to_string(&stdout).unwrap_or_default();
+            let done =
+                seen.contains("after") && std::fs::read_to_string(&stderr).is_ok_and(|e| e.contains("oops"));
+            async move { done.then_some(seen) }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(seen, "before\nready at 1\nafter\n");
         assert_eq!(std::fs::read_to_string(&stderr).unwrap_or_default(), "oops\n");
         assert_eq!(child.stderr().count("oops"), 1, "stderr is kept as well as logged");
@@ -329,25 +330,19 @@ mod tests {
                 .ok()
                 .and_then(|s| s.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()))
         };
-        let mut stopped = false;
-        for _ in 0..100 {
-            if state() == Some('T') {
-                stopped = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(stopped, "SIGSTOP leaves the process stopped: {:?}", state());
+        let stopped = poll_until(Duration::from_secs(5), "the process stopped", || {
+            let stopped = state() == Some('T');
+            async move { stopped.then_some(()) }
+        })
+        .await;
+        assert!(stopped.is_ok(), "SIGSTOP leaves the process stopped: {:?}", state());
         child.signal(Signal::Continue).await.unwrap_or_else(|e| panic!("{e}"));
-        let mut resumed = false;
-        for _ in 0..100 {
-            if state().is_some_and(|s| s != 'T') {
-                resumed = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(resumed, "SIGCONT resumes it: {:?}", state());
+        let resumed = poll_until(Duration::from_secs(5), "the process resumed", || {
+            let resumed = state().is_some_and(|s| s != 'T');
+            async move { resumed.then_some(()) }
+        })
+        .await;
+        assert!(resumed.is_ok(), "SIGCONT resumes it: {:?}", state());
         assert!(child.is_running());
         let _ = child.stop(Signal::Kill, Duration::from_secs(10)).await;
     }
