@@ -88,16 +88,6 @@ pub enum BuildError {
 }
 
 impl Module {
-    /// The `cargo build` arguments that build the module (release, [`WASM_TARGET`]).
-    pub fn build_args(&self) -> [&'static str; 5] {
-        ["--package", self.package, "--release", "--target", WASM_TARGET]
-    }
-
-    /// Where a release build puts the module under cargo's target directory `target`.
-    pub fn in_target_dir(&self, target: &Path) -> PathBuf {
-        in_target_dir(target, self.artifact)
-    }
-
     /// Builds the module from the workspace at `workspace` into `target_dir`
     /// ([`build_module`] with [`Crate::Package`]) and returns its path.
     pub fn build(&self, workspace: &Path, target_dir: &Path) -> Result<PathBuf, BuildError> {
@@ -132,7 +122,7 @@ impl Crate<'_> {
 }
 
 /// Where a release build for [`WASM_TARGET`] puts `artifact` under cargo's target directory `target`.
-pub fn in_target_dir(target: &Path, artifact: &str) -> PathBuf {
+fn in_target_dir(target: &Path, artifact: &str) -> PathBuf {
     target.join(WASM_TARGET).join("release").join(artifact)
 }
 
@@ -192,11 +182,12 @@ mod tests {
 
     #[test]
     fn the_module_lives_under_the_wasm_release_directory() {
-        let path = FILTER_MODULE.in_target_dir(Path::new("/t"));
+        let path = in_target_dir(Path::new("/t"), FILTER_MODULE.artifact);
         assert_eq!(path, Path::new("/t/wasm32-wasip1/release/prefixgate_filter.wasm"));
+        let krate = Crate::Package { workspace: Path::new("/w"), name: FILTER_MODULE.package };
         assert_eq!(
-            FILTER_MODULE.build_args(),
-            ["--package", "prefixgate-filter", "--release", "--target", WASM_TARGET]
+            krate.build_args(),
+            ["--package", "prefixgate-filter", "--release", "--target", WASM_TARGET].map(OsString::from)
         );
     }
 
