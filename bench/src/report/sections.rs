@@ -177,7 +177,8 @@ fn distributions(results: &Results) -> Section {
     }
     for (id, title, data) in [("cdf-ttft", "TTFT", ttft), ("cdf-tpot", "TPOT", tpot), ("cdf-itl", "ITL", itl)]
     {
-        let x_max = headroom(data.iter().map(|(_, v)| percentile(v, 99.0))) * 1.05;
+        let finite = |v: &[f64]| v.iter().copied().filter(|x| x.is_finite()).collect::<Vec<f64>>();
+        let x_max = headroom(data.iter().map(|(_, v)| percentile(&finite(v), 99.0))) * 1.05;
         let series: Vec<Series<Vec<(f64, f64)>>> =
             data.iter().map(|(name, v)| Series::new(name.clone(), cdf_points(v, CDF_POINTS))).collect();
         section.charts.push(line_chart(
