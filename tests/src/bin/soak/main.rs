@@ -37,7 +37,7 @@ const REPLICAS: usize = 4;
 const PREFIX_GROUPS: usize = 8;
 /// The filter's default `unhealthy_after`: failed scrapes that mark a backend unhealthy.
 const UNHEALTHY_AFTER: f64 = 3.0;
-/// Load before a fault is injected (all but the stub replicas, faulty from the start).
+/// Load before a fault is injected (all but the failing replicas, faulty from the start).
 const WARM_UP: Duration = Duration::from_secs(2);
 /// After a swap to the module that traps, how long a host has to refuse it
 /// or roll it back before every request must be routed by the old module.
@@ -196,9 +196,15 @@ impl Fault {
         matches!(self, Fault::Kill | Fault::Stop | Fault::Fail500 | Fault::Hang | Fault::BigMetrics)
     }
 
-    /// Whether the faulty replica is a stub, faulty from the start.
-    fn stubbed(self) -> bool {
-        matches!(self, Fault::Fail500 | Fault::Hang | Fault::BigMetrics)
+    /// How the faulty replica fails, for the faults a [`FailingReplica`]
+    /// plays (faulty from the start) rather than a simulator process.
+    fn failure(self) -> Option<Failure> {
+        match self {
+            Fault::Fail500 => Some(Failure::Error),
+            Fault::Hang => Some(Failure::NeverAnswers),
+            Fault::BigMetrics => Some(Failure::BigMetrics),
+            Fault::Kill | Fault::Stop | Fault::Adversarial | Fault::Swaps | Fault::TrapModule => None,
+        }
     }
 }
 
@@ -227,17 +233,11 @@ struct Fleet {
 
 impl Fleet {
     async fn start(options: &Options, fault: Fault) -> Result<Self> {
-        let stubbed = fault.stubbed();
+        let failure = fault.failure();
         let mut sims = Vec::new();
-        for _ in 0..REPLICAS - usize::from(stubbed) {
+        for _ in 0..REPLICAS - usize::from(failure.is_some()) {
             sims.push(SimProcess::start(&options.vllm_sim, options.time_scale).await?);
         }
-        let failure = match fault {
-            Fault::Fail500 => Some(Failure::Error),
-            Fault::Hang => Some(Failure::NeverAnswers),
-            Fault::BigMetrics => Some(Failure::BigMetrics),
-            Fault::Kill | Fault::Stop | Fault::Adversarial | Fault::Swaps | Fault::TrapModule => None,
-        };
         let (mut failing, mut addrs) = (None, Vec::new());
         if let Some(failure) = failure {
             let f = FailingReplica::start_failing(failure).await.context("start the failing replica")?;
@@ -628,7 +628,7 @@ async fn run_phase(
     );
     let fault_for = Duration::from_secs_f64(options.seconds_per_fault);
     let recovery = Duration::from_secs_f64(options.recovery_s);
-    let warm_up = if fault.stubbed() { Duration::ZERO } else { WARM_UP };
+    let warm_up = if fault.failure().is_some() { Duration::ZERO } else { WARM_UP };
     let start = Instant::now();
     // Every loop of the phase stops by then, whatever happens.
     let hard_stop = start + PHASE_LIMIT;
