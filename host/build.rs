@@ -57,8 +57,7 @@ fn build_or_locate(out_dir: &Path) -> Result<Option<PathBuf>, BuildError> {
     if env::var("PREFIXGATE_EMBED_FILTER").as_deref() == Ok("0") {
         return Ok(None);
     }
-    if let Some(path) = env::var_os(FILTER_MODULE.env).filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(path);
+    if let Some(path) = FILTER_MODULE.prebuilt() {
         println!("cargo:rerun-if-changed={}", path.display());
         return Ok(Some(path));
     }

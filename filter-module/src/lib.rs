@@ -88,6 +88,12 @@ pub enum BuildError {
 }
 
 impl Module {
+    /// The module `$env` names, when it is set and not empty (a module built
+    /// beforehand, used instead of building one).
+    pub fn prebuilt(&self) -> Option<PathBuf> {
+        std::env::var_os(self.env).filter(|p| !p.is_empty()).map(PathBuf::from)
+    }
+
     /// Builds the module from the workspace at `workspace` into `target_dir`
     /// ([`build_module`] with [`Crate::Package`]) and returns its path.
     pub fn build(&self, workspace: &Path, target_dir: &Path) -> Result<PathBuf, BuildError> {

@@ -76,8 +76,8 @@ const REQUIRED_EXPORTS: &[&str] = &[
 ];
 
 fn module_path() -> PathBuf {
-    if let Some(path) = std::env::var_os(FILTER_MODULE.env).filter(|p| !p.is_empty()) {
-        return PathBuf::from(path);
+    if let Some(path) = FILTER_MODULE.prebuilt() {
+        return path;
     }
     let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("filter-wasm");
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("."));
