@@ -234,7 +234,7 @@ pub fn try_acquire_lease<S: SharedStore + ?Sized>(store: &S, owner: u64, now_ms:
 }
 
 /// Takes the scrape lease for `owner` whoever holds it. A freshly configured
-/// root context calls it, so that after a hot swap the new configuration's
+/// root context calls it at its first tick, so that after a hot swap the new configuration's
 /// poller scrapes at once instead of waiting for the old VM's lease to run
 /// out (the old poller sees the new holder on its next tick and stops).
 pub fn take_lease<S: SharedStore + ?Sized>(store: &S, owner: u64, now_ms: u64, lease_ms: u64) {

@@ -17,6 +17,7 @@ pub mod exposition;
 pub mod failing_replica;
 pub mod fleet;
 pub mod hosts;
+pub mod module_variant;
 pub mod prefixgate;
 pub mod scenarios;
 

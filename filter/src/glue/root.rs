@@ -45,6 +45,8 @@ pub struct FilterRoot {
     pending: HashMap<u32, (String, u64)>,
     /// Host time of the next scrape round.
     next_scrape_ms: u64,
+    /// Configured but not yet ticked: the first tick takes the scrape lease.
+    take_lease_on_tick: bool,
 }
 
 impl FilterRoot {
@@ -59,6 +61,7 @@ impl FilterRoot {
             poller_id,
             pending: HashMap::new(),
             next_scrape_ms: 0,
+            take_lease_on_tick: false,
         }
     }
 
@@ -178,9 +181,11 @@ impl RootContext for FilterRoot {
         );
         let now = now_ms(self.get_current_time());
         router.heartbeat(&HostStore, now);
-        if router.config().scrape_interval_ms > 0 {
-            fleet::take_lease(&HostStore, self.poller_id, now, lease_ms(router.config()));
-        }
+        // The lease is taken at this VM's first tick, not here: a VM
+        // configured ahead of use (prefixgate's spare) never ticks until it
+        // replaces one that trapped, and holding the lease meanwhile would
+        // stop every scrape until the lease ran out.
+        self.take_lease_on_tick = router.config().scrape_interval_ms > 0;
         let metrics = FilterMetrics::define(
             router.config().policy,
             router.config().backends.iter().map(|b| b.address()),
@@ -203,6 +208,11 @@ impl RootContext for FilterRoot {
                 metrics.backends(&router.snapshot(&HostStore, now));
             }
             let interval = router.config().scrape_interval_ms;
+            if std::mem::take(&mut self.take_lease_on_tick) {
+                // A freshly configured poller scrapes at once instead of
+                // waiting for the previous holder's lease to run out.
+                fleet::take_lease(&HostStore, self.poller_id, now, lease_ms(router.config()));
+            }
             if interval > 0 && now >= self.next_scrape_ms {
                 // Due again one interval on, less half a tick of jitter.
                 self.next_scrape_ms = now.saturating_add(interval - router.config().tick_ms() / 2);

@@ -128,6 +128,7 @@ matrix! {
         // prefixgate_only.rs: the VM pool's memory limit, the host's own
         // metric families and admin status, the binary's signals and restart.
         in_flight_counts_of_a_trapped_vm_heal,
+        scraping_goes_on_through_a_module_swap,
         metrics_are_labelled_families_that_parse_and_lint,
         admin_status_says_unhealthy_as_soon_as_the_filter_skips_a_backend,
         sighup_reloads_the_config_file_and_a_bad_one_is_refused,

@@ -5,11 +5,13 @@
 use super::FAST;
 use openmetrics_parser::PrometheusType;
 use prefixgate_filter::{PolicyKind, Reason};
+use prefixgate_launch::Locate as _;
 use prefixgate_tests::client::Client;
 use prefixgate_tests::envoy::plugin_config;
 use prefixgate_tests::exposition;
 use prefixgate_tests::failing_replica::Failure;
 use prefixgate_tests::fleet::{sim_queued, start_fleet, start_fleet_with_failure, FleetWithFailure};
+use prefixgate_tests::module_variant::variant;
 use prefixgate_tests::prefixgate::Signal;
 use prefixgate_tests::scenarios::{eventually, prompt, routed_to};
 use prefixgate_tests::{Host, Prefixgate, PrefixgateOptions, Reply};
@@ -96,6 +98,43 @@ fn check_exposition(text: &str) -> exposition::Exposition {
         None => eprintln!("promtool is not installed (cargo xtask setup installs it): lint skipped"),
     }
     parsed
+}
+
+/// Scraping goes on through a module swap: the swap starts a new pool of
+/// VMs and a spare, and whichever of them takes the scrape lease must be one
+/// that ticks, so every backend is scraped again within a few intervals of
+/// the swap (a spare holding the lease stopped scraping for a whole lease).
+pub async fn scraping_goes_on_through_a_module_swap(host: Host) {
+    let fleet = start_fleet(2, FAST).await.unwrap();
+    let addrs = fleet.addrs();
+    let proxy = prefixgate(host, &addrs, "prefix_aware", &[]).await;
+    let scrapes = |text: String| -> Vec<f64> {
+        let parsed = exposition::parse(&text).unwrap();
+        let mut series = exposition::series(&parsed, "prefixgate_backend_scrapes_total");
+        series.sort_by(|a, b| a.0["backend"].cmp(&b.0["backend"]));
+        series.into_iter().map(|(_, n)| n).collect()
+    };
+    eventually(Duration::from_secs(10), "a scrape of every backend", || async {
+        let counts = scrapes(proxy.admin_get("/metrics").await.unwrap());
+        counts.len() == addrs.len() && counts.iter().all(|n| *n > 0.0)
+    })
+    .await;
+    let filter = std::fs::read(prefixgate_launch::FILTER_MODULE.locate_or_build().unwrap()).unwrap();
+    for swap in 0..3 {
+        let (status, answer) =
+            proxy.admin_put("module", variant(&filter, &format!("swap {swap}"))).await.unwrap();
+        assert_eq!(status, 200, "module swap refused: {answer}");
+        let before = scrapes(proxy.admin_get("/metrics").await.unwrap());
+        // Scrapes every 100 ms; the lease lasts a second.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = scrapes(proxy.admin_get("/metrics").await.unwrap());
+        assert_eq!(before.len(), after.len());
+        for (b, a) in before.iter().zip(&after) {
+            assert!(a - b >= 2.0, "swap {swap}: {b} → {a} scrapes of a backend in the 500 ms after it");
+        }
+    }
+    drop(proxy);
+    fleet.shutdown().await;
 }
 
 /// prefixgate's `/metrics` (the host's families and the filter's) parse,

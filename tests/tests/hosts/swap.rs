@@ -5,6 +5,7 @@ use prefixgate_launch::Locate as _;
 use prefixgate_tests::client::Client;
 use prefixgate_tests::envoy::plugin_config;
 use prefixgate_tests::fleet::start_fleet;
+use prefixgate_tests::module_variant::variant;
 use prefixgate_tests::scenarios::{eventually, prompt, routed_to, SwapLoad};
 use prefixgate_tests::{Host, Prefixgate, Proxy, ProxyOptions};
 use std::time::Duration;
@@ -61,9 +62,8 @@ pub async fn hot_swap_changes_policy_without_failed_requests(host: Host) {
 async fn swap_module_and_refuse_broken_ones(prefixgate: &Prefixgate) {
     let (status, answer) = prefixgate.admin_put("config", br#"{"backends": []}"#.to_vec()).await.unwrap();
     assert_eq!(status, 400, "an empty backend list was accepted: {answer}");
-    let mut module = std::fs::read(prefixgate_launch::FILTER_MODULE.locate_or_build().unwrap()).unwrap();
-    // Custom section: id 0, size 9 = name length (1) + "version" (7) + payload (1).
-    module.extend_from_slice(&[0, 9, 7, b'v', b'e', b'r', b's', b'i', b'o', b'n', 2]);
+    let filter = std::fs::read(prefixgate_launch::FILTER_MODULE.locate_or_build().unwrap()).unwrap();
+    let module = variant(&filter, "version 2");
     let (status, answer) = prefixgate.admin_put("module", module).await.unwrap();
     assert_eq!(status, 200, "module swap refused: {answer}");
     let (status, _) = prefixgate.admin_put("module", b"not wasm".to_vec()).await.unwrap();

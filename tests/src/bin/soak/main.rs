@@ -1053,21 +1053,4 @@ mod tests {
         assert!(modules.windows(2).all(|w| w[1] - w[0] == 6), "{modules:?}");
         assert_eq!(swaps::schedule(3, 0), vec![swaps::Kind::Config; 3]);
     }
-
-    #[test]
-    fn a_variant_is_the_module_and_one_custom_section() {
-        let module = b"\0asm\x01\0\0\0".to_vec();
-        let v = swaps::variant(&module, "swap 7");
-        let name = b"prefixgate-soak-swap";
-        let mut expected = module.clone();
-        expected.push(0);
-        expected.push((1 + name.len() + 6) as u8);
-        expected.push(name.len() as u8);
-        expected.extend_from_slice(name);
-        expected.extend_from_slice(b"swap 7");
-        assert_eq!(v, expected);
-        // A payload over 127 bytes takes a two-byte size.
-        let long = swaps::variant(&module, &"x".repeat(200));
-        assert_eq!(&long[8..11], &[0, 0xdd, 0x01]);
-    }
 }

@@ -11,12 +11,11 @@
 use crate::Proxy;
 use anyhow::{Context as _, Result};
 use prefixgate_tests::envoy_config::{plugin_config, PolicyKind};
+use prefixgate_tests::module_variant::variant;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Name of the custom section that makes a module variant distinct.
-const VARIANT_SECTION: &str = "prefixgate-soak-swap";
 /// Most error messages kept for the report.
 const KEPT_ERRORS: usize = 3;
 
@@ -34,16 +33,6 @@ pub fn schedule(config: usize, module: usize) -> Vec<Kind> {
     (0..total)
         .map(|k| if (k + 1) * module / total > k * module / total { Kind::Module } else { Kind::Config })
         .collect()
-}
-
-/// `module` with a custom section named [`VARIANT_SECTION`] holding `label`
-/// appended (custom sections may come anywhere, the last one included).
-pub fn variant(module: &[u8], label: &str) -> Vec<u8> {
-    use wasm_encoder::Section as _;
-    let section = wasm_encoder::CustomSection { name: VARIANT_SECTION.into(), data: label.as_bytes().into() };
-    let mut out = module.to_vec();
-    section.append_to(&mut out);
-    out
 }
 
 /// The modules a run swaps to, written once into the run directory.
@@ -150,23 +139,4 @@ pub async fn run(
     }
     report.took = start.elapsed();
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{variant, VARIANT_SECTION};
-
-    #[test]
-    fn a_variant_is_the_module_with_one_custom_section_carrying_its_label() {
-        let empty = wasm_encoder::Module::new().finish();
-        let out = variant(&empty, "swap-7");
-        assert!(out.starts_with(&empty));
-        let mut customs = Vec::new();
-        for payload in wasmparser::Parser::new(0).parse_all(&out) {
-            if let Ok(wasmparser::Payload::CustomSection(c)) = payload {
-                customs.push((c.name().to_owned(), c.data().to_vec()));
-            }
-        }
-        assert_eq!(customs, [(VARIANT_SECTION.to_owned(), b"swap-7".to_vec())]);
-    }
 }
