@@ -124,19 +124,87 @@ impl FilterSpec {
 
 /// Timeouts and retries of the route to the replicas, modelled on
 /// prefixgate's own `[timeouts]` defaults so both hosts behave alike.
+/// Built by [`UpstreamTimeouts::new`], which refuses a combination under
+/// which Envoy could not retry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UpstreamTimeouts {
-    /// TCP connect to a replica. Default 2 s.
-    pub connect: Duration,
-    /// From sending the request to the response headers, per try (Envoy's
-    /// `per_try_timeout`, which stops at the headers): past it the request
-    /// is retried on the fallback. Default 120 s, a long prefill under load.
-    pub first_byte: Duration,
-    /// Longest silence on a stream. Default 300 s (Envoy's default).
-    pub stream_idle: Duration,
+    connect: Duration,
+    first_byte: Duration,
+    stream_idle: Duration,
+}
+
+/// A set of route timeouts Envoy could not honour as documented.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TimeoutsError {
+    /// Envoy's stream idle timer also runs while a try waits for its
+    /// response headers: unless it is longer than the first-byte timeout,
+    /// it ends a request that a hung replica holds before the retry starts.
+    #[error(
+        "stream idle timeout {stream_idle:?} must be longer than the first-byte timeout {first_byte:?}: \
+         Envoy's stream idle timer also runs while waiting for response headers and would end the \
+         request before its retry"
+    )]
+    StreamIdleNotAboveFirstByte {
+        /// The stream idle timeout asked for.
+        stream_idle: Duration,
+        /// The first-byte (per-try) timeout asked for.
+        first_byte: Duration,
+    },
+    /// A zero timeout, which Envoy reads as "none".
+    #[error("the {0} timeout must be above zero (Envoy reads 0 as no timeout)")]
+    Zero(&'static str),
+}
+
+impl UpstreamTimeouts {
+    /// `connect`: TCP connect to a replica. `first_byte`: from sending the
+    /// request to the response headers, per try (Envoy's `per_try_timeout`,
+    /// which stops at the headers); past it the request is retried on the
+    /// fallback. `stream_idle`: longest silence on a stream, the wait for
+    /// the headers included, so it must exceed `first_byte`.
+    pub fn new(
+        connect: Duration,
+        first_byte: Duration,
+        stream_idle: Duration,
+    ) -> Result<Self, TimeoutsError> {
+        for (name, value) in [("connect", connect), ("first-byte", first_byte), ("stream idle", stream_idle)]
+        {
+            if value.is_zero() {
+                return Err(TimeoutsError::Zero(name));
+            }
+        }
+        if stream_idle <= first_byte {
+            return Err(TimeoutsError::StreamIdleNotAboveFirstByte { stream_idle, first_byte });
+        }
+        Ok(Self { connect, first_byte, stream_idle })
+    }
+
+    /// These timeouts with another first-byte timeout, the stream idle
+    /// timeout raised to twice it if it would not exceed it otherwise.
+    pub fn with_first_byte(self, first_byte: Duration) -> Result<Self, TimeoutsError> {
+        let stream_idle =
+            if self.stream_idle > first_byte { self.stream_idle } else { first_byte.saturating_mul(2) };
+        Self::new(self.connect, first_byte, stream_idle)
+    }
+
+    /// TCP connect to a replica.
+    pub fn connect(&self) -> Duration {
+        self.connect
+    }
+
+    /// Per-try wait for the response headers.
+    pub fn first_byte(&self) -> Duration {
+        self.first_byte
+    }
+
+    /// Longest silence on a stream.
+    pub fn stream_idle(&self) -> Duration {
+        self.stream_idle
+    }
 }
 
 impl Default for UpstreamTimeouts {
+    /// Connect 2 s; first byte 120 s, a long prefill under load; stream idle
+    /// 300 s, Envoy's own default.
     fn default() -> Self {
         Self {
             connect: Duration::from_secs(2),
@@ -346,7 +414,7 @@ fn route_retry(timeouts: &UpstreamTimeouts) -> String {
                         \"@type\": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate
                     host_selection_retry_max_attempts: 3
 ",
-        proto_duration(timeouts.first_byte)
+        proto_duration(timeouts.first_byte())
     )
 }
 
@@ -442,7 +510,7 @@ pub fn render_bootstrap(spec: &EnvoySpec) -> String {
           # SSE streams may stay silent through a long prefill.
 ",
     );
-    let _ = writeln!(out, "          stream_idle_timeout: {}", proto_duration(spec.timeouts.stream_idle));
+    let _ = writeln!(out, "          stream_idle_timeout: {}", proto_duration(spec.timeouts.stream_idle()));
     out.push_str(&local_reply_config());
     out.push_str(
         "          route_config:
@@ -494,7 +562,7 @@ pub fn render_bootstrap(spec: &EnvoySpec) -> String {
     );
     let _ = writeln!(out, "  - name: {cluster}");
     out.push_str("    type: STATIC\n");
-    let _ = writeln!(out, "    connect_timeout: {}", proto_duration(spec.timeouts.connect));
+    let _ = writeln!(out, "    connect_timeout: {}", proto_duration(spec.timeouts.connect()));
     if round_robin {
         out.push_str("    lb_policy: ROUND_ROBIN\n");
     } else {
@@ -539,8 +607,27 @@ mod tests {
             admin: addr("127.0.0.1:9901"),
             backends: two_backends(),
             mode: FilterMode::Inline(Box::new(FilterSpec::new("/m.wasm", config).unwrap())),
-            timeouts: UpstreamTimeouts { first_byte: Duration::from_millis(2500), ..Default::default() },
+            timeouts: UpstreamTimeouts::default().with_first_byte(Duration::from_millis(2500)).unwrap(),
         }
+    }
+
+    #[test]
+    fn timeouts_under_which_envoy_could_not_retry_are_refused() {
+        let s = Duration::from_secs;
+        assert!(UpstreamTimeouts::new(s(2), s(5), s(11)).is_ok());
+        assert_eq!(
+            UpstreamTimeouts::new(s(2), s(5), s(5)),
+            Err(TimeoutsError::StreamIdleNotAboveFirstByte { stream_idle: s(5), first_byte: s(5) })
+        );
+        assert_eq!(UpstreamTimeouts::new(s(0), s(5), s(11)), Err(TimeoutsError::Zero("connect")));
+        assert_eq!(UpstreamTimeouts::new(s(2), s(0), s(11)), Err(TimeoutsError::Zero("first-byte")));
+        // A first-byte timeout above the default stream idle raises it.
+        let long = UpstreamTimeouts::default().with_first_byte(s(400)).unwrap();
+        assert_eq!((long.first_byte(), long.stream_idle()), (s(400), s(800)));
+        let short = UpstreamTimeouts::default().with_first_byte(s(1)).unwrap();
+        assert_eq!((short.first_byte(), short.stream_idle()), (s(1), s(300)));
+        let message = UpstreamTimeouts::new(s(2), s(5), s(5)).unwrap_err().to_string();
+        assert!(message.contains("5s") && message.contains("retry"), "{message}");
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub enum HarnessError {
     /// A plugin configuration the filter would refuse.
     #[error(transparent)]
     Config(#[from] prefixgate_filter::ConfigError),
+    /// Route timeouts Envoy could not honour.
+    #[error(transparent)]
+    Timeouts(#[from] prefixgate_launch::envoy_config::TimeoutsError),
     /// A program could not be found, started or awaited.
     #[error(transparent)]
     Launch(#[from] prefixgate_launch::LaunchError),

@@ -58,7 +58,8 @@ impl Host {
                 };
                 let timeouts = options
                     .first_byte_timeout
-                    .map(|first_byte| UpstreamTimeouts { first_byte, ..UpstreamTimeouts::default() });
+                    .map(|first_byte| UpstreamTimeouts::default().with_first_byte(first_byte))
+                    .transpose()?;
                 RunningProxy::Envoy(Envoy::start_with(backends, mode, 2, timeouts).await?)
             }
             Host::Prefixgate => {

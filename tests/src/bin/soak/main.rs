@@ -291,12 +291,16 @@ impl Proxy {
                 } else {
                     EnvoyMode::Filter(config.clone())
                 };
-                // The same first-byte and stream-idle timeouts as prefixgate's.
-                let timeouts = UpstreamTimeouts {
-                    first_byte: Duration::from_secs(5),
-                    stream_idle: Duration::from_secs(5),
-                    ..Default::default()
-                };
+                // prefixgate's first-byte timeout. Envoy's stream idle timer
+                // also runs while a try waits for its headers, so it must
+                // outlast the first try and the retry's headers: a stream
+                // idle timeout equal to the first-byte one ended requests a
+                // hung replica held before their retry.
+                let timeouts = UpstreamTimeouts::new(
+                    UpstreamTimeouts::default().connect(),
+                    Duration::from_secs(5),
+                    Duration::from_secs(11),
+                )?;
                 let envoy = Envoy::start_with(addrs, mode, 2, Some(timeouts));
                 Running::Envoy(envoy.await.context("start Envoy")?)
             }
