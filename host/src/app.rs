@@ -95,17 +95,11 @@ pub fn admin_token_warning(config: &Config) -> Option<String> {
     })
 }
 
-/// Validates the configuration, starts the filter and binds both listeners.
-pub async fn start(config: Config) -> Result<Running, StartError> {
-    config.validate()?;
-    if let Some(warning) = admin_token_warning(&config) {
-        tracing::warn!("{warning}");
-    }
-    let module = module_bytes(&config)?;
-    let plugin_config = config.plugin_config()?;
-    let metrics = Metrics::new().map_err(StartError::Metrics)?;
+/// The builder of the filter's runtimes `config` describes: engine, shared
+/// data, plugin identity, VM limits, canary and rollback policy.
+fn builder(config: &Config, metrics: &Metrics) -> Result<Builder, StartError> {
     let engine = Arc::new(WasmEngine::new().map_err(StartError::Engine)?);
-    let builder = Builder {
+    Ok(Builder {
         engine,
         shared: Arc::new(HostShared {
             data: Default::default(),
@@ -141,7 +135,35 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             window: Duration::from_millis(config.filter.rollback.window_ms),
             probation: Duration::from_millis(config.filter.rollback.probation_ms),
         },
-    };
+    })
+}
+
+/// Checks a filter module and its plugin configuration as a hot swap does
+/// before it commits (compile, configure every VM, a canary request and a
+/// tick), binding nothing: what a rollout to another host (Envoy) runs
+/// first, so that a module that traps never ships. Returns its sha256.
+pub async fn check(config: Config) -> Result<String, StartError> {
+    config.validate()?;
+    let module = module_bytes(&config)?;
+    let plugin_config = config.plugin_config()?;
+    let metrics = Metrics::new().map_err(StartError::Metrics)?;
+    let builder = builder(&config, &metrics)?;
+    let version = builder.compile(module).await?;
+    let runtime = builder.build(version, plugin_config)?;
+    builder.canary.run(&runtime.pool).await.map_err(SwapError::from)?;
+    Ok(runtime.version.sha256.clone())
+}
+
+/// Validates the configuration, starts the filter and binds both listeners.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    config.validate()?;
+    if let Some(warning) = admin_token_warning(&config) {
+        tracing::warn!("{warning}");
+    }
+    let module = module_bytes(&config)?;
+    let plugin_config = config.plugin_config()?;
+    let metrics = Metrics::new().map_err(StartError::Metrics)?;
+    let builder = builder(&config, &metrics)?;
     let builder = Arc::new(builder);
     let version = builder.compile(module).await?;
     let runtime = builder.build(version, plugin_config)?;

@@ -25,6 +25,13 @@ pub struct Cli {
 pub enum Command {
     /// Swap the filter module or plugin configuration of a running proxy.
     Swap(SwapArgs),
+    /// Check a filter module and its plugin configuration as a hot swap
+    /// would before it commits (compile, configure every VM, a canary
+    /// request and a tick), without serving: exit 0 if a swap would take
+    /// them, 2 if it would refuse them. Run it before a rollout to Envoy,
+    /// which applies whatever it is served. Takes the proxy's options
+    /// (`--filter`, `--plugin-config`, `--config`, ...) and binds nothing.
+    Check(RunArgs),
 }
 
 /// Options of the proxy; each overrides the config file.

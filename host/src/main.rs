@@ -29,6 +29,7 @@ fn main() -> ExitCode {
     rt.block_on(async move {
         match cli.command {
             Some(Command::Swap(args)) => report(prefixgate::swap::run(args).await),
+            Some(Command::Check(args)) => check(args).await,
             None => run(cli.run).await,
         }
     })
@@ -39,6 +40,36 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `prefixgate check`: one line on stdout when the filter passes, the
+/// reason on stderr (exit code 2) when a swap would refuse it.
+async fn check(args: prefixgate::cli::RunArgs) -> ExitCode {
+    let config = match args.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match app::check(config).await {
+        Ok(sha256) => {
+            println!("filter ok: sha256 {sha256}; the canary request and tick passed");
+            ExitCode::SUCCESS
+        }
+        Err(StartError::Config(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(StartError::Filter(e)) if e.is_refusal() => {
+            eprintln!("error: filter refused: {}", prefixgate::error_chain(&e));
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {}", prefixgate::error_chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -71,3 +71,63 @@ fn an_unknown_policy_is_refused_with_the_list() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("fastest") && stderr.contains("least_ttft"), "{stderr}");
 }
+
+mod common;
+use common::raw_module::{raw_module, Callback};
+
+/// Runs `prefixgate check` with `args`; it must exit by itself within 60 s.
+fn check(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prefixgate"))
+        .arg("check")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("prefixgate check {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn check_passes_a_sound_filter_and_refuses_one_a_swap_would_refuse() {
+    use std::ffi::OsStr;
+    let plugin = OsStr::new(r#"{"policy": "prefix_aware", "backends": ["127.0.0.1:1"]}"#);
+    // The embedded routing filter passes, and binds nothing.
+    let (code, stdout, stderr) = check(&[OsStr::new("--plugin-config"), plugin]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.starts_with("filter ok: sha256 "), "{stdout}");
+
+    let dir = std::env::temp_dir().join(format!("prefixgate-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        (raw_module(Callback::Trap, Callback::Ok), "on_request_headers"),
+        (raw_module(Callback::Ok, Callback::Trap), "on_tick"),
+        (b"not wasm".to_vec(), "not a WebAssembly binary"),
+    ];
+    for (i, (module, why)) in cases.into_iter().enumerate() {
+        let path = dir.join(format!("m{i}.wasm"));
+        std::fs::write(&path, module).unwrap();
+        let (code, stdout, stderr) =
+            check(&[OsStr::new("--filter"), path.as_os_str(), OsStr::new("--plugin-config"), plugin]);
+        assert_eq!(code, Some(2), "{why}: {stdout} {stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+        let error = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+        assert!(error.contains(why), "{why}: {stderr}");
+    }
+    // The same module with a sound request path passes.
+    let sound = dir.join("sound.wasm");
+    std::fs::write(&sound, raw_module(Callback::Ok, Callback::Ok)).unwrap();
+    let (code, _, stderr) =
+        check(&[OsStr::new("--filter"), sound.as_os_str(), OsStr::new("--plugin-config"), plugin]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -133,6 +133,17 @@ pub enum LaunchError {
     /// A wait ran out of time.
     #[error(transparent)]
     TimedOut(#[from] crate::wait::TimedOut),
+    /// `prefixgate check` refused a filter module and plugin configuration:
+    /// a hot swap would refuse them too, so they must not be rolled out.
+    #[error("the filter {} is refused ({status}): {stderr}", module.display())]
+    FilterRefused {
+        /// The module checked.
+        module: PathBuf,
+        /// How `prefixgate check` exited.
+        status: ExitStatus,
+        /// Its error lines.
+        stderr: String,
+    },
 }
 
 fn looked_in(dirs: &[PathBuf]) -> String {

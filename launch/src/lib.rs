@@ -22,7 +22,7 @@ pub use child::{Output, Signal, StderrTail};
 pub use envoy::{EnvoyOptions, EnvoyProcess};
 pub use error::LaunchError;
 pub use module::{Locate, Module, FILTER_MODULE};
-pub use prefixgate::PrefixgateProcess;
+pub use prefixgate::{check_filter, PrefixgateProcess};
 pub use prefixgate_filter::{FilterConfig, PolicyKind};
 pub use sim::SimProcess;
 pub use wait::{poll_until, TimedOut};

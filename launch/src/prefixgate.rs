@@ -175,6 +175,35 @@ fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
     Some((addr(proxy)?, addr(admin)?))
 }
 
+/// Runs `binary check` on `module` with `plugin_config`: the hot swap's own
+/// checks (compile, configure every VM, a canary request and a tick) in a
+/// process that binds nothing. A rollout to Envoy runs it first, since
+/// Envoy applies whatever module it is served. The sha256 line on success.
+pub fn check_filter(binary: &Path, module: &Path, plugin_config: &str) -> Result<String, LaunchError> {
+    let output = std::process::Command::new(binary)
+        .arg("check")
+        .arg("--filter")
+        .arg(module)
+        .arg("--plugin-config")
+        .arg(plugin_config)
+        // Warnings only: the refusal is on the `error:` line.
+        .env("RUST_LOG", "warn")
+        .output()
+        .map_err(|e| LaunchError::io("run", binary, e))?;
+    if output.status.success() {
+        return Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    let stderr =
+        if errors.is_empty() { stderr.lines().last().unwrap_or_default() } else { &errors.join("; ") };
+    Err(LaunchError::FilterRefused {
+        module: module.to_path_buf(),
+        status: output.status,
+        stderr: stderr.chars().take(2_000).collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_listening;

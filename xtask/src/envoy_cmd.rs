@@ -7,7 +7,7 @@ use prefixgate_launch::envoy_config::{
     plugin_config, render_bootstrap, render_ecds_resource, EnvoySpec, FilterMode, FilterSpec,
     UpstreamTimeouts,
 };
-use prefixgate_launch::PolicyKind;
+use prefixgate_launch::{check_filter, PolicyKind, PREFIXGATE};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -56,7 +56,8 @@ pub struct SwapArgs {
     /// The ECDS directory the running Envoy watches (default `<target>/envoy/ecds`).
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
-    /// The module to roll out with it (default: the one just built).
+    /// The module to roll out with it (default: the one just built). It is
+    /// rolled out only if `prefixgate check` passes it with the new config.
     #[arg(long, value_name = "FILE")]
     wasm: Option<PathBuf>,
 }
@@ -170,6 +171,13 @@ pub fn envoy_swap(args: &SwapArgs, built_wasm: impl FnOnce() -> Result<PathBuf>)
         Some(w) => w.clone(),
         None => built_wasm()?,
     };
+    // Envoy applies whatever module it is served, so the hot swap's own
+    // checks (a canary request and a tick through the module configured
+    // with this plugin configuration) run first, in `prefixgate check`.
+    let prefixgate = PREFIXGATE.locate_or_build().context("the rollout checks the filter with prefixgate")?;
+    let passed = check_filter(&prefixgate, &wasm, &plugin_config)
+        .context("not rolled out: the running Envoy keeps its filter")?;
+    eprintln!("xtask: {passed}");
     let dir = absolute(&args.dir.clone().unwrap_or_else(default_ecds_dir))?;
     let resource = write_rollout(&dir, &wasm, spec, &version)?;
     eprintln!("xtask: rolled out {} as {version}: {plugin_config}", resource.display());

@@ -19,6 +19,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+pub mod raw_module;
+
 /// Path of the test filter module, built once per test binary.
 pub fn test_filter() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
