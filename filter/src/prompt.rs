@@ -69,6 +69,18 @@ use scan::{Halt, Scanner};
 use std::borrow::Cow;
 use text::Text;
 
+/// Most elements of the lists routing reads (messages, content parts and
+/// prompt strings, all lists together) read from one body; past them the
+/// text read so far is the prompt, as when it reaches `max_chars`.
+///
+/// The character budget bounds what a body's text costs, but not its
+/// structure: a 4 MiB chat of 116,000 one-character parts never reaches it,
+/// and scanning all of it took close to prefixgate's 20 ms callback deadline
+/// in wasm. 16,384 elements is far beyond real requests (a long agent
+/// conversation has hundreds of messages) and bounds that scan to about a
+/// seventh of the body in that shape.
+pub const MAX_PROMPT_ELEMENTS: usize = 16_384;
+
 /// Which OpenAI endpoint a request targets; the path decides how the body is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -102,7 +114,7 @@ impl Endpoint {
 /// `body`.
 pub fn extract_prompt<'b>(path: &str, body: &'b [u8], max_chars: usize) -> Option<Cow<'b, str>> {
     let endpoint = Endpoint::from_path(path)?;
-    let mut scanner = Scanner::new(body);
+    let mut scanner = Scanner::new(body, MAX_PROMPT_ELEMENTS);
     let mut text = Text::new(max_chars);
     match read::request(&mut scanner, &mut text, endpoint) {
         // Characters after the object make the body invalid JSON: no prompt.

@@ -11,7 +11,7 @@ mod value_prompt;
 
 use prefixgate_adversarial as adversarial;
 use prefixgate_adversarial::{corpus, SIZES};
-use prefixgate_filter::prompt::extract_prompt;
+use prefixgate_filter::prompt::{extract_prompt, MAX_PROMPT_ELEMENTS};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
@@ -78,7 +78,7 @@ fn check_corpus(budget: usize) {
             let (prompt, peak) = peak_allocation(|| {
                 extract_prompt(shape.path, &shape.body, budget).map(|p| (p.chars().count(), p.into_owned()))
             });
-            let head: String = shape.prompt.chars().take(budget).collect();
+            let head = shape.expected_prompt(budget, MAX_PROMPT_ELEMENTS);
             let (chars, prompt) = prompt.unwrap_or_else(|| panic!("{what}: no prompt"));
             assert!(chars <= budget, "{what}: {chars} characters");
             assert!(prompt == head, "{what}: not the head of the prompt");

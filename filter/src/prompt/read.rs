@@ -163,11 +163,13 @@ fn string<'b>(s: &mut Scanner<'b>, text: &mut Text<'b>) -> Step {
     text.read_string(s)
 }
 
-/// Calls `element` before each element of the array that starts here.
+/// Calls `element` before each element of the array that starts here,
+/// each one counted against the scanner's allowance of elements.
 fn each_element<'b>(s: &mut Scanner<'b>, mut element: impl FnMut(&mut Scanner<'b>) -> Step) -> Step {
     s.eat(b'[')?;
     let mut first = true;
     while s.next_element(&mut first)? {
+        s.count_element()?;
         element(s)?;
     }
     Ok(())

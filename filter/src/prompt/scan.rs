@@ -35,12 +35,28 @@ pub(super) enum Piece<'b> {
 pub(super) struct Scanner<'b> {
     bytes: &'b [u8],
     pos: usize,
+    /// Elements of the lists routing reads still allowed (see
+    /// [`MAX_PROMPT_ELEMENTS`](super::MAX_PROMPT_ELEMENTS)).
+    elements_left: usize,
 }
 
 impl<'b> Scanner<'b> {
     /// A scanner at the start of `bytes`.
-    pub(super) fn new(bytes: &'b [u8]) -> Self {
-        Self { bytes, pos: 0 }
+    pub(super) fn new(bytes: &'b [u8], max_elements: usize) -> Self {
+        Self { bytes, pos: 0, elements_left: max_elements }
+    }
+
+    /// Counts one element of a list routing reads (a message, a content
+    /// part, a prompt string); past the allowance reading stops as if the
+    /// text were full, and what was read is the prompt.
+    pub(super) fn count_element(&mut self) -> Step {
+        match self.elements_left.checked_sub(1) {
+            Some(left) => {
+                self.elements_left = left;
+                Ok(())
+            }
+            None => Err(Halt::Full),
+        }
     }
 
     /// The offset of the next byte.
@@ -286,7 +302,7 @@ mod tests {
 
     #[test]
     fn string_pieces_split_at_escapes_and_at_the_limit() {
-        let mut s = Scanner::new(r#"héllo\nwo\ud83d\ude00rld""#.as_bytes());
+        let mut s = Scanner::new(r#"héllo\nwo\ud83d\ude00rld""#.as_bytes(), usize::MAX);
         assert_eq!(s.string_piece(3), Ok(Piece::Run("hél", 3)));
         assert_eq!(s.string_piece(9), Ok(Piece::Ascii(b"lo")), "ended by an escape");
         assert_eq!(s.string_piece(9), Ok(Piece::Char('\n')));
@@ -299,39 +315,39 @@ mod tests {
     #[test]
     fn string_pieces_must_be_text() {
         for bad in [&br#"\ud800""#[..], br#"\udc00""#, br#"\ud800\u0041""#, b"\xff\"", b"\xc3\""] {
-            let mut s = Scanner::new(bad);
+            let mut s = Scanner::new(bad, usize::MAX);
             assert_eq!(s.string_piece(9), Err(Halt::Invalid), "{:?}", String::from_utf8_lossy(bad));
         }
     }
 
     #[test]
     fn a_run_never_ends_inside_a_character() {
-        let mut s = Scanner::new("ab😀😀é\"".as_bytes());
+        let mut s = Scanner::new("ab😀😀é\"".as_bytes(), usize::MAX);
         assert_eq!(s.string_piece(1), Ok(Piece::Run("a", 1)));
         assert_eq!(s.string_piece(2), Ok(Piece::Run("b😀", 2)));
         assert_eq!(s.string_piece(9), Ok(Piece::Run("😀é", 2)));
         assert_eq!(s.string_piece(9), Ok(Piece::End));
-        let mut s = Scanner::new(b"\xf0\x9f\x98");
+        let mut s = Scanner::new(b"\xf0\x9f\x98", usize::MAX);
         assert_eq!(s.string_piece(9), Err(Halt::Invalid), "a body that ends inside a character");
     }
 
     #[test]
     fn keys_are_compared_unescaped() {
-        let mut s = Scanner::new(br#"t\u0065xt" : 1"#);
+        let mut s = Scanner::new(br#"t\u0065xt" : 1"#, usize::MAX);
         assert_eq!(s.key_in(&["type", "text"]), Ok(Some(1)));
-        let mut s = Scanner::new(br#"tex":1"#);
+        let mut s = Scanner::new(br#"tex":1"#, usize::MAX);
         assert_eq!(s.key_in(&["type", "text"]), Ok(None));
-        let mut s = Scanner::new(br#"texts":1"#);
+        let mut s = Scanner::new(br#"texts":1"#, usize::MAX);
         assert_eq!(s.key_in(&["type", "text"]), Ok(None));
-        let mut s = Scanner::new(br#"":1"#);
+        let mut s = Scanner::new(br#"":1"#, usize::MAX);
         assert_eq!(s.key_in(&["type"]), Ok(None));
         for not_text in [&br#"t\ud800":1"#[..], b"t\xff\":1", b"\xff\":1", br#"\ud800":1"#] {
-            let mut s = Scanner::new(not_text);
+            let mut s = Scanner::new(not_text, usize::MAX);
             assert_eq!(s.key_in(&["type"]), Ok(None), "{:?}", String::from_utf8_lossy(not_text));
             assert!(s.at_end() || s.peek() == Ok(b'1'));
         }
         for broken in [&br#"t\q":1"#[..], br#"typ\u00"#, b"type"] {
-            let mut s = Scanner::new(broken);
+            let mut s = Scanner::new(broken, usize::MAX);
             assert_eq!(s.key_in(&["type"]), Err(Halt::Invalid), "{:?}", String::from_utf8_lossy(broken));
         }
     }

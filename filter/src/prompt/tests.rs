@@ -233,3 +233,33 @@ fn bare_string_messages_and_content_parts_are_read_as_ray_reads_them() {
     // Within the budget too.
     assert_eq!(extract_prompt(CHAT, parts, 3).as_deref(), Some("abc"));
 }
+
+#[test]
+fn reading_stops_after_the_most_elements_a_body_may_have() {
+    use super::MAX_PROMPT_ELEMENTS;
+    // One message whose content has more parts than allowed, each a
+    // one-character text part followed by an image: the budget of
+    // characters is never reached, the allowance of elements is.
+    let parts = MAX_PROMPT_ELEMENTS + 1_000;
+    let mut body = String::from(r#"{"messages":[{"role":"user","content":["#);
+    for i in 0..parts {
+        if i > 0 {
+            body.push(',');
+        }
+        let c = char::from(b'a' + (i % 26) as u8);
+        body.push_str(&format!(r#"{{"type":"text","text":"{c}"}}"#));
+    }
+    body.push_str("]}]}");
+    let prompt = extract_prompt("/v1/chat/completions", body.as_bytes(), 1 << 20).unwrap();
+    // The message counts as one element, its parts as the rest.
+    let expected: String = (0..MAX_PROMPT_ELEMENTS - 1).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    assert_eq!(prompt, expected);
+    // Under the allowance, every part is read.
+    let small = r#"{"messages":[{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}]}"#;
+    assert_eq!(extract_prompt("/v1/chat/completions", small.as_bytes(), 100).as_deref(), Some("ab"));
+    // Completions' prompt lists count too.
+    let list: Vec<String> = (0..MAX_PROMPT_ELEMENTS + 5).map(|_| "x".to_owned()).collect();
+    let body = serde_json::json!({ "prompt": list }).to_string();
+    let prompt = extract_prompt("/v1/completions", body.as_bytes(), 1 << 20).unwrap();
+    assert_eq!(prompt.len(), MAX_PROMPT_ELEMENTS);
+}

@@ -95,7 +95,7 @@ mod tests {
     fn read(budget: usize, strings: &[&'static str]) -> (Option<Cow<'static, str>>, Step) {
         let mut text = Text::new(budget);
         for s in strings {
-            let mut scanner = Scanner::new(s.as_bytes());
+            let mut scanner = Scanner::new(s.as_bytes(), usize::MAX);
             let step = text.read_string(&mut scanner);
             if step.is_err() {
                 return (text.into_prompt(), step);
@@ -123,7 +123,7 @@ mod tests {
     #[test]
     fn going_back_to_a_mark_drops_the_text_after_it() {
         let mut text = Text::new(99);
-        let mut scanner = Scanner::new(b"ab\"cd\"");
+        let mut scanner = Scanner::new(b"ab\"cd\"", usize::MAX);
         assert_eq!(text.read_string(&mut scanner), Ok(()));
         let mark = text.mark();
         assert_eq!(text.read_string(&mut scanner), Ok(()));

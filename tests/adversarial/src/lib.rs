@@ -17,6 +17,24 @@ pub struct Shape {
     pub body: Vec<u8>,
     /// The whole prompt text of the body.
     pub prompt: String,
+    /// For each element of the lists routing reads (messages, content
+    /// parts, prompt strings), in document order, the characters of prompt
+    /// text read once it is read (a message counts before its content); empty
+    /// for a shape with only a few elements.
+    pub element_chars: Vec<usize>,
+}
+
+impl Shape {
+    /// The prompt a reader that stops at `max_chars` characters or after
+    /// `max_elements` list elements takes from this body.
+    pub fn expected_prompt(&self, max_chars: usize, max_elements: usize) -> String {
+        let by_elements = match max_elements.checked_sub(1) {
+            Some(last) if self.element_chars.len() > max_elements => self.element_chars[last],
+            Some(_) => usize::MAX,
+            None => 0,
+        };
+        self.prompt.chars().take(max_chars.min(by_elements)).collect()
+    }
 }
 
 /// Sizes of the corpus: 1, 2, 3 and 4 MiB (4 MiB is `max_body_bytes`' default).
@@ -66,7 +84,15 @@ fn fill(body: &mut String, prompt: &mut String, size: usize, unit: &str, text: &
 
 fn shape(name: &'static str, path: &'static str, body: String, prompt: String, size: usize) -> Shape {
     assert!(body.len() <= size, "{name}: {} bytes over {size}", body.len());
-    Shape { name, path, body: body.into_bytes(), prompt }
+    Shape { name, path, body: body.into_bytes(), prompt, element_chars: Vec::new() }
+}
+
+/// Records each element's prompt characters for [`Shape::element_chars`].
+fn count_elements(chars: &mut Vec<usize>, added: &[usize]) {
+    for a in added {
+        let before = chars.last().copied().unwrap_or(0);
+        chars.push(before + a);
+    }
 }
 
 /// A completion whose prompt is one string of escaped newlines.
@@ -99,22 +125,30 @@ pub fn many_prompt_strings(size: usize) -> Shape {
     let (mut body, mut prompt) = (String::from(r#"{"model":"m","prompt":["s""#), String::from("s"));
     fill(&mut body, &mut prompt, size, r#","a",7,"b""#, "ab");
     body.push_str(r#"],"max_tokens":1}"#);
-    shape("many_prompt_strings", COMPLETIONS, body, prompt, size)
+    let mut elements = Vec::new();
+    count_elements(&mut elements, &[1]);
+    for _ in 0..(prompt.len() - 1) / 2 {
+        count_elements(&mut elements, &[1, 0, 1]);
+    }
+    Shape { element_chars: elements, ..shape("many_prompt_strings", COMPLETIONS, body, prompt, size) }
 }
 
 /// A chat of tens of thousands of tiny messages.
 pub fn tiny_messages(size: usize) -> Shape {
     let (mut body, mut prompt) =
         (String::from(r#"{"model":"m","messages":[{"role":"system","content":"s"}"#), String::from("s"));
+    let mut elements = Vec::new();
+    count_elements(&mut elements, &[1]);
     let mut i = 0u64;
     while body.len() + 40 + TAIL <= size {
         let text = format!("{} ", i % 10_000);
         body.push_str(&format!(r#",{{"role":"user","content":"{text}"}}"#));
         prompt.push_str(&text);
+        count_elements(&mut elements, &[text.len()]);
         i += 1;
     }
     body.push_str(r#"],"max_tokens":1}"#);
-    shape("tiny_messages", CHAT, body, prompt, size)
+    Shape { element_chars: elements, ..shape("tiny_messages", CHAT, body, prompt, size) }
 }
 
 /// One chat message whose list content has many parts, text and image.
@@ -129,7 +163,13 @@ pub fn many_parts(size: usize) -> Shape {
         "t",
     );
     body.push_str(r#"]}],"max_tokens":1}"#);
-    shape("many_parts", CHAT, body, prompt, size)
+    // The message, its first string, then a text and an image part each time.
+    let mut elements = Vec::new();
+    count_elements(&mut elements, &[0, 1]);
+    for _ in 1..prompt.len() {
+        count_elements(&mut elements, &[1, 0]);
+    }
+    Shape { element_chars: elements, ..shape("many_parts", CHAT, body, prompt, size) }
 }
 
 /// Nesting as deep as the body allows inside a skipped field, then the prompt.
