@@ -22,7 +22,7 @@ mod value_prompt;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use prefixgate_adversarial as adversarial;
-use prefixgate_filter::prompt::extract_prompt;
+use prefixgate_filter::prompt::{extract_prompt, MAX_NESTING, MAX_PROMPT_ELEMENTS};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -132,10 +132,10 @@ fn adversarial(c: &mut Criterion) {
     let mut group = c.benchmark_group("adversarial_4MiB");
     group.sample_size(10).warm_up_time(Duration::from_millis(500));
     for shape in adversarial::corpus(4 << 20) {
-        let head: String = shape.prompt.chars().take(BUDGET).collect();
+        let head = shape.expected_prompt(BUDGET, MAX_PROMPT_ELEMENTS, MAX_NESTING);
         assert_eq!(
             extract_prompt(shape.path, &shape.body, BUDGET).as_deref(),
-            Some(head.as_str()),
+            head.as_deref(),
             "{}",
             shape.name
         );

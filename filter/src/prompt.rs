@@ -8,7 +8,10 @@
 //! it runs inside a host callback with a deadline (20 ms in prefixgate). So
 //! [`extract_prompt`] takes a budget of characters (`max_prompt_chars`, the
 //! most the prefix index uses) and stops reading the moment the prompt text
-//! reaches it, whatever the body's shape. A body costs at most one linear
+//! reaches it, whatever the body's shape, or once it has read
+//! [`MAX_PROMPT_ELEMENTS`] messages, content parts and prompt strings (a
+//! body of tiny parts never fills the budget), or at a skipped value nested
+//! deeper than [`MAX_NESTING`] levels. A body costs at most one linear
 //! scan of its bytes (plus a second scan of a content part's `text` that
 //! reaches the budget, see `read::part`), and the only memory it takes is
 //! the prompt text (at most the budget) and one bit per level of nesting
@@ -43,13 +46,14 @@
 //! after unescaping. Skipped fields are checked for JSON syntax only, so a
 //! body that a `Value` would refuse for what lies in a field routing never
 //! reads (a string with a lone UTF-16 surrogate escape or invalid UTF-8, a
-//! number outside `f64`, nesting deeper than 128 levels) still yields its
+//! number outside `f64`, nesting deeper than `serde_json`'s 128 levels, up to
+//! [`MAX_NESTING`]) still yields its
 //! prompt, and the replica judges the body for itself. Keys are skipped the
 //! same way once they cannot be a name routing reads (so a key that is not
 //! valid text is no such name). The prompt text must be valid text;
 //! characters after the object mean no prompt.
 //!
-//! When the budget is reached, reading stops there, so nothing after that
+//! When the budget (of characters or of elements) is reached, reading stops there, so nothing after that
 //! point is seen: the prompt is the first `max_chars` characters of the text
 //! in document order, even if the body later repeats a key that would
 //! replace it (`{"prompt":"<long>","prompt":"short"}`, or a second `messages`
@@ -80,6 +84,11 @@ use text::Text;
 /// conversation has hundreds of messages) and bounds that scan to about a
 /// seventh of the body in that shape.
 pub const MAX_PROMPT_ELEMENTS: usize = 16_384;
+
+/// Deepest nesting of a skipped value; a deeper one ends reading, and the
+/// text read before it is the prompt (see `skip`'s module doc: no replica
+/// parses such a body, and skipping it was the costliest shape left).
+pub const MAX_NESTING: usize = 1_024;
 
 /// Which OpenAI endpoint a request targets; the path decides how the body is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,11 +5,9 @@
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-/// Runs `prefixgate` with `args` on port-0 listeners; it must exit by itself
-/// within 60 s (each case is refused at start, before it serves).
-fn prefixgate(args: &[&str]) -> Output {
+/// Runs `prefixgate` with `args`; it must exit by itself within 60 s.
+fn run_to_exit<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_prefixgate"))
-        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -19,11 +17,19 @@ fn prefixgate(args: &[&str]) -> Output {
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             child.kill().unwrap();
-            panic!("prefixgate {args:?} did not exit: it should refuse to start");
+            panic!("prefixgate {args:?} did not exit by itself");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     child.wait_with_output().unwrap()
+}
+
+/// Runs `prefixgate` with `args` on port-0 listeners (each case is refused
+/// at start, before it serves).
+fn prefixgate(args: &[&str]) -> Output {
+    let mut all = vec!["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    run_to_exit(&all)
 }
 
 fn refused(args: &[&str]) -> String {
@@ -75,24 +81,11 @@ fn an_unknown_policy_is_refused_with_the_list() {
 mod common;
 use common::raw_module::{raw_module, Callback};
 
-/// Runs `prefixgate check` with `args`; it must exit by itself within 60 s.
+/// Runs `prefixgate check` with `args`: exit code, stdout, stderr.
 fn check(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_prefixgate"))
-        .arg("check")
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("prefixgate check {args:?} did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
+    let mut all = vec![std::ffi::OsStr::new("check")];
+    all.extend_from_slice(args);
+    let out = run_to_exit(&all);
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (out.status.code(), text(&out.stdout), text(&out.stderr))
 }

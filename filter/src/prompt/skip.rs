@@ -11,10 +11,18 @@
 //! value (`IgnoredAny`): strings must be closed and free of raw control
 //! characters, and their escapes well formed (`\u` with four hex digits), but
 //! their bytes need not be UTF-8 and a `\u` escape may be a lone surrogate;
-//! numbers must follow the JSON grammar, whatever their magnitude; nesting is
-//! unlimited.
+//! numbers must follow the JSON grammar, whatever their magnitude.
+//!
+//! Nesting is bounded: a skipped value nested deeper than
+//! [`MAX_NESTING`](super::MAX_NESTING) levels stops reading as a full budget
+//! does ([`Halt::Full`]), so the prompt is the text read before it. Such a
+//! body is one no replica serves (Python's `json`, which vLLM's server
+//! parses with, refuses nesting deeper than its recursion limit of about
+//! 1,000), and skipping half a million levels of `{"a":` cost close to the
+//! 20 ms callback deadline in wasm.
 
 use super::scan::{Halt, Step};
+use super::MAX_NESTING;
 
 /// Skips the value at or after `i` (after whitespace), checking its syntax
 /// only: the index after it. Iterative: the depth of nesting costs one bit
@@ -27,7 +35,11 @@ pub(super) fn skip_value(bytes: &[u8], mut i: usize) -> Step<usize> {
         match bytes.get(i).copied() {
             Some(b'[') => {
                 // Deep nesting comes as runs of brackets: push a run at once.
-                let run = same_run(bytes, i);
+                // At most one more than the room left, to see it overflow.
+                let run = same_run(bytes, i, MAX_NESTING + 1 - nest.depth);
+                if nest.depth + run > MAX_NESTING {
+                    return Err(Halt::Full);
+                }
                 nest.push_arrays(run);
                 i = non_space(bytes, i + run);
                 if bytes.get(i) != Some(&b']') {
@@ -42,6 +54,9 @@ pub(super) fn skip_value(bytes: &[u8], mut i: usize) -> Step<usize> {
                     i += 1;
                 } else {
                     nest.push_object();
+                    if nest.depth > MAX_NESTING {
+                        return Err(Halt::Full);
+                    }
                     i = member_key(bytes, i)?;
                     continue;
                 }
@@ -71,7 +86,7 @@ pub(super) fn skip_value(bytes: &[u8], mut i: usize) -> Step<usize> {
                 (Some(close @ (b'}' | b']')), _) if (close == b'}') == object => {
                     // As many of a run of closing brackets as are open here
                     // (the rest close what encloses this value).
-                    let run = same_run(bytes, i).min(nest.depth);
+                    let run = same_run(bytes, i, nest.depth);
                     if !nest.pop_run(run, object) {
                         return Err(Halt::Invalid);
                     }
@@ -157,11 +172,11 @@ fn ones(n: usize) -> u64 {
     u64::MAX >> (64 - n.clamp(1, 64))
 }
 
-/// How many times the byte at `i` repeats from `i` on.
+/// How many times the byte at `i` repeats from `i` on, counting at most `max`.
 #[inline]
-fn same_run(bytes: &[u8], i: usize) -> usize {
+fn same_run(bytes: &[u8], i: usize, max: usize) -> usize {
     let rest = bytes.get(i..).unwrap_or_default();
-    rest.first().map_or(0, |&b| rest.iter().take_while(|&&x| x == b).count())
+    rest.first().map_or(0, |&b| rest.iter().take(max).take_while(|&&x| x == b).count())
 }
 
 /// The index of the first byte at or after `i` that is not whitespace.

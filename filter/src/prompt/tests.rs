@@ -205,16 +205,25 @@ fn syntax_before_the_budget_is_still_checked() {
 }
 
 #[test]
-fn deep_nesting_anywhere_is_skipped_without_recursion() {
+fn nesting_up_to_the_bound_is_skipped_and_deeper_ends_reading() {
+    for (depth, deep_enough) in [(MAX_NESTING, false), (MAX_NESTING + 1, true)] {
+        let skipped = format!(r#"{{"x":{}1{},"prompt":"p"}}"#, "[".repeat(depth), "]".repeat(depth));
+        let want = if deep_enough { None } else { Some("p") };
+        assert_eq!(extract_prompt(COMPLETIONS, skipped.as_bytes(), MAX).as_deref(), want, "{depth}");
+        // Objects count as arrays do (the message's own level is read, not
+        // skipped); the text read before the deep value stays.
+        let deep_message = format!("{}1{}", r#"{"a":"#.repeat(depth + 1), "}".repeat(depth + 1));
+        let chat = format!(r#"{{"messages":[{{"content":"a"}},{deep_message},{{"content":"m"}}]}}"#);
+        let want = if deep_enough { Some("a") } else { Some("am") };
+        assert_eq!(extract_prompt(CHAT, chat.as_bytes(), MAX).as_deref(), want, "{depth}");
+        let deep_part = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let chat = format!(r#"{{"messages":[{{"content":["a",{deep_part},"m"]}}]}}"#);
+        assert_eq!(extract_prompt(CHAT, chat.as_bytes(), MAX).as_deref(), want, "{depth}");
+    }
+    // A million levels cost only the first MAX_NESTING + 1.
     let depth = 1 << 20;
     let skipped = format!(r#"{{"x":{}1{},"prompt":"p"}}"#, "[".repeat(depth), "]".repeat(depth));
-    assert_eq!(extract_prompt(COMPLETIONS, skipped.as_bytes(), MAX).as_deref(), Some("p"));
-    let deep_message = format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth));
-    let chat = format!(r#"{{"messages":[{deep_message},{{"content":"m"}}]}}"#);
-    assert_eq!(extract_prompt(CHAT, chat.as_bytes(), MAX).as_deref(), Some("m"));
-    let deep_part = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
-    let chat = format!(r#"{{"messages":[{{"content":[{deep_part},"m"]}}]}}"#);
-    assert_eq!(extract_prompt(CHAT, chat.as_bytes(), MAX).as_deref(), Some("m"));
+    assert_eq!(extract_prompt(COMPLETIONS, skipped.as_bytes(), MAX), None);
     let mismatched = format!(r#"{{"x":{}1{},"prompt":"p"}}"#, "[".repeat(100), "}".repeat(100));
     assert_eq!(extract_prompt(COMPLETIONS, mismatched.as_bytes(), MAX), None);
 }

@@ -22,18 +22,31 @@ pub struct Shape {
     /// text read once it is read (a message counts before its content); empty
     /// for a shape with only a few elements.
     pub element_chars: Vec<usize>,
+    /// The deepest nesting of a value routing skips, and the characters of
+    /// prompt text that come before that value.
+    pub deepest: (usize, usize),
 }
 
 impl Shape {
     /// The prompt a reader that stops at `max_chars` characters or after
     /// `max_elements` list elements takes from this body.
-    pub fn expected_prompt(&self, max_chars: usize, max_elements: usize) -> String {
+    /// A value nested deeper than `max_nesting` ends reading too; `None`
+    /// when no text comes first.
+    pub fn expected_prompt(
+        &self,
+        max_chars: usize,
+        max_elements: usize,
+        max_nesting: usize,
+    ) -> Option<String> {
         let by_elements = match max_elements.checked_sub(1) {
             Some(last) if self.element_chars.len() > max_elements => self.element_chars[last],
             Some(_) => usize::MAX,
             None => 0,
         };
-        self.prompt.chars().take(max_chars.min(by_elements)).collect()
+        let (depth, before) = self.deepest;
+        let by_nesting = if depth > max_nesting { before } else { usize::MAX };
+        let prompt: String = self.prompt.chars().take(max_chars.min(by_elements).min(by_nesting)).collect();
+        (!prompt.is_empty()).then_some(prompt)
     }
 }
 
@@ -84,7 +97,7 @@ fn fill(body: &mut String, prompt: &mut String, size: usize, unit: &str, text: &
 
 fn shape(name: &'static str, path: &'static str, body: String, prompt: String, size: usize) -> Shape {
     assert!(body.len() <= size, "{name}: {} bytes over {size}", body.len());
-    Shape { name, path, body: body.into_bytes(), prompt, element_chars: Vec::new() }
+    Shape { name, path, body: body.into_bytes(), prompt, element_chars: Vec::new(), deepest: (0, 0) }
 }
 
 /// Records each element's prompt characters for [`Shape::element_chars`].
@@ -177,7 +190,10 @@ pub fn deep_skipped_field(size: usize) -> Shape {
     let depth = size.saturating_sub(TAIL) / 2;
     let body =
         format!(r#"{{"x":{}{},"prompt":"after the deep field"}}"#, "[".repeat(depth), "]".repeat(depth));
-    shape("deep_skipped_field", COMPLETIONS, body, "after the deep field".into(), size)
+    Shape {
+        deepest: (depth, 0),
+        ..shape("deep_skipped_field", COMPLETIONS, body, "after the deep field".into(), size)
+    }
 }
 
 /// A chat whose first message is nested as deep as the body allows (half
@@ -191,7 +207,10 @@ pub fn deep_messages(size: usize) -> Shape {
         "}".repeat(depth),
         "]".repeat(depth)
     );
-    shape("deep_messages", CHAT, body, "after the deep message".into(), size)
+    Shape {
+        deepest: (2 * depth, 0),
+        ..shape("deep_messages", CHAT, body, "after the deep message".into(), size)
+    }
 }
 
 /// A huge skipped string full of escapes before the prompt.
