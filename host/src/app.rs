@@ -149,8 +149,7 @@ pub async fn check(config: Config) -> Result<String, StartError> {
     let metrics = Metrics::new().map_err(StartError::Metrics)?;
     let builder = builder(&config, &metrics)?;
     let version = builder.compile(module).await?;
-    let runtime = builder.build(version, plugin_config)?;
-    builder.canary.run(&runtime.pool).await.map_err(SwapError::from)?;
+    let runtime = builder.build_proven(version, plugin_config).await?;
     Ok(runtime.version.sha256.clone())
 }
 

@@ -45,59 +45,59 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-/// `prefixgate check`: one line on stdout when the filter passes, the
-/// reason on stderr (exit code 2) when a swap would refuse it.
-async fn check(args: prefixgate::cli::RunArgs) -> ExitCode {
-    let config = match args.config() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match app::check(config).await {
-        Ok(sha256) => {
-            println!("filter ok: sha256 {sha256}; the canary request and tick passed");
-            ExitCode::SUCCESS
-        }
-        Err(StartError::Config(e)) => {
+/// The configuration the options and the file describe, or exit code 2
+/// with the reason.
+fn load_config(args: &prefixgate::cli::RunArgs) -> Result<prefixgate::config::Config, ExitCode> {
+    args.config().map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// Says why the filter could not start (or be checked): exit code 2 for
+/// bad input (the configuration, or a module or plugin configuration the
+/// filter refuses), 1 otherwise.
+fn start_failure(e: StartError) -> ExitCode {
+    match e {
+        StartError::Config(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
-        Err(StartError::Filter(e)) if e.is_refusal() => {
-            eprintln!("error: filter refused: {}", prefixgate::error_chain(&e));
+        StartError::Filter(e) if e.is_refusal() => {
+            eprintln!("error: filter: {}", prefixgate::error_chain(&e));
             ExitCode::from(2)
         }
-        Err(e) => {
+        e => {
             eprintln!("error: {}", prefixgate::error_chain(&e));
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(args: prefixgate::cli::RunArgs) -> ExitCode {
-    let config = match args.config() {
+/// `prefixgate check`: one line on stdout when the filter passes, the
+/// reason on stderr (exit code 2) when a swap would refuse it.
+async fn check(args: prefixgate::cli::RunArgs) -> ExitCode {
+    let config = match load_config(&args) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
+        Err(code) => return code,
+    };
+    match app::check(config).await {
+        Ok(sha256) => {
+            println!("filter ok: sha256 {sha256}; the canary request and tick passed");
+            ExitCode::SUCCESS
         }
+        Err(e) => start_failure(e),
+    }
+}
+
+async fn run(args: prefixgate::cli::RunArgs) -> ExitCode {
+    let config = match load_config(&args) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     let running = match app::start(config).await {
         Ok(r) => r,
-        Err(StartError::Config(e)) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-        // A module or plugin configuration the filter refuses is bad input too.
-        Err(StartError::Filter(e)) if e.is_refusal() => {
-            eprintln!("error: filter: {}", prefixgate::error_chain(&e));
-            return ExitCode::from(2);
-        }
-        Err(e) => {
-            eprintln!("error: {}", prefixgate::error_chain(&e));
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return start_failure(e),
     };
     // One line on stdout, for scripts and tests started with port 0.
     println!("prefixgate listening on http://{} admin http://{}", running.listen, running.admin);

@@ -213,6 +213,19 @@ impl Builder {
             traps: window,
         })
     }
+
+    /// [`Builder::build`], then the canary request and tick through the new
+    /// VMs: every check a swap runs before it commits (and all that
+    /// `prefixgate check` runs).
+    pub async fn build_proven(
+        &self,
+        version: Arc<ModuleVersion>,
+        plugin_config: Vec<u8>,
+    ) -> Result<Runtime, SwapError> {
+        let runtime = self.build(version, plugin_config)?;
+        self.canary.run(&runtime.pool).await?;
+        Ok(runtime)
+    }
 }
 
 /// The current runtime plus swap bookkeeping.
@@ -287,19 +300,15 @@ impl Current {
                 None => old.version.clone(),
             };
             let config = plugin_config.unwrap_or_else(|| old.plugin_config.as_ref().clone());
-            Ok::<_, SwapError>(Arc::new(builder.build(version, config)?))
+            Ok::<_, SwapError>(Arc::new(builder.build_proven(version, config).await?))
         };
         let new = match built.await {
             Ok(new) => new,
             Err(e) => {
-                count("refused");
+                count(if matches!(e, SwapError::Canary(_)) { "canary_failed" } else { "refused" });
                 return Err(e);
             }
         };
-        if let Err(e) = builder.canary.run(&new.pool).await {
-            count("canary_failed");
-            return Err(e.into());
-        }
         new.traps.reset();
         self.publish(new.clone());
         self.swaps.fetch_add(1, Ordering::Relaxed);

@@ -28,10 +28,10 @@ pub struct Shape {
 }
 
 impl Shape {
-    /// The prompt a reader that stops at `max_chars` characters or after
-    /// `max_elements` list elements takes from this body.
-    /// A value nested deeper than `max_nesting` ends reading too; `None`
-    /// when no text comes first.
+    /// The prompt a reader takes from this body when it stops at
+    /// `max_chars` characters, after `max_elements` list elements, or at a
+    /// skipped value nested deeper than `max_nesting`; `None` when no text
+    /// comes before it stops.
     pub fn expected_prompt(
         &self,
         max_chars: usize,
