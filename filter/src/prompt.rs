@@ -46,18 +46,19 @@
 //! after unescaping. Skipped fields are checked for JSON syntax only, so a
 //! body that a `Value` would refuse for what lies in a field routing never
 //! reads (a string with a lone UTF-16 surrogate escape or invalid UTF-8, a
-//! number outside `f64`, nesting deeper than `serde_json`'s 128 levels, up to
-//! [`MAX_NESTING`]) still yields its
-//! prompt, and the replica judges the body for itself. Keys are skipped the
-//! same way once they cannot be a name routing reads (so a key that is not
-//! valid text is no such name). The prompt text must be valid text;
-//! characters after the object mean no prompt.
+//! number outside `f64`, nesting deeper than `serde_json`'s 128 levels, up
+//! to [`MAX_NESTING`]) still yields its prompt, and the replica judges the
+//! body for itself. Keys are skipped the same way once they cannot be a name
+//! routing reads (so a key that is not valid text is no such name). The
+//! prompt text must be valid text; characters after the object mean no
+//! prompt.
 //!
-//! When the budget (of characters or of elements) is reached, reading stops there, so nothing after that
-//! point is seen: the prompt is the first `max_chars` characters of the text
-//! in document order, even if the body later repeats a key that would
-//! replace it (`{"prompt":"<long>","prompt":"short"}`, or a second `messages`
-//! or message `content`), or is not valid JSON further on (the rest of the
+//! When the budget (of characters or of elements) is reached, reading stops
+//! there, so nothing after that point is seen: the prompt is the text read
+//! so far (at most the first `max_chars` characters, in document order),
+//! even if the body later repeats a key that would replace it
+//! (`{"prompt":"<long>","prompt":"short"}`, or a second `messages` or
+//! message `content`), or is not valid JSON further on (the rest of the
 //! prompt string included: it is not checked for valid text either). The
 //! replica still receives and judges the whole body; routing only uses the
 //! head of the prompt. A content part needs no such caveat: whatever the
