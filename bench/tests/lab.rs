@@ -57,6 +57,7 @@ fn toy_profile() -> Profile {
         max_model_len: 4_096,
         sources: Vec::new(),
         references: Vec::new(),
+        fleet_references: Vec::new(),
     }
 }
 

@@ -498,8 +498,11 @@ fn model_tables(
         THROUGHPUT_TOLERANCE * 100.0
     )?;
     for p in profiles {
+        for f in &p.fleet_references {
+            fleet_reference_section(p, f, out)?;
+        }
         if p.references.is_empty() {
-            writeln!(out, "### profile {}: no published measurement cited\n", p.name)?;
+            writeln!(out, "### profile {}: no published single-replica measurement cited\n", p.name)?;
             for s in p.sources.iter().filter(|s| s.source.contains("carried over")).take(1) {
                 writeln!(out, "Hardware and front-end numbers: {}.", s.source)?;
             }
@@ -573,7 +576,57 @@ fn demo_table(
 }
 
 /// One ratio cell: `sim / cited` with a `*` outside `tolerance`, or `-` without a figure.
-fn ratio_cell(
+/// A published fleet run: its setup, workload and figures, and the command that replays it
+/// (the simulator alone has neither the router nor the dataset).
+fn fleet_reference_section(
+    p: &Profile,
+    f: &super::reference::FleetReference,
+    out: &mut impl Write,
+) -> Result<(), CalibrateError> {
+    writeln!(out, "### profile {} vs {} (a fleet behind a router)\n", p.name, f.url)?;
+    writeln!(out, "- measured: {}", f.what)?;
+    writeln!(out, "- model: {}, vLLM {}", f.model, f.vllm_version)?;
+    writeln!(out, "- fleet: {} replicas; the lab replays the router as policy `{}`", f.replicas, f.policy)?;
+    writeln!(
+        out,
+        "- workload: {} prompts at max-concurrency {}, prompts of {}-{} tokens, outputs of {}-{} tokens{}",
+        f.num_prompts,
+        f.max_concurrency,
+        f.prompt_tokens.0,
+        f.prompt_tokens.1,
+        f.output_tokens.0,
+        f.output_tokens.1,
+        if f.min_messages > 0 {
+            format!(", conversations of {} messages or more", f.min_messages)
+        } else {
+            String::new()
+        }
+    )?;
+    writeln!(out, "- dataset: {}", f.dataset)?;
+    let published: Vec<String> = f
+        .figures
+        .named()
+        .iter()
+        .filter_map(|(name, v, _)| v.map(|v| format!("{name} {}", trim_float(v))))
+        .collect();
+    writeln!(out, "- published: {}", published.join(", "))?;
+    writeln!(
+        out,
+        "- replayed by `cargo xtask bench fleet`, which fetches the dataset and tokenizer and runs \
+         `prefixgate-bench calibrate --profile {}` (the router's code in front of simulated replicas, \
+         in virtual time), printing the simulated figures beside these with their ratios",
+        p.name
+    )?;
+    for c in &f.caveats {
+        writeln!(out, "- caveat: {c}")?;
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
+/// The `cited | ratio` cells of one figure: the ratio marked `*` (and `what` pushed onto
+/// `misses`) when it is more than `tolerance` from 1; `- | -` when nothing is cited.
+pub fn ratio_cell(
     sim: f64,
     cited: Option<f64>,
     tolerance: f64,
@@ -593,7 +646,8 @@ fn ratio_cell(
     }
 }
 
-fn trim_float(v: f64) -> String {
+/// `v` with at most two decimals and no trailing zeros.
+pub fn trim_float(v: f64) -> String {
     let s = format!("{v:.2}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     s.to_owned()
@@ -822,6 +876,23 @@ mod tests {
         assert!((percentile(&[4.0, 1.0, 3.0, 2.0], 99.0) - 3.97).abs() < 1e-12, "any order");
         assert_eq!(percentile_of_sorted(&[5.0], 99.0), 5.0);
         assert_eq!(percentile(&[], 50.0), 0.0);
+    }
+
+    #[test]
+    fn a_fleet_reference_is_printed_with_every_published_figure_and_its_replay() {
+        let p = Profile::l4_qwen25_1_5b();
+        let f = &p.fleet_references[0];
+        let mut out = Vec::new();
+        fleet_reference_section(&p, f, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for (name, value, _) in f.figures.named() {
+            let value = value.unwrap();
+            assert!(text.contains(&format!("{name} {}", trim_float(value))), "{name} missing:\n{text}");
+        }
+        assert!(text.contains("prefixgate-bench calibrate --profile l4-qwen2.5-1.5b"), "{text}");
+        assert!(text.contains("conversations of 16 messages or more"), "{text}");
+        assert!(text.contains("4 replicas") && text.contains("`prefix_aware`"), "{text}");
+        assert_eq!(text.matches("- caveat:").count(), f.caveats.len());
     }
 
     /// Replays a cited sweep like `--calibrate` does; (concurrency, TTFT, ITL, req/s ratios).

@@ -13,7 +13,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::error::SimError;
-use super::reference::{self, Reference};
+use super::reference::{self, FleetReference, Reference};
 
 /// Where one profile number comes from.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -29,7 +29,7 @@ pub struct ParameterSource {
 /// Numbers of one GPU + model pair. Every number is required in a TOML profile file except
 /// the four added with the front-end model (`seq_overhead_seconds`, `frontend_cpu_seconds`,
 /// `tokenize_seconds_per_token`, `detokenize_seconds_per_token`), which default to 0, and
-/// `sources` and `references`, which default to empty. `frontend_overhead_seconds`, the
+/// `sources`, `references` and `fleet_references`, which default to empty. `frontend_overhead_seconds`, the
 /// old name of `frontend_latency_seconds`, is still accepted.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,6 +84,10 @@ pub struct Profile {
     /// Published measurements this profile is checked against by `--calibrate`.
     #[serde(default)]
     pub references: Vec<Reference>,
+    /// Published runs of a fleet of this GPU and model behind a router, which
+    /// `prefixgate-bench calibrate` replays in its policy lab.
+    #[serde(default)]
+    pub fleet_references: Vec<FleetReference>,
 }
 
 /// Name of the default profile.
@@ -155,8 +159,9 @@ fn l4_sources(carried: bool) -> Vec<ParameterSource> {
 impl Profile {
     /// Qwen2.5-1.5B-Instruct on one L4: 1,543.7 M parameters (1,310.3 M non-embedding),
     /// 28 layers, 12 query / 2 KV heads of 128, vocab 151,936 × hidden 1,536, tied embedding.
-    /// No published measurement of it on an L4 was found: the hardware and front-end
-    /// numbers are those fitted for Qwen2.5-0.5B on the same GPU.
+    /// No published single-L4 measurement of it was found: the hardware and front-end
+    /// numbers are those fitted for Qwen2.5-0.5B on the same GPU, checked against Ray's run
+    /// of four of them behind a prefix-aware router.
     pub fn l4_qwen25_1_5b() -> Self {
         let (bw, step, seq, lat, cpu, tok, detok) = L4_FIT;
         Self {
@@ -178,6 +183,7 @@ impl Profile {
             max_model_len: 32_768,
             sources: l4_sources(true),
             references: Vec::new(),
+            fleet_references: vec![reference::ray_4xl4_qwen25_1_5b()],
         }
     }
 
@@ -205,6 +211,7 @@ impl Profile {
             max_model_len: 32_768,
             sources: l4_sources(false),
             references: vec![reference::wmx_l4_qwen25_0_5b()],
+            fleet_references: Vec::new(),
         }
     }
 
@@ -247,6 +254,7 @@ impl Profile {
                 ("num_gpu_blocks", "estimate: (0.9 x 80 GB - 16 GB weights - activations) / 2 MiB per 16-token block"),
             ]),
             references: vec![reference::inferencebench_h100_llama31_8b()],
+            fleet_references: Vec::new(),
         }
     }
 
@@ -308,6 +316,22 @@ impl Profile {
         }
         if self.references.iter().any(|r| r.points.iter().any(|p| p.concurrency == 0)) {
             return Err(self.bad("references.points.concurrency", "must be at least 1"));
+        }
+        for f in &self.fleet_references {
+            let counts = [
+                ("fleet_references.replicas", f.replicas),
+                ("fleet_references.max_concurrency", f.max_concurrency),
+                ("fleet_references.num_prompts", f.num_prompts),
+            ];
+            if let Some((field, _)) = counts.iter().find(|(_, n)| *n == 0) {
+                return Err(self.bad(field, "must be at least 1"));
+            }
+            if f.prompt_tokens.0 > f.prompt_tokens.1 {
+                return Err(self.bad("fleet_references.prompt_tokens", "must be [least, most]"));
+            }
+            if f.output_tokens.0 > f.output_tokens.1 {
+                return Err(self.bad("fleet_references.output_tokens", "must be [least, most]"));
+            }
         }
         if self.num_gpu_blocks == 0 {
             return Err(self.bad("num_gpu_blocks", "must be at least 1"));
@@ -376,6 +400,17 @@ max_model_len = 1024
         assert_eq!((p.frontend_latency_seconds, p.seq_overhead_seconds), (0.02, 5e-5));
         assert_eq!(p.references[0].replay_shape(), Some((256, 128)));
         assert_eq!(p.references[0].points[0].itl_p50_ms, None, "a figure not given stays absent");
+        let fleet = dir.join("fleet.toml");
+        let fleet_ref = "[[fleet_references]]\nurl = \"u\"\nwhat = \"w\"\nmodel = \"m\"\nvllm_version = \"v\"\nreplicas = 4\npolicy = \"prefix_aware\"\ndataset = \"d\"\nprompt_tokens = [1500, 8192]\noutput_tokens = [10, 200]\nmax_concurrency = 40\nnum_prompts = 1000\n[fleet_references.figures]\nrequest_throughput = 17.7\n";
+        std::fs::write(&fleet, format!("{text}\n{fleet_ref}")).unwrap();
+        let p = Profile::from_file(&fleet).unwrap();
+        assert_eq!(p.fleet_references[0].figures.request_throughput, Some(17.7));
+        assert_eq!(p.fleet_references[0].figures.ttft_mean_ms, None, "a figure not given stays absent");
+        assert_eq!(p.fleet_references[0].min_messages, 0);
+        std::fs::write(&fleet, format!("{text}\n{}", fleet_ref.replace("replicas = 4", "replicas = 0")))
+            .unwrap();
+        let err = Profile::from_file(&fleet).unwrap_err();
+        assert!(err.to_string().contains("fleet_references.replicas"), "{err}");
         let bad = dir.join("bad.toml");
         std::fs::write(&bad, format!("{text}\nflop = 3\n")).unwrap();
         let err = Profile::from_file(&bad).unwrap_err();

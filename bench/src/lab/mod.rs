@@ -3,6 +3,7 @@
 //! `run` with the same flags, the same summary and records, and beside them the
 //! scorecard ([`scorecard`]): reuse bound, captured, delivered.
 
+pub mod calibrate;
 pub mod prompt_memo;
 pub mod scorecard;
 pub mod simulate;

@@ -91,12 +91,13 @@ struct RawTurn {
     value: String,
 }
 
-/// Reads a ShareGPT file as a stream: every complete conversation is kept,
-/// even when the file is huge or cut off mid-way (a truncated tail is dropped).
-pub fn read_sharegpt(reader: impl Read) -> Result<Vec<Conversation>, DatasetError> {
+/// Reads a ShareGPT file as a stream: every complete conversation with at least
+/// `min_messages` messages in the file is kept, even when the file is huge or cut off
+/// mid-way (a truncated tail is dropped).
+pub fn read_sharegpt(reader: impl Read, min_messages: usize) -> Result<Vec<Conversation>, DatasetError> {
     let mut out = Vec::new();
     let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
-    let result = de.deserialize_seq(Collector { out: &mut out });
+    let result = de.deserialize_seq(Collector { out: &mut out, min_messages });
     if out.is_empty() {
         if let Err(e) = result {
             if !e.is_eof() {
@@ -109,6 +110,7 @@ pub fn read_sharegpt(reader: impl Read) -> Result<Vec<Conversation>, DatasetErro
 
 struct Collector<'a> {
     out: &'a mut Vec<Conversation>,
+    min_messages: usize,
 }
 
 impl<'de> Visitor<'de> for Collector<'_> {
@@ -121,6 +123,7 @@ impl<'de> Visitor<'de> for Collector<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         loop {
             match seq.next_element::<RawConversation>() {
+                Ok(Some(raw)) if raw.conversations.len() < self.min_messages => {}
                 Ok(Some(raw)) => {
                     let position = self.out.len();
                     if let Some(c) = normalise(raw, position) {
@@ -234,14 +237,25 @@ mod tests {
 
     #[test]
     fn truncated_file_keeps_every_complete_conversation() {
-        let convs = read_sharegpt(FIXTURE.as_bytes()).unwrap();
+        let convs = read_sharegpt(FIXTURE.as_bytes(), 0).unwrap();
         let ids: Vec<&str> = convs.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(ids, ["a", "b"]);
     }
 
     #[test]
+    fn conversations_with_fewer_messages_in_the_file_are_left_out() {
+        // "a" has 4 messages, "b" 5 (one a system message, merged into 2 turns), "c" 1.
+        let ids = |min| -> Vec<String> {
+            read_sharegpt(FIXTURE.as_bytes(), min).unwrap().into_iter().map(|c| c.id).collect()
+        };
+        assert_eq!(ids(4), ["a", "b"]);
+        assert_eq!(ids(5), ["b"], "messages are counted as the file has them, before normalising");
+        assert!(ids(6).is_empty());
+    }
+
+    #[test]
     fn odd_roles_are_normalised() {
-        let convs = read_sharegpt(FIXTURE.as_bytes()).unwrap();
+        let convs = read_sharegpt(FIXTURE.as_bytes(), 0).unwrap();
         let b = &convs[1];
         assert_eq!(b.turns.len(), 2);
         assert_eq!(b.turns[0], Turn { role: Role::User, text: "U1".into() });
@@ -250,7 +264,7 @@ mod tests {
 
     #[test]
     fn pieces_grow_one_exchange_at_a_time() {
-        let convs = read_sharegpt(FIXTURE.as_bytes()).unwrap();
+        let convs = read_sharegpt(FIXTURE.as_bytes(), 0).unwrap();
         let p = pieces(&convs);
         let texts: Vec<String> = p.iter().map(Piece::prompt_text).collect();
         assert_eq!(
@@ -267,8 +281,8 @@ mod tests {
 
     #[test]
     fn not_an_array_is_an_error() {
-        assert!(read_sharegpt(&b"{\"a\": 1}"[..]).is_err());
-        assert!(read_sharegpt(&b""[..]).unwrap().is_empty());
+        assert!(read_sharegpt(&b"{\"a\": 1}"[..], 0).is_err());
+        assert!(read_sharegpt(&b""[..], 0).unwrap().is_empty());
     }
 
     #[test]

@@ -70,6 +70,10 @@ pub struct RunArgs {
     /// ShareGPT JSON file (read as a stream; a truncated file is fine).
     #[arg(long)]
     pub dataset_path: Option<PathBuf>,
+    /// ShareGPT conversations with fewer messages in the file are left out (Ray's
+    /// `sharegpt_16_messages_or_more.json` is ShareGPT at 16); 0 keeps them all.
+    #[arg(long, default_value_t = 0)]
+    pub min_messages: usize,
     /// Conversation pieces considered, in dataset order.
     #[arg(long, default_value_t = 10_000)]
     pub max_conversations: usize,
@@ -188,7 +192,7 @@ pub fn build_requests(args: &RunArgs) -> Result<Workload> {
         DatasetName::Sharegpt => {
             let path = args.dataset_path.as_ref().context("--dataset-name sharegpt needs --dataset-path")?;
             let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            read_sharegpt(file).with_context(|| format!("reading {}", path.display()))?
+            read_sharegpt(file, args.min_messages).with_context(|| format!("reading {}", path.display()))?
         }
         shape => bail!("--dataset-name {}: not a conversation dataset", shape.name()),
     };
