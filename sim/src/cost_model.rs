@@ -131,8 +131,14 @@ mod tests {
         let chunk = ScheduledChunk { id: RequestId(1), num_new: 2048, computed_before: 0 };
         shape.add_chunk(&chunk, true);
         let t = ms(&p, &shape);
-        // ≈143 ms at 40 TFLOPS effective (≈14 k tokens/s), plus the fixed overheads.
-        assert!((140.0..150.0).contains(&t), "{t}");
+        // ≈115 ms at 50 TFLOPS effective (≈18 k tokens/s), plus the fixed overheads.
+        assert!((110.0..122.0).contains(&t), "{t}");
+        // Compute-bound: past the fixed per-step and per-sequence costs, twice the FLOP/s
+        // takes half the time.
+        let overheads = (p.step_overhead_seconds + p.seq_overhead_seconds) * 1e3;
+        let twice = Profile { flops: 2.0 * p.flops, ..p.clone() };
+        let ratio = (t - overheads) / (ms(&twice, &shape) - overheads);
+        assert!((ratio - 2.0).abs() < 0.01, "{ratio}");
     }
 
     #[test]

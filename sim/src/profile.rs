@@ -112,7 +112,7 @@ const L4_FIT: (f64, f64, f64, f64, f64, f64, f64) = (255e9, 0.0012, 50e-6, 0.016
 fn l4_sources(carried: bool) -> Vec<ParameterSource> {
     let fit = if carried {
         "carried over from l4-qwen2.5-0.5b, where it is fitted to the ai.wmx.dev L4 sweep \
-         (no published measurement of this model on an L4 was found)"
+         (no published single-L4 measurement of this model was found)"
     } else {
         "fitted to the ai.wmx.dev L4 sweep (see references)"
     };
@@ -128,8 +128,10 @@ fn l4_sources(carried: bool) -> Vec<ParameterSource> {
     v.push(ParameterSource {
         field: "flops".to_owned(),
         source: if carried {
-            "estimate: a third of the L4's 121 TFLOPS dense BF16 (about 15 k prefill tokens/s); the 0.5B \
-             fit gives 27 TFLOPS for that model's smaller matrices"
+            "fitted to Ray's 4xL4 run of this model (see fleet_references): 50 TFLOPS, the upper end \
+             of the 40-50 estimated for this model's prefill (41 % of the L4's 121 TFLOPS dense BF16); \
+             40 gave 0.94x the run's throughput and 1.10x its mean TTFT, 50 puts all six published \
+             figures within 8 %. The 0.5B fit gives 27 TFLOPS for that model's smaller matrices"
                 .to_owned()
         } else {
             "fitted to the ai.wmx.dev L4 sweep: TTFT at concurrency 16 and 32, where prefills queue"
@@ -160,8 +162,8 @@ impl Profile {
     /// Qwen2.5-1.5B-Instruct on one L4: 1,543.7 M parameters (1,310.3 M non-embedding),
     /// 28 layers, 12 query / 2 KV heads of 128, vocab 151,936 × hidden 1,536, tied embedding.
     /// No published single-L4 measurement of it was found: the hardware and front-end
-    /// numbers are those fitted for Qwen2.5-0.5B on the same GPU, checked against Ray's run
-    /// of four of them behind a prefix-aware router.
+    /// numbers are those fitted for Qwen2.5-0.5B on the same GPU, and the prefill FLOP/s is
+    /// fitted to Ray's run of four of them behind a prefix-aware router.
     pub fn l4_qwen25_1_5b() -> Self {
         let (bw, step, seq, lat, cpu, tok, detok) = L4_FIT;
         Self {
@@ -169,7 +171,7 @@ impl Profile {
             weight_bytes: 3_087_428_608.0,
             kv_bytes_per_token: 28_672.0,
             mem_bandwidth: bw,
-            flops: 40e12,
+            flops: 50e12,
             flops_per_token: 2.0 * 1_310_340_608.0,
             lm_head_flops: 2.0 * 151_936.0 * 1_536.0,
             attention_flops_per_pair: 4.0 * 28.0 * 12.0 * 128.0,

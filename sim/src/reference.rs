@@ -266,8 +266,7 @@ pub fn ray_4xl4_qwen25_1_5b() -> FleetReference {
         caveats: vec![
             "vLLM 0.8.5 ran the V0 engine, which schedules prefill-only steps; the simulator runs \
              V1's chunked-prefill scheduler, where a prefill chunk shares its step with decodes. \
-             V0 gives a new request its first token sooner and makes decodes wait, which lowers \
-             the median TTFT most."
+             The prefill FLOP/s fitted to this run may absorb part of that difference."
                 .to_owned(),
             "the replay's conversations are a fifth of the source's, so prefix groups repeat \
              more often and the reuse the workload allows differs."
