@@ -3,8 +3,9 @@
 //! A profile holds two kinds of numbers. The model's geometry (weight bytes, KV bytes per
 //! token, FLOPs per token) comes from its `config.json`. The hardware and serving-stack
 //! numbers (effective bandwidth and FLOP/s, per-step and per-sequence overheads, the front
-//! end's costs) are fitted to the published measurements in [`Profile::references`], or,
-//! where no measurement exists, carried over from a measured profile on the same GPU; each
+//! end's costs) are fitted to the published measurements in [`Profile::references`] (one
+//! replica) and [`Profile::fleet_references`] (a fleet behind a router), or, where no
+//! measurement exists, carried over from a measured profile on the same GPU; each
 //! profile's [`Profile::sources`] says which. A profile can also be a TOML file with the same
 //! fields (see [`Profile`]).
 
