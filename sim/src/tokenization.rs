@@ -121,7 +121,7 @@ const MAX_TABLE_PIECE_BYTES: usize = 64;
 /// replicas of a fleet so that any of them decodes what another tokenized.
 ///
 /// Memory is bounded by the id space: at most one text (of at most
-/// [`MAX_TABLE_PIECE_BYTES`]) per id, about 152,700 ids. Two texts that hash to one id
+/// `MAX_TABLE_PIECE_BYTES`) per id, about 152,700 ids. Two texts that hash to one id
 /// keep the later one (the built-in tokenizer is approximate anyway).
 #[derive(Debug, Default)]
 pub struct DecodeTable {
