@@ -607,7 +607,7 @@ fn fleet_reference_section(
         .figures
         .named()
         .iter()
-        .filter_map(|(name, v, _)| v.map(|v| format!("{name} {}", trim_float(v))))
+        .filter_map(|f| f.value.map(|v| format!("{} {}", f.name, trim_float(v))))
         .collect();
     writeln!(out, "- published: {}", published.join(", "))?;
     writeln!(
@@ -885,8 +885,8 @@ mod tests {
         let mut out = Vec::new();
         fleet_reference_section(&p, f, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        for (name, value, _) in f.figures.named() {
-            let value = value.unwrap();
+        for figure in f.figures.named() {
+            let (name, value) = (figure.name, figure.value.unwrap());
             assert!(text.contains(&format!("{name} {}", trim_float(value))), "{name} missing:\n{text}");
         }
         assert!(text.contains("prefixgate-bench calibrate --profile l4-qwen2.5-1.5b"), "{text}");

@@ -214,17 +214,28 @@ pub struct FleetFigures {
     pub tpot_mean_ms: Option<f64>,
 }
 
+/// One figure of a [`FleetFigures`], named for printing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Figure {
+    /// Its name and unit, as printed (`req/s`, `TTFT mean (ms)`, ...).
+    pub name: &'static str,
+    /// The source's value, when it gives one.
+    pub value: Option<f64>,
+    /// A throughput (goal ±10 %) rather than a latency (±15 %), as `--calibrate` judges it.
+    pub throughput: bool,
+}
+
 impl FleetFigures {
-    /// Each figure with its name and whether it is a throughput (else a latency), in the
-    /// order they are printed.
-    pub fn named(&self) -> [(&'static str, Option<f64>, bool); 6] {
+    /// Every figure, in the order they are printed.
+    pub fn named(&self) -> [Figure; 6] {
+        let figure = |name, value, throughput| Figure { name, value, throughput };
         [
-            ("req/s", self.request_throughput, true),
-            ("input tok/s", self.input_throughput, true),
-            ("output tok/s", self.output_throughput, true),
-            ("TTFT mean (ms)", self.ttft_mean_ms, false),
-            ("TTFT median (ms)", self.ttft_median_ms, false),
-            ("TPOT mean (ms)", self.tpot_mean_ms, false),
+            figure("req/s", self.request_throughput, true),
+            figure("input tok/s", self.input_throughput, true),
+            figure("output tok/s", self.output_throughput, true),
+            figure("TTFT mean (ms)", self.ttft_mean_ms, false),
+            figure("TTFT median (ms)", self.ttft_median_ms, false),
+            figure("TPOT mean (ms)", self.tpot_mean_ms, false),
         ]
     }
 }

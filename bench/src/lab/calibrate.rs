@@ -157,7 +157,12 @@ impl FleetReplay {
             .named()
             .into_iter()
             .zip(simulated)
-            .map(|((name, cited, throughput), simulated)| FigureRatio { name, simulated, cited, throughput })
+            .map(|(figure, simulated)| FigureRatio {
+                name: figure.name,
+                simulated,
+                cited: figure.value,
+                throughput: figure.throughput,
+            })
             .collect()
     }
 

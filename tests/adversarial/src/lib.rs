@@ -22,9 +22,17 @@ pub struct Shape {
     /// text read once it is read (a message counts before its content); empty
     /// for a shape with only a few elements.
     pub element_chars: Vec<usize>,
-    /// The deepest nesting of a value routing skips, and the characters of
-    /// prompt text that come before that value.
-    pub deepest: (usize, usize),
+    /// The most deeply nested value routing skips.
+    pub deepest: DeepestSkip,
+}
+
+/// Where a body's most deeply nested skipped value is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeepestSkip {
+    /// Its nesting depth (0: nothing nested is skipped).
+    pub depth: usize,
+    /// Characters of prompt text that come before it.
+    pub chars_before: usize,
 }
 
 impl Shape {
@@ -43,8 +51,8 @@ impl Shape {
             Some(_) => usize::MAX,
             None => 0,
         };
-        let (depth, before) = self.deepest;
-        let by_nesting = if depth > max_nesting { before } else { usize::MAX };
+        let by_nesting =
+            if self.deepest.depth > max_nesting { self.deepest.chars_before } else { usize::MAX };
         let prompt: String = self.prompt.chars().take(max_chars.min(by_elements).min(by_nesting)).collect();
         (!prompt.is_empty()).then_some(prompt)
     }
@@ -97,7 +105,14 @@ fn fill(body: &mut String, prompt: &mut String, size: usize, unit: &str, text: &
 
 fn shape(name: &'static str, path: &'static str, body: String, prompt: String, size: usize) -> Shape {
     assert!(body.len() <= size, "{name}: {} bytes over {size}", body.len());
-    Shape { name, path, body: body.into_bytes(), prompt, element_chars: Vec::new(), deepest: (0, 0) }
+    Shape {
+        name,
+        path,
+        body: body.into_bytes(),
+        prompt,
+        element_chars: Vec::new(),
+        deepest: DeepestSkip::default(),
+    }
 }
 
 /// Records each element's prompt characters for [`Shape::element_chars`].
@@ -191,7 +206,7 @@ pub fn deep_skipped_field(size: usize) -> Shape {
     let body =
         format!(r#"{{"x":{}{},"prompt":"after the deep field"}}"#, "[".repeat(depth), "]".repeat(depth));
     Shape {
-        deepest: (depth, 0),
+        deepest: DeepestSkip { depth, chars_before: 0 },
         ..shape("deep_skipped_field", COMPLETIONS, body, "after the deep field".into(), size)
     }
 }
@@ -208,7 +223,7 @@ pub fn deep_messages(size: usize) -> Shape {
         "]".repeat(depth)
     );
     Shape {
-        deepest: (2 * depth, 0),
+        deepest: DeepestSkip { depth: 2 * depth, chars_before: 0 },
         ..shape("deep_messages", CHAT, body, "after the deep message".into(), size)
     }
 }
