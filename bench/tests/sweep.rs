@@ -244,6 +244,33 @@ async fn an_envoy_sweep_routes_through_the_filter_in_envoy() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_router_processes_share_one_fleet_and_take_requests_in_turn() {
+    let _shared = CORES.read().await;
+    let dir = fresh_dir("routers");
+    let config = SweepConfig::parse(
+        "[server]\nnum_servers = 2\nrouters = 2\ntime_scale = 50.0\n\
+         [strategies]\nleast_ttft = \"least_ttft\"\n\
+         [bench]\nnum_prompts = 16\nmax_conversations = 300\nmax_concurrency = 4\n",
+    )
+    .unwrap();
+    let reports = run_sweep(&config, &options(&dir)).await.unwrap();
+    let outcomes = &reports[0].1.outcomes;
+    assert_eq!(reports[0].1.metrics.completed, 16);
+    for (i, o) in outcomes.iter().enumerate() {
+        assert_eq!(o.router, Some(i % 2), "request {i} goes to router {}", i % 2);
+        let decision = o.decision.as_deref().unwrap_or_default();
+        assert!(decision.starts_with("policy=least_ttft;"), "request {i}: {decision:?}");
+    }
+    // Both routers' processes wrote to the strategy's log: two listeners.
+    let log = std::fs::read_to_string(dir.join("logs/least_ttft_stderr.log")).unwrap()
+        + &std::fs::read_to_string(dir.join("logs/least_ttft_stdout.log")).unwrap();
+    let listening: std::collections::BTreeSet<&str> =
+        log.lines().filter(|l| l.starts_with("prefixgate listening on ")).collect();
+    assert_eq!(listening.len(), 2, "two routers on two addresses:\n{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // The policy lab against the wall clock: one sweep file run in the lab and
 // as processes at time scale 1 (`vllm-sim` replicas behind `prefixgate`)
 // agrees, per strategy, on request throughput, mean TTFT and the replicas'

@@ -64,6 +64,11 @@ struct SweepArgs {
     /// Router in front of the replicas.
     #[arg(long, value_enum)]
     router: Option<Router>,
+    /// Independent routers in front of the fleet, each with its own index (on the wall
+    /// clock, one process each); request `i` goes to router `i mod K`; overrides
+    /// `[server] routers`.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    routers: Option<u16>,
     /// `wall` (processes on loopback, on the wall clock) or `lab` (in
     /// process, in virtual time); overrides `[server] mode`.
     #[arg(long, value_enum)]
@@ -180,6 +185,9 @@ async fn sweep(args: SweepArgs) -> Result<()> {
     }
     if let Some(r) = args.router {
         config.server.router = r;
+    }
+    if let Some(k) = args.routers {
+        config.server.routers = usize::from(k);
     }
     if let Some(mode) = args.mode {
         config.server.mode = mode;

@@ -114,8 +114,11 @@ pub struct LabRun {
 impl LabArgs {
     /// The fleet these flags describe.
     pub fn fleet(&self) -> Result<LabFleet> {
-        if self.run.base_url.is_some() || !self.run.replica_urls.is_empty() {
-            bail!("--base-url and --replica-urls name real servers; the lab simulates its own fleet");
+        if self.run.base_url.is_some() || !self.run.base_urls.is_empty() || !self.run.replica_urls.is_empty()
+        {
+            bail!(
+                "--base-url, --base-urls and --replica-urls name real servers; the lab simulates its own fleet"
+            );
         }
         let profile = Profile::resolve(&self.profile).context("--profile")?;
         let limits = EngineLimits {

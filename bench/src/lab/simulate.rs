@@ -291,7 +291,6 @@ pub fn simulate_with(spec: &LabSpec<'_>, memo: &mut PromptMemo) -> Result<LabRes
     let n = requests.len();
     let lab = Lab {
         settings: ClientSettings {
-            base_url: String::new(),
             model,
             api: spec.args.backend,
             stream: !spec.args.disable_stream,
@@ -418,6 +417,7 @@ impl Lab<'_> {
             owned(extract_prompt(path, body.to_string().as_bytes(), self.max_prompt_chars))
         });
         let r = i % self.routers.len();
+        outcome.router = (self.routers.len() > 1).then_some(r);
         let now = now_ms(t);
         let router = &mut self.routers[r];
         let mut rng = fastrand::Rng::with_seed(router.rng.u64(..));

@@ -55,8 +55,6 @@ pub struct BenchRequest {
 /// Settings shared by every request of a run.
 #[derive(Clone, Debug)]
 pub struct ClientSettings {
-    /// `http://host:port`, no trailing slash.
-    pub base_url: String,
     /// The `model` field.
     pub model: String,
     /// Endpoint.
@@ -98,10 +96,11 @@ pub fn request_body(settings: &ClientSettings, request: &BenchRequest) -> Value 
     body
 }
 
-/// Sends `request` and measures it; `run_start` dates `start_s`.
-/// Never fails: errors are recorded in the outcome.
+/// Sends `request` to the server at `base_url` (`http://host:port`, no trailing slash) and
+/// measures it; `run_start` dates `start_s`. Never fails: errors are recorded in the outcome.
 pub async fn send(
     client: &HttpClient,
+    base_url: &str,
     settings: &ClientSettings,
     request: &BenchRequest,
     run_start: Instant,
@@ -118,7 +117,7 @@ pub async fn send(
     };
     let start = Instant::now();
     outcome.start_s = start.duration_since(run_start).as_secs_f64();
-    let http_request = Request::post(format!("{}{path}", settings.base_url))
+    let http_request = Request::post(format!("{base_url}{path}"))
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body)));
     let http_request = match http_request {
@@ -251,13 +250,7 @@ mod tests {
 
     #[test]
     fn body_matches_bench_serving() {
-        let s = ClientSettings {
-            base_url: "http://x".into(),
-            model: "m".into(),
-            api: Api::Completions,
-            stream: true,
-            ignore_eos: true,
-        };
+        let s = ClientSettings { model: "m".into(), api: Api::Completions, stream: true, ignore_eos: true };
         let r =
             BenchRequest { prompt: "p".into(), messages: Vec::new().into(), prompt_len: 1, output_len: 7 };
         let b = request_body(&s, &r);

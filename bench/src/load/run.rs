@@ -54,6 +54,11 @@ pub struct RunArgs {
     /// Server base URL; overrides --host/--port.
     #[arg(long)]
     pub base_url: Option<String>,
+    /// Several routers in front of the same replicas (comma-separated base URLs): request
+    /// `i` goes to the `(i mod K)`-th, as the lab's `--routers K` does; overrides
+    /// --base-url.
+    #[arg(long, value_delimiter = ',')]
+    pub base_urls: Vec<String>,
     /// Server host.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
@@ -156,12 +161,15 @@ pub struct RunReport {
 }
 
 impl RunArgs {
-    fn base_url(&self) -> String {
-        self.base_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}:{}", self.host, self.port))
-            .trim_end_matches('/')
-            .to_owned()
+    /// The servers requests go to, in turn: `--base-urls`, else `--base-url`, else
+    /// `--host`/`--port`; without trailing slashes.
+    pub fn base_urls(&self) -> Vec<String> {
+        let urls = match (&self.base_urls[..], &self.base_url) {
+            ([], Some(url)) => vec![url.clone()],
+            ([], None) => vec![format!("http://{}:{}", self.host, self.port)],
+            (urls, _) => urls.to_vec(),
+        };
+        urls.into_iter().map(|u| u.trim().trim_end_matches('/').to_owned()).collect()
     }
 }
 
@@ -263,13 +271,12 @@ fn positive_f64(text: &str) -> std::result::Result<f64, String> {
 pub async fn run(args: RunArgs, progress: bool) -> Result<RunReport> {
     let workload = build_requests(&args)?;
     let client = http_client();
-    let base_url = args.base_url();
+    let base_urls: Arc<[String]> = args.base_urls().into();
     let model = match &args.model {
         Some(m) => m.clone(),
-        None => first_model(&client, &base_url).await?,
+        None => first_model(&client, &base_urls[0]).await?,
     };
     let settings = Arc::new(ClientSettings {
-        base_url,
         model,
         api: args.backend,
         stream: !args.disable_stream,
@@ -281,12 +288,13 @@ pub async fn run(args: RunArgs, progress: bool) -> Result<RunReport> {
             output_len: workload.requests[0].output_len.min(32),
             ..workload.requests[0].clone()
         };
-        let warm = send(&client, &settings, &first, Instant::now()).await;
+        let warm = send(&client, &base_urls[0], &settings, &first, Instant::now()).await;
         if !warm.success {
             bail!("warm-up request failed: {}", warm.error.unwrap_or_default());
         }
     }
-    let (mut outcomes, duration) = drive(&client, &settings, &workload.requests, &args, progress).await;
+    let (mut outcomes, duration) =
+        drive(&client, &base_urls, &settings, &workload.requests, &args, progress).await;
     let scale = if args.time_scale.is_finite() && args.time_scale > 0.0 { args.time_scale } else { 1.0 };
     for o in &mut outcomes {
         o.start_s *= scale;
@@ -305,9 +313,11 @@ pub async fn run(args: RunArgs, progress: bool) -> Result<RunReport> {
     Ok(RunReport { args, metrics, prefix_groups: workload.prefix_groups, vllm, scorecard: None, outcomes })
 }
 
-/// Sends every request with Poisson arrivals under the concurrency limit.
+/// Sends every request with Poisson arrivals under the concurrency limit, request `i` to
+/// `base_urls[i mod K]`.
 async fn drive(
     client: &HttpClient,
+    base_urls: &Arc<[String]>,
     settings: &Arc<ClientSettings>,
     requests: &[BenchRequest],
     args: &RunArgs,
@@ -327,13 +337,15 @@ async fn drive(
     let mut arrivals = Arrivals::new(args);
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(requests.len());
-    for request in requests {
-        let (client, settings, permits, bar) =
-            (client.clone(), settings.clone(), permits.clone(), bar.clone());
+    for (i, request) in requests.iter().enumerate() {
+        let (client, base_urls, settings, permits, bar) =
+            (client.clone(), base_urls.clone(), settings.clone(), permits.clone(), bar.clone());
         let request = request.clone();
+        let router = i % base_urls.len();
         tasks.push(tokio::spawn(async move {
             let _permit = permits.acquire_owned().await.ok();
-            let outcome = send(&client, &settings, &request, start).await;
+            let mut outcome = send(&client, &base_urls[router], &settings, &request, start).await;
+            outcome.router = (base_urls.len() > 1).then_some(router);
             bar.inc(1);
             outcome
         }));

@@ -21,6 +21,9 @@ pub struct RequestOutcome {
     pub prompt_len: u64,
     /// Output tokens (server usage when reported, else the requested length).
     pub output_len: u64,
+    /// Which router it was sent to (an index into `--base-urls`), when there were several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router: Option<usize>,
     /// Replica that served it (`x-prefixgate-backend`), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,

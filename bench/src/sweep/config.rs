@@ -91,7 +91,8 @@ pub enum Mode {
 pub struct ServerSettings {
     /// `wall` (default: processes on the wall clock) or `lab` (virtual time, in process).
     pub mode: Mode,
-    /// Independent routers in front of the fleet, in `lab` mode. Default 1.
+    /// Independent routers in front of the fleet, each with its own index (in `wall` mode,
+    /// one process each); request `i` goes to router `i mod K`. Default 1.
     pub routers: usize,
     /// Router in front of the replicas. Default `prefixgate`.
     pub router: Router,
@@ -388,6 +389,13 @@ impl SweepConfig {
         if s.routers == 0 {
             bail!("`server.routers`: at least one router is needed");
         }
+        if s.routers > 1 && s.router_port != 0 {
+            bail!(
+                "`server.router_port`: {} routers cannot share port {}; leave it 0 so that each picks a free one",
+                s.routers,
+                s.router_port
+            );
+        }
         if s.backends.is_empty() && s.num_servers == 0 {
             bail!("`server.num_servers`: at least one replica is needed");
         }
@@ -478,6 +486,11 @@ mod tests {
         assert!(e("[strategies]\n\"a b\" = \"pow2\"\n").contains("strategies.a b"));
         assert!(e("[server]\nnum_servrs = 2\n[strategies]\na = \"pow2\"\n").contains("num_servrs"));
         assert!(e("[server]\ntime_scale = 0\n[strategies]\na = \"pow2\"\n").contains("server.time_scale"));
+        let shared_port = e("[server]\nrouters = 2\nrouter_port = 8000\n[strategies]\na = \"pow2\"\n");
+        assert!(
+            shared_port.contains("server.router_port") && shared_port.contains("2 routers"),
+            "{shared_port}"
+        );
         assert!(e("[server]\nbackends = [\"127.0.0.1:1\"]\ntime_scale = 5\n[strategies]\na = \"pow2\"\n")
             .contains("server.backends"));
         assert!(e("[strategies]\na = \"pow2\"\n[bench]\nmin_output_len = 9\nmax_output_len = 3\n")

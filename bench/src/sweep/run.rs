@@ -137,21 +137,39 @@ async fn run_strategy(
             .collect::<Result<_>>()?,
     };
     let urls: Vec<String> = backends.iter().map(|b| format!("http://{b}")).collect();
-    let mut router =
-        start_router(router_programs, label, strategy, &backends, server.router_port, &logs, timeout).await?;
+    // Independent routers, each its own process with its own index, as several
+    // prefixgates or Envoys in front of one fleet run; request `i` goes to router `i mod K`.
+    let mut routers = Vec::with_capacity(server.routers.max(1));
+    for k in 0..server.routers.max(1) {
+        let name = if server.routers > 1 { format!("{label}.router-{k}") } else { label.to_owned() };
+        let router = start_router(
+            router_programs,
+            &name,
+            strategy,
+            &backends,
+            server.time_scale,
+            server.router_port,
+            &logs,
+            timeout,
+        )
+        .await?;
+        routers.push(router);
+    }
 
     let mut args = config.bench.run_args(label, &server.model_name, server.time_scale)?;
-    args.base_url = Some(router.base_url.clone());
+    args.base_urls = routers.iter().map(|r| r.base_url.clone()).collect();
     args.replica_urls = urls;
     let report = run(args, options.progress).await?;
-    if !router.process.is_running() {
-        bail!("{} exited during the run:\n{}", router.process.name(), logs.tail(20));
+    for router in &mut routers {
+        if !router.process.is_running() {
+            bail!("{} exited during the run:\n{}", router.process.name(), logs.tail(20));
+        }
     }
     if !fleet.iter_mut().all(SimProcess::is_alive) {
         bail!("a vllm-sim replica exited during the run:\n{}", logs.tail(20));
     }
-    let plugin_config = std::mem::take(&mut router.plugin_config);
-    drop(router);
+    let plugin_config = std::mem::take(&mut routers[0].plugin_config);
+    drop(routers);
     drop(fleet);
 
     append_record(&report, &out.join("results.jsonl"))?;
