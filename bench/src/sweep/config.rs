@@ -265,6 +265,8 @@ pub struct BenchSettings {
     pub dataset_name: Option<DatasetName>,
     /// ShareGPT JSON file, relative to the config file.
     pub dataset_path: Option<PathBuf>,
+    /// ShareGPT conversations with fewer messages in the file are left out. Default 0 (all).
+    pub min_messages: Option<usize>,
     /// Conversations considered. Default 10,000.
     pub max_conversations: Option<usize>,
     /// Requests per strategy. Default 1,000.
@@ -321,7 +323,7 @@ impl BenchSettings {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { a.$f = v; } )* };
         }
-        set!(backend, max_conversations, num_prompts, min_output_len, max_output_len);
+        set!(backend, min_messages, max_conversations, num_prompts, min_output_len, max_output_len);
         set!(min_prompt_len, max_prompt_len, request_rate, burstiness, seed);
         a.shapes = self.shape_args()?;
         Ok(a)
@@ -436,7 +438,7 @@ mod tests {
     fn strategies_keep_file_order_and_carry_filter_settings() {
         let c = SweepConfig::parse(
             "[strategies]\nz = \"pow2\"\na = { policy = \"prefix_aware\", miss_policy = \"least_loaded\" }\n\
-             [bench]\nrequest_rate = inf\nnum_prompts = 20\n",
+             [bench]\nrequest_rate = inf\nnum_prompts = 20\nmin_messages = 16\n",
         )
         .unwrap();
         let labels: Vec<&str> = c.strategies.keys().map(String::as_str).collect();
@@ -447,7 +449,7 @@ mod tests {
         assert_eq!(pc.backends, [BackendConfig::Address("127.0.0.1:1".into())]);
         assert_eq!(c.strategies["z"], Strategy::of_policy(PolicyKind::Pow2), "defaults for the rest");
         let args = c.bench.run_args("a", "m", 2.0).unwrap();
-        assert_eq!(args.num_prompts, 20);
+        assert_eq!((args.num_prompts, args.min_messages), (20, 16));
         assert!(args.request_rate.is_infinite());
         assert_eq!(args.max_output_len, 200, "unset fields keep run's default");
         assert_eq!(c.server.gpu_type(), "L4");
