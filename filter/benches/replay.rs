@@ -11,7 +11,7 @@
 //! backends; no scrape runs, so each backend's capacity is unbounded and the
 //! index forgets only through its memory bound.
 //!
-//! `cargo bench -p prefixgate-filter --bench replay [-- --warm N --measured N --no-accuracy]`.
+//! `cargo bench -p prefixgate-filter --bench replay [-- --warm N --measured N --slots N --no-accuracy]`.
 
 use prefixgate_filter::config::BackendConfig;
 use prefixgate_filter::prefix_index::IndexedBackend;
@@ -59,18 +59,21 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut filters = args.iter().enumerate().filter(|(i, a)| {
         !a.starts_with("--")
-            && !args.get(i.wrapping_sub(1)).is_some_and(|f| f == "--warm" || f == "--measured")
+            && !args
+                .get(i.wrapping_sub(1))
+                .is_some_and(|f| matches!(f.as_str(), "--warm" | "--measured" | "--slots"))
     });
     if filters.any(|(_, a)| !"replay".contains(a.as_str())) {
         return;
     }
     let warm = arg("--warm", 100_000);
     let measured = arg("--measured", 30_000);
+    let slots = arg("--slots", 0);
     println!("replay: {warm} prompts indexed, then {measured} decisions over {BACKENDS} backends");
     // Timed and scored in two passes over the same trace (the router's
     // choices are deterministic): scoring reads the index before each
     // decision, which would warm the very memory the decision then reads.
-    let timed = replay(warm, measured, false);
+    let timed = replay(warm, measured, slots, false);
     print!("{}", timed.timings);
     println!(
         "store: {:.1} MiB held ({} keys), bound {:.1} MiB; per decision {:.1} reads, {:.1} writes",
@@ -81,7 +84,7 @@ fn main() {
         timed.sets as f64 / measured as f64,
     );
     if !args.iter().any(|a| a == "--no-accuracy") {
-        let scored = replay(warm, measured, true);
+        let scored = replay(warm, measured, slots, true);
         println!("accuracy: {}", scored.accuracy);
     }
 }
@@ -100,10 +103,14 @@ struct Pass {
 }
 
 /// Indexes `warm` prompts, then decides `measured` more, timing each
-/// decision, or scoring it against the exact reference when `score`.
-fn replay(warm: usize, measured: usize, score: bool) -> Pass {
+/// decision, or scoring it against the exact reference when `score`; with
+/// `slots` index slots, or the default for 0.
+fn replay(warm: usize, measured: usize, slots: usize, score: bool) -> Pass {
     let names: Vec<String> = (0..BACKENDS).map(|i| format!("10.0.0.{}:8000", i + 1)).collect();
-    let config = FilterConfig::new(names.iter().cloned().map(BackendConfig::Address).collect());
+    let mut config = FilterConfig::new(names.iter().cloned().map(BackendConfig::Address).collect());
+    if slots > 0 {
+        config.index_slots = u32::try_from(slots).unwrap_or(u32::MAX);
+    }
     if let Err(e) = config.validate() {
         panic!("replay config: {e}");
     }

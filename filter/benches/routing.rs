@@ -45,8 +45,7 @@ fn prompt(seed: u64, chars: usize) -> String {
 
 fn router() -> Router {
     let backends = (0..BACKENDS).map(|i| BackendConfig::Address(format!("10.0.0.{}:8000", i + 1))).collect();
-    let mut config = FilterConfig::new(backends);
-    config.index_slots = 262_144;
+    let config = FilterConfig::new(backends);
     if let Err(e) = config.validate() {
         panic!("bench config: {e}");
     }

@@ -88,12 +88,14 @@ pub struct FilterConfig {
     /// chunk `chunk_chars` wide.
     #[serde(default = "defaults::chunk_growth")]
     pub chunk_growth: f64,
-    /// Slots of the prefix index: its memory bound whatever the traffic.
-    /// Default 524288 (at most about 52 MiB of shared data with 4 backends).
-    /// Keep it at two to four times the chunks the fleet's KV caches hold
-    /// (blocks × block size × chars per token / chunk_chars, fewer with
-    /// `chunk_growth`), or prefixes the replicas still cache drop out of the
-    /// index and stop attracting requests.
+    /// Slots of the prefix index, each holding one node (a run of up to 8
+    /// chunks along one prompt path): its memory bound whatever the traffic.
+    /// Default 65536 (at most about 46 MiB of shared data with 8 backends,
+    /// 24 MiB with 4). Keep it at two to four times the nodes the fleet's KV
+    /// caches hold (about a quarter of their chunks: blocks × block size ×
+    /// chars per token / chunk_chars, fewer with `chunk_growth`), or prefixes
+    /// the replicas still cache drop out of the index and stop attracting
+    /// requests.
     #[serde(default = "defaults::index_slots")]
     pub index_slots: u32,
     /// Chunks each backend's KV cache is assumed to hold. Default: derived
@@ -545,7 +547,7 @@ mod defaults {
         0.125
     }
     pub fn index_slots() -> u32 {
-        524_288
+        65_536
     }
     pub fn chars_per_token() -> f64 {
         4.0

@@ -3,34 +3,45 @@
 //!
 //! A prompt is cut into chunks: `chunk_chars` characters each at its start,
 //! then each chunk `chunk_growth` of the text before it, so a prompt of *n*
-//! characters costs O(log *n*) index operations and a match is exact to
-//! within that fraction. Chunk *i*'s key is a hash chained over chunks
-//! `0..=i`, so one key names a whole prefix path (the idea of vLLM's block
-//! hashes). Key `k` may live in either of two slots (two-way set
-//! associative); a slot stores the key as a tag and, per backend, the
-//! backend's insertion sequence number and time when it last received that
-//! prefix. Sequence numbers count characters: a backend's entry is live while
-//! fewer than its capacity of characters were inserted for it since (LRU:
-//! re-inserting a prefix refreshes it) and while younger than the TTL.
+//! characters costs O(log *n*) chunks and a match is exact to within that
+//! fraction. Chunk *i*'s key is a hash chained over chunks `0..=i`, so one
+//! key names a whole prefix path (the idea of vLLM's block hashes).
 //!
-//! A new key takes the empty or the less recently written of its two slots,
+//! The chunks live in a radix tree of runs: a node holds up to `run_chunks`
+//! consecutive chunks of one path under the key of its first chunk, and per
+//! backend the sequence number of each of those chunks it received. A match
+//! or an insert touches one node per run instead of one slot per chunk, so a
+//! decision costs a few store round trips whatever the prompt's length. Where
+//! a new path leaves a run, the run is split there (its tail becomes a node
+//! of its own, written first). A run that a stored path goes on past (split,
+//! or full when a longer prompt went on) is closed and never grows again; an
+//! open run at the end of a path grows with the next turn of a conversation. A key may live in either of two slots (two-way set
+//! associative). Sequence numbers count characters: a backend's chunk is
+//! live while fewer than its capacity of characters were inserted for it
+//! since (LRU: re-inserting a prefix refreshes it) and while younger than
+//! the TTL.
+//!
+//! A new node takes the empty or the less recently written of its two slots,
 //! so collisions evict old prefixes rather than arbitrary ones: a match stops
-//! at the first chunk it cannot find, and one overwritten chunk at the head of
-//! a long prompt would lose the whole prompt. The tag prevents false matches,
-//! so a collision can only lose a match, never invent one.
+//! at the first node it cannot find. The tag prevents false matches, so a
+//! collision or a lost race can only lose a match, never invent one.
 
-use crate::store::{update, update_from, Cas, SharedStore};
+use crate::store::{update, Cas, SharedStore, StoreError, MAX_CAS_RETRIES};
 use crate::wire::u64_at;
+use node::{Node, NodeView};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+mod node;
 
 /// Seed of the first chunk's hash (chunk *i* is seeded with chunk *i − 1*'s key).
 const ROOT_SEED: u64 = 0x7072_6566_6978_6761; // "prefixga"
-/// Bytes of a slot's tag.
-const TAG_BYTES: usize = 8;
-/// Bytes of one backend entry in a slot: id (u32), sequence (u64), time (u64).
-const ENTRY_BYTES: usize = 20;
 /// Bytes of a backend record: next sequence, reset sequence, new characters.
 const RECORD_BYTES: usize = 24;
+/// Chunks per node: a run of eight covers a prompt of 8,000 characters in
+/// four nodes with the default chunking (64 characters to 512, then each an
+/// eighth of the text before it), and a node with 8 backends stays under 700
+/// bytes.
+pub const RUN_CHUNKS: usize = 8;
 /// A live entry written longer ago than this is rewritten when its prefix is
 /// inserted again, however recent its sequence number.
 const REFRESH_AFTER_MS: u64 = 1_000;
@@ -50,6 +61,9 @@ pub struct IndexShape {
     pub ttl_ms: u64,
     /// Most backends one slot remembers; beyond it the oldest entry goes.
     pub max_backends_per_slot: usize,
+    /// Most chunks one node holds (1 to 255): a match or an insert costs one
+    /// store round trip per run of this many chunks.
+    pub run_chunks: usize,
 }
 
 /// A backend as the index sees it: a stable name and its cache capacity.
@@ -136,78 +150,6 @@ impl BackendRecord {
     }
 }
 
-/// One backend's entry in a slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct SlotEntry {
-    backend: u32,
-    seq: u64,
-    time_ms: u64,
-}
-
-/// A slot's bytes: the key it holds as a tag (8 bytes), then one
-/// [`ENTRY_BYTES`] record per backend that received the key. Read and written
-/// in place, without decoding the whole slot.
-mod slot {
-    use super::{SlotEntry, ENTRY_BYTES, TAG_BYTES};
-    use crate::wire::{u32_at, u64_at};
-
-    /// The key held by a slot.
-    pub fn tag(bytes: &[u8]) -> Option<u64> {
-        u64_at(bytes, 0)
-    }
-
-    fn entries(bytes: &[u8]) -> impl Iterator<Item = (usize, SlotEntry)> + '_ {
-        bytes.get(TAG_BYTES..).unwrap_or_default().chunks_exact(ENTRY_BYTES).enumerate().filter_map(
-            |(i, e)| {
-                let entry = SlotEntry { backend: u32_at(e, 0)?, seq: u64_at(e, 4)?, time_ms: u64_at(e, 12)? };
-                Some((TAG_BYTES + i * ENTRY_BYTES, entry))
-            },
-        )
-    }
-
-    /// `backend`'s entry, if the slot has one.
-    pub fn entry(bytes: &[u8], backend: u32) -> Option<SlotEntry> {
-        entries(bytes).find(|(_, e)| e.backend == backend).map(|(_, e)| e)
-    }
-
-    /// When the slot was last written (its newest entry's time).
-    pub fn newest(bytes: &[u8]) -> u64 {
-        entries(bytes).map(|(_, e)| e.time_ms).max().unwrap_or(0)
-    }
-
-    /// A slot holding only `tag`.
-    pub fn empty(tag: u64) -> Vec<u8> {
-        tag.to_le_bytes().to_vec()
-    }
-
-    /// Writes `entry` over the same backend's entry, or appends it; then
-    /// drops the oldest other entries beyond `max_entries`.
-    pub fn put(bytes: &mut Vec<u8>, entry: SlotEntry, max_entries: usize) {
-        let mut record = [0u8; ENTRY_BYTES];
-        record[..4].copy_from_slice(&entry.backend.to_le_bytes());
-        record[4..12].copy_from_slice(&entry.seq.to_le_bytes());
-        record[12..].copy_from_slice(&entry.time_ms.to_le_bytes());
-        bytes.truncate(TAG_BYTES + (bytes.len().saturating_sub(TAG_BYTES) / ENTRY_BYTES) * ENTRY_BYTES);
-        let existing = entries(bytes).find(|(_, e)| e.backend == entry.backend).map(|(at, _)| at);
-        match existing {
-            Some(at) => bytes[at..at + ENTRY_BYTES].copy_from_slice(&record),
-            None => bytes.extend_from_slice(&record),
-        }
-        while (bytes.len() - TAG_BYTES) / ENTRY_BYTES > max_entries.max(1) {
-            let oldest = entries(bytes)
-                .filter(|(_, e)| e.backend != entry.backend)
-                .min_by_key(|(_, e)| e.time_ms)
-                .map(|(at, _)| at);
-            match oldest {
-                Some(at) => {
-                    bytes.drain(at..at + ENTRY_BYTES);
-                }
-                None => break,
-            }
-        }
-    }
-}
-
 /// The prefix index: stateless itself, all state lives in the [`SharedStore`].
 #[derive(Clone, Debug)]
 pub struct PrefixIndex {
@@ -228,8 +170,12 @@ impl PrefixIndex {
     /// Largest number of bytes (keys included) the index can hold in a store.
     pub fn max_bytes(&self) -> usize {
         let slot_key = "pg/ix/".len() + self.shape.slots.to_string().len();
-        let slot_value = TAG_BYTES + self.shape.max_backends_per_slot * ENTRY_BYTES;
-        self.shape.slots as usize * (slot_key + slot_value)
+        let node = node::max_bytes(self.run_chunks(), self.shape.max_backends_per_slot.max(1));
+        self.shape.slots as usize * (slot_key + node)
+    }
+
+    fn run_chunks(&self) -> usize {
+        self.shape.run_chunks.clamp(1, usize::from(u8::MAX))
     }
 
     /// Width of the chunk that starts `offset` characters into a prompt.
@@ -272,7 +218,7 @@ impl PrefixIndex {
 
     /// Matched prefix length in characters for each of `backends`, in order.
     ///
-    /// One pass over the chunks with one store read per chunk: each backend's
+    /// One pass down the tree with one store read per node: each backend's
     /// match ends at the first chunk it holds no live entry for.
     pub fn longest_match<S: SharedStore + ?Sized>(
         &self,
@@ -284,34 +230,43 @@ impl PrefixIndex {
         let ids: Vec<u32> = backends.iter().map(|b| backend_id(b.name)).collect();
         let records: Vec<BackendRecord> = backends.iter().map(|b| self.record(store, b.name)).collect();
         let mut matched = vec![0usize; backends.len()];
-        let mut alive: Vec<bool> = records.iter().map(|r| r.next_seq > r.reset_seq).collect();
+        let mut pos = 0;
         let mut key_buf = String::new();
-        for (i, key) in keys.keys.iter().enumerate() {
-            if !alive.iter().any(|a| *a) {
+        while pos < keys.chunks() {
+            // Only backends holding every chunk so far can match further.
+            if !records.iter().zip(&matched).any(|(r, m)| *m == pos && r.next_seq > r.reset_seq) {
                 break;
             }
-            let Some(bytes) = self.find_slot(store, &mut key_buf, *key) else {
+            let Some(bytes) = self.find_slot(store, &mut key_buf, keys.keys[pos]) else {
                 break;
             };
+            let Some(view) = NodeView::new(&bytes) else {
+                break;
+            };
+            let run = view.common(&keys.keys[pos..]);
             for j in 0..backends.len() {
-                if !alive[j] {
+                if matched[j] != pos {
                     continue;
                 }
-                let live = slot::entry(&bytes, ids[j]).is_some_and(|e| {
-                    records[j].is_live(
-                        e.seq,
-                        e.time_ms,
-                        backends[j].capacity_chars,
-                        now_ms,
-                        self.shape.ttl_ms,
-                    )
-                });
-                if live {
-                    matched[j] = i + 1;
-                } else {
-                    alive[j] = false;
-                }
+                let Some(entry) = view.entry(ids[j]) else {
+                    continue;
+                };
+                let live = (0..run.min(entry.depth()))
+                    .take_while(|&c| {
+                        entry.seq(c).is_some_and(|seq| {
+                            let (cap, ttl) = (backends[j].capacity_chars, self.shape.ttl_ms);
+                            records[j].is_live(seq, entry.time_ms, cap, now_ms, ttl)
+                        })
+                    })
+                    .count();
+                matched[j] = pos + live;
             }
+            // A prompt that leaves the run has no stored continuation: the
+            // run would have been split where a stored path left it.
+            if run < view.len() {
+                break;
+            }
+            pos += run;
         }
         matched.into_iter().map(|m| keys.covered(m)).collect()
     }
@@ -354,43 +309,52 @@ impl PrefixIndex {
         if !reserved {
             return;
         }
-        let base = before.next_seq.max(before.reset_seq);
-        let id = backend_id(backend.name);
-        let mut new_chars = 0u64;
+        let writer = Writer {
+            index: self,
+            keys,
+            backend,
+            id: backend_id(backend.name),
+            before,
+            base: before.next_seq.max(before.reset_seq),
+            covered,
+            now_ms,
+        };
+        let mut new_chars = tail;
+        let mut pos = 0;
         let mut key_buf = String::new();
-        for (i, key) in keys.keys.iter().enumerate() {
-            // The head ends up the most recent: chunk i is preceded by
-            // `covered - end` characters that are older than it.
-            let seq = base + (covered - keys.covered(i + 1) as u64);
-            let current = self.choose_slot(store, &mut key_buf, *key);
-            let mut was_live = false;
-            update_from(store, &key_buf, current, |bytes| {
-                let mut slot = match bytes {
-                    Some(b) if slot::tag(b) == Some(*key) => b.to_vec(),
-                    _ => slot::empty(*key),
-                };
-                let existing = slot::entry(&slot, id);
-                was_live = existing.is_some_and(|e| {
-                    before.is_live(e.seq, e.time_ms, backend.capacity_chars, now_ms, self.shape.ttl_ms)
-                });
-                if was_live && existing.is_some_and(|e| self.is_recent(&before, e, backend, now_ms)) {
-                    return None;
-                }
-                let fresh = SlotEntry { backend: id, seq, time_ms: now_ms };
-                slot::put(&mut slot, fresh, self.shape.max_backends_per_slot);
-                Some(slot)
-            });
-            if !was_live {
-                new_chars += keys.width(i) as u64;
+        // Each node is one write, retried on a conflict; a split is two.
+        let mut attempts = keys.chunks() * MAX_CAS_RETRIES;
+        while pos < keys.chunks() && attempts > 0 {
+            attempts -= 1;
+            let current = self.choose_slot(store, &mut key_buf, keys.keys[pos]);
+            let (bytes, cas) = match &current {
+                Some((bytes, cas)) => (Some(bytes.as_slice()), Some(*cas)),
+                None => (None, None),
+            };
+            let step = writer.step(pos, bytes);
+            if let Some(rest) = &step.split_off {
+                // The tail of the run first: until the run is cut, nothing
+                // reaches it, and once it is, the tail is there.
+                let mut rest_buf = String::new();
+                let there = self.choose_slot(store, &mut rest_buf, rest.keys[0]);
+                let _ = store.set(&rest_buf, &rest.encode(), there.map(|(_, cas)| cas));
             }
+            if let Some(write) = &step.write {
+                match store.set(&key_buf, write, cas) {
+                    Ok(()) => {}
+                    Err(StoreError::CasMismatch) => continue,
+                    Err(StoreError::Host { .. }) => break,
+                }
+            }
+            new_chars += step.new_chars;
+            pos += step.advance.max(1);
         }
-        new_chars += tail;
         if new_chars == 0 {
             return;
         }
         update(store, &record_key, |bytes| {
             let mut record = BackendRecord::decode(bytes);
-            if record.reset_seq > base {
+            if record.reset_seq > writer.base {
                 return None; // reset while inserting: the insert is void.
             }
             record.new_chars = record.new_chars.saturating_add(new_chars);
@@ -406,13 +370,14 @@ impl PrefixIndex {
     fn is_recent(
         &self,
         record: &BackendRecord,
-        e: SlotEntry,
+        seq: u64,
+        time_ms: u64,
         backend: IndexedBackend<'_>,
         now_ms: u64,
     ) -> bool {
-        let age_ms = now_ms.saturating_sub(e.time_ms);
+        let age_ms = now_ms.saturating_sub(time_ms);
         let ttl = self.shape.ttl_ms;
-        record.next_seq.saturating_sub(e.seq) <= backend.capacity_chars / 8
+        record.next_seq.saturating_sub(seq) <= backend.capacity_chars / 8
             && age_ms < REFRESH_AFTER_MS
             && (ttl == 0 || age_ms <= ttl / 8)
     }
@@ -452,7 +417,7 @@ impl PrefixIndex {
         for slot in self.slots_of(key) {
             slot_key(buf, slot);
             if let Some((bytes, _)) = store.get(buf) {
-                if slot::tag(&bytes) == Some(key) {
+                if node::tag(&bytes) == Some(key) {
                     return Some(bytes);
                 }
             }
@@ -476,8 +441,10 @@ impl PrefixIndex {
             slot_key(buf, s);
             let read = store.get(buf);
             match &read {
-                Some((bytes, _)) if slot::tag(bytes) == Some(key) => return read,
-                Some((bytes, _)) => freshness[i] = slot::newest(bytes).saturating_add(1),
+                Some((bytes, _)) if node::tag(bytes) == Some(key) => return read,
+                Some((bytes, _)) => {
+                    freshness[i] = NodeView::new(bytes).map_or(0, |n| n.newest()).saturating_add(1);
+                }
                 None => freshness[i] = 0,
             }
             if a == b {
@@ -518,6 +485,120 @@ fn slot_key(buf: &mut String, slot: u64) {
     }
     for &d in &digits[i..] {
         buf.push(char::from(d));
+    }
+}
+
+/// One insert's view of the prompt and the backend, shared by its steps.
+struct Writer<'a, 'k> {
+    index: &'a PrefixIndex,
+    keys: &'k PromptKeys,
+    backend: IndexedBackend<'a>,
+    id: u32,
+    /// The backend's record before this insert reserved its sequence numbers.
+    before: BackendRecord,
+    /// The first sequence number reserved.
+    base: u64,
+    /// Characters in the prompt's whole chunks.
+    covered: u64,
+    now_ms: u64,
+}
+
+/// What one step of an insert writes.
+struct Step {
+    /// The node's new bytes, or `None` when it stays as it is.
+    write: Option<Vec<u8>>,
+    /// The run's tail to store as a node of its own before `write`.
+    split_off: Option<Node>,
+    /// Chunks of the prompt the node covers from this step's position.
+    advance: usize,
+    /// Characters of those chunks the backend did not hold live before.
+    new_chars: u64,
+}
+
+impl Writer<'_, '_> {
+    /// Sequence number of the prompt's chunk `i`: the head is the most
+    /// recent, chunk `i` being preceded by `covered - end` older characters.
+    fn seq(&self, i: usize) -> u64 {
+        self.base + (self.covered - self.keys.covered(i + 1) as u64)
+    }
+
+    /// The node for the prompt's chunks from `pos`, given the slot's bytes.
+    fn step(&self, pos: usize, bytes: Option<&[u8]>) -> Step {
+        let keys = &self.keys.keys[pos..];
+        let max_run = self.index.run_chunks();
+        let found = bytes.filter(|b| node::tag(b) == Some(keys[0])).and_then(NodeView::new);
+        let mut node = match found {
+            Some(view) => Node::decode(view),
+            None => Node::new(keys[..keys.len().min(max_run)].to_vec()),
+        };
+        let unchanged = found.is_some();
+        let run = node.keys.iter().zip(keys).take_while(|(a, b)| a == b).count();
+        let flags = node.flags;
+        let mut split_off = None;
+        if run < node.keys.len() && run < keys.len() {
+            // The prompt leaves the run: cut it there.
+            split_off = Some(node.split(run));
+        } else if run == node.keys.len() && keys.len() > run {
+            if node.flags & node::CLOSED == 0 && run < max_run {
+                // The prompt goes on past an open run: the run grows.
+                let grown = keys.len().min(max_run);
+                node.keys.extend_from_slice(&keys[run..grown]);
+            }
+            if node.keys.len() < keys.len() {
+                // It goes on past the run's end: the run may not grow again,
+                // or what is stored beyond its end would be cut off.
+                node.flags |= node::CLOSED;
+            }
+        }
+        let advance = run.max(node.keys.len().min(keys.len())).min(node.keys.len());
+        let changed = !unchanged || split_off.is_some() || node.keys.len() > run || node.flags != flags;
+        let (touched, new_chars) = self.refresh(&mut node, pos, advance);
+        node.trim(self.id, self.index.shape.max_backends_per_slot);
+        let write = (changed || touched).then(|| node.encode());
+        Step { write, split_off, advance, new_chars }
+    }
+
+    /// Stamps the backend's entry for the node's first `advance` chunks
+    /// (prompt chunks `pos..pos + advance`), keeping recent ones as they are.
+    /// Returns whether the entry changed and the characters newly held.
+    fn refresh(&self, node: &mut Node, pos: usize, advance: usize) -> (bool, u64) {
+        let at = match node.entries.iter().position(|e| e.backend == self.id) {
+            Some(at) => at,
+            None => {
+                node.entries.push(node::Entry { backend: self.id, time_ms: self.now_ms, seqs: Vec::new() });
+                node.entries.len() - 1
+            }
+        };
+        let entry = &mut node.entries[at];
+        let (cap, ttl) = (self.backend.capacity_chars, self.index.shape.ttl_ms);
+        let old_time = entry.time_ms;
+        // Chunks beyond a stale one are not held: a match would stop there.
+        let mut held = true;
+        let (mut touched, mut new_chars) = (false, 0);
+        for c in 0..advance {
+            let old = entry.seqs.get(c).copied();
+            held &= old.is_some_and(|seq| self.before.is_live(seq, old_time, cap, self.now_ms, ttl));
+            if !held {
+                new_chars += self.keys.width(pos + c) as u64;
+            }
+            let keep = held
+                && old.is_some_and(|seq| {
+                    self.index.is_recent(&self.before, seq, old_time, self.backend, self.now_ms)
+                });
+            if keep {
+                continue;
+            }
+            let seq = self.seq(pos + c);
+            match entry.seqs.get_mut(c) {
+                Some(slot) => *slot = seq,
+                None => entry.seqs.push(seq),
+            }
+            touched = true;
+        }
+        if touched {
+            entry.time_ms = self.now_ms;
+        }
+        (touched, new_chars)
     }
 }
 

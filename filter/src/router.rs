@@ -8,7 +8,7 @@ use crate::in_flight::{self, LiveVms};
 use crate::outlier::{self, Transition};
 use crate::policy::{Candidates, LeastTtft, Policy, PolicyKind, Pow2, PrefixAware, Reason, RoundRobin};
 use crate::prefill_queue;
-use crate::prefix_index::{IndexShape, PrefixIndex, PromptKeys};
+use crate::prefix_index::{IndexShape, PrefixIndex, PromptKeys, RUN_CHUNKS};
 use crate::store::{ReadCache, SharedStore};
 use std::fmt;
 
@@ -117,6 +117,7 @@ impl Router {
             slots: config.index_slots,
             ttl_ms: config.ttl_ms(),
             max_backends_per_slot: config.backends.len(),
+            run_chunks: RUN_CHUNKS,
         });
         let policy: Box<dyn Policy> = match config.policy {
             PolicyKind::RoundRobin => Box::new(RoundRobin),
