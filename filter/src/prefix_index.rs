@@ -27,7 +27,7 @@
 //! collision or a lost race can only lose a match, never invent one.
 
 use crate::store::{update, Cas, SharedStore, StoreError, MAX_CAS_RETRIES};
-use crate::wire::u64_at;
+use crate::wire::{u32_at, u64_at};
 use node::{Node, NodeView};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
@@ -35,8 +35,10 @@ mod node;
 
 /// Seed of the first chunk's hash (chunk *i* is seeded with chunk *i − 1*'s key).
 const ROOT_SEED: u64 = 0x7072_6566_6978_6761; // "prefixga"
-/// Bytes of a backend record: next sequence, reset sequence, new characters.
-const RECORD_BYTES: usize = 24;
+/// The key of every backend's record, read once per decision.
+const RECORDS_KEY: &str = "pg/ixb";
+/// Bytes of a backend record: id, next sequence, reset sequence, new characters.
+const RECORD_BYTES: usize = 28;
 /// Chunks per node: a run of eight covers a prompt of 8,000 characters in
 /// four nodes with the default chunking (64 characters to 512, then each an
 /// eighth of the text before it), and a node with 8 backends stays under 700
@@ -109,14 +111,10 @@ impl PromptKeys {
     fn covered(&self, chunks: usize) -> usize {
         chunks.checked_sub(1).and_then(|last| self.ends.get(last)).copied().unwrap_or(0)
     }
-
-    /// Width in characters of chunk `i`.
-    fn width(&self, i: usize) -> usize {
-        self.covered(i + 1) - self.covered(i)
-    }
 }
 
-/// The per-backend bookkeeping record, `pg/ixb/<name>`.
+/// A backend's bookkeeping record, one of the records under [`RECORDS_KEY`]
+/// (id, then the three fields, little-endian).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct BackendRecord {
     /// Sequence number the next inserted chunk receives.
@@ -128,17 +126,51 @@ struct BackendRecord {
 }
 
 impl BackendRecord {
-    fn decode(bytes: Option<&[u8]>) -> Self {
-        let field = |i: usize| bytes.and_then(|b| u64_at(b, i * 8)).unwrap_or(0);
-        Self { next_seq: field(0), reset_seq: field(1), new_chars: field(2) }
+    /// `id`'s record in the table `bytes` and where it starts; a default
+    /// record for a backend not in it.
+    fn find(bytes: Option<&[u8]>, id: u32) -> (Option<usize>, Self) {
+        let table = bytes.unwrap_or_default();
+        for (i, r) in table.chunks_exact(RECORD_BYTES).enumerate() {
+            if u32_at(r, 0) == Some(id) {
+                let field = |f: usize| u64_at(r, 4 + f * 8).unwrap_or(0);
+                let record = Self { next_seq: field(0), reset_seq: field(1), new_chars: field(2) };
+                return (Some(i * RECORD_BYTES), record);
+            }
+        }
+        (None, Self::default())
     }
 
-    fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(RECORD_BYTES);
-        for v in [self.next_seq, self.reset_seq, self.new_chars] {
-            out.extend_from_slice(&v.to_le_bytes());
+    /// The table `bytes` with `id`'s record set to `self`.
+    fn write(&self, bytes: Option<&[u8]>, at: Option<usize>, id: u32) -> Vec<u8> {
+        let mut table = bytes.unwrap_or_default().to_vec();
+        table.truncate(table.len() / RECORD_BYTES * RECORD_BYTES);
+        let mut record = [0u8; RECORD_BYTES];
+        record[..4].copy_from_slice(&id.to_le_bytes());
+        for (f, v) in [self.next_seq, self.reset_seq, self.new_chars].into_iter().enumerate() {
+            record[4 + f * 8..12 + f * 8].copy_from_slice(&v.to_le_bytes());
         }
-        out
+        match at {
+            Some(at) if at + RECORD_BYTES <= table.len() => table[at..at + RECORD_BYTES].copy_from_slice(&record),
+            _ => table.extend_from_slice(&record),
+        }
+        table
+    }
+
+    /// Applies `change` to `id`'s record with CAS retries; `change` returns
+    /// `None` to leave it. Returns the record as it was before the applied
+    /// change, or `None` when nothing was written.
+    fn update<S: SharedStore + ?Sized>(
+        store: &S,
+        id: u32,
+        mut change: impl FnMut(Self) -> Option<Self>,
+    ) -> Option<Self> {
+        let mut before = None;
+        let written = update(store, RECORDS_KEY, |bytes| {
+            let (at, record) = Self::find(bytes, id);
+            before = Some(record);
+            change(record).map(|next| next.write(bytes, at, id))
+        });
+        before.filter(|_| written)
     }
 
     /// Whether an entry stamped `seq` at `time_ms` still counts as cached.
@@ -228,7 +260,9 @@ impl PrefixIndex {
         now_ms: u64,
     ) -> Vec<usize> {
         let ids: Vec<u32> = backends.iter().map(|b| backend_id(b.name)).collect();
-        let records: Vec<BackendRecord> = backends.iter().map(|b| self.record(store, b.name)).collect();
+        let table = store.get(RECORDS_KEY);
+        let table = table.as_ref().map(|(bytes, _)| bytes.as_slice());
+        let records: Vec<BackendRecord> = ids.iter().map(|id| BackendRecord::find(table, *id).1).collect();
         let mut matched = vec![0usize; backends.len()];
         let mut pos = 0;
         let mut key_buf = String::new();
@@ -288,38 +322,40 @@ impl PrefixIndex {
         // that prompts shorter than a chunk do not all look like they went
         // nowhere and pile onto one "smallest tenant".
         let tail = (keys.chars() as u64).saturating_sub(covered);
-        let record_key = record_key(backend.name);
+        let id = backend_id(backend.name);
         if covered == 0 {
             if tail > 0 {
-                update(store, &record_key, |bytes| {
-                    let mut record = BackendRecord::decode(bytes);
+                BackendRecord::update(store, id, |mut record| {
                     record.new_chars = record.new_chars.saturating_add(tail);
-                    Some(record.encode())
+                    Some(record)
                 });
             }
             return;
         }
-        let mut before = BackendRecord::default();
-        let reserved = update(store, &record_key, |bytes| {
-            before = BackendRecord::decode(bytes);
-            let mut next = before;
-            next.next_seq = before.next_seq.max(before.reset_seq) + covered;
-            Some(next.encode())
+        // What the backend holds already is its match: the rest is new. One
+        // write then reserves the sequence numbers and counts the new
+        // characters (the match's reads are the nodes the insert reads).
+        let held = self.longest_match(store, keys, &[backend], now_ms).first().copied().unwrap_or(0) as u64;
+        let new_chars = covered.saturating_sub(held) + tail;
+        let reserved = BackendRecord::update(store, id, |record| {
+            let mut next = record;
+            next.next_seq = record.next_seq.max(record.reset_seq) + covered;
+            next.new_chars = record.new_chars.saturating_add(new_chars);
+            Some(next)
         });
-        if !reserved {
+        let Some(before) = reserved else {
             return;
-        }
+        };
         let writer = Writer {
             index: self,
             keys,
             backend,
-            id: backend_id(backend.name),
+            id,
             before,
             base: before.next_seq.max(before.reset_seq),
             covered,
             now_ms,
         };
-        let mut new_chars = tail;
         let mut pos = 0;
         let mut key_buf = String::new();
         // Each node is one write, retried on a conflict; a split is two.
@@ -346,20 +382,8 @@ impl PrefixIndex {
                     Err(StoreError::Host { .. }) => break,
                 }
             }
-            new_chars += step.new_chars;
             pos += step.advance.max(1);
         }
-        if new_chars == 0 {
-            return;
-        }
-        update(store, &record_key, |bytes| {
-            let mut record = BackendRecord::decode(bytes);
-            if record.reset_seq > writer.base {
-                return None; // reset while inserting: the insert is void.
-            }
-            record.new_chars = record.new_chars.saturating_add(new_chars);
-            Some(record.encode())
-        });
     }
 
     /// Whether a live entry is recent enough to leave as it is: rewriting it
@@ -385,25 +409,21 @@ impl PrefixIndex {
     /// Characters of prompt text `backend` is estimated to hold in cache: the
     /// distinct chunks inserted since its last reset, capped by its capacity.
     pub fn cached_chars<S: SharedStore + ?Sized>(&self, store: &S, backend: IndexedBackend<'_>) -> u64 {
-        self.record(store, backend.name).new_chars.min(backend.capacity_chars)
+        let table = store.get(RECORDS_KEY);
+        let table = table.as_ref().map(|(bytes, _)| bytes.as_slice());
+        BackendRecord::find(table, backend_id(backend.name)).1.new_chars.min(backend.capacity_chars)
     }
 
     /// Forgets everything `backend` holds: all its entries stop matching at once.
     pub fn remove_backend<S: SharedStore + ?Sized>(&self, store: &S, name: &str) {
-        update(store, &record_key(name), |bytes| {
-            let mut record = BackendRecord::decode(bytes);
+        BackendRecord::update(store, backend_id(name), |mut record| {
             if record.reset_seq == record.next_seq && record.new_chars == 0 {
                 return None;
             }
             record.reset_seq = record.next_seq;
             record.new_chars = 0;
-            Some(record.encode())
+            Some(record)
         });
-    }
-
-    fn record<S: SharedStore + ?Sized>(&self, store: &S, name: &str) -> BackendRecord {
-        let bytes = store.get(&record_key(name));
-        BackendRecord::decode(bytes.as_ref().map(|(b, _)| b.as_slice()))
     }
 
     /// The two slots key `key` may live in (equal when there is one slot).
@@ -463,10 +483,6 @@ fn backend_id(name: &str) -> u32 {
     xxh3_64_with_seed(name.as_bytes(), ROOT_SEED) as u32
 }
 
-fn record_key(name: &str) -> String {
-    format!("pg/ixb/{name}")
-}
-
 /// `pg/ix/{slot}` (decimal) into `buf`, digit by digit rather than through `write!`'s
 /// formatting machinery: a decision writes one such key per prompt chunk.
 fn slot_key(buf: &mut String, slot: u64) {
@@ -511,8 +527,6 @@ struct Step {
     split_off: Option<Node>,
     /// Chunks of the prompt the node covers from this step's position.
     advance: usize,
-    /// Characters of those chunks the backend did not hold live before.
-    new_chars: u64,
 }
 
 impl Writer<'_, '_> {
@@ -552,16 +566,16 @@ impl Writer<'_, '_> {
         }
         let advance = run.max(node.keys.len().min(keys.len())).min(node.keys.len());
         let changed = !unchanged || split_off.is_some() || node.keys.len() > run || node.flags != flags;
-        let (touched, new_chars) = self.refresh(&mut node, pos, advance);
+        let touched = self.refresh(&mut node, pos, advance);
         node.trim(self.id, self.index.shape.max_backends_per_slot);
         let write = (changed || touched).then(|| node.encode());
-        Step { write, split_off, advance, new_chars }
+        Step { write, split_off, advance }
     }
 
     /// Stamps the backend's entry for the node's first `advance` chunks
     /// (prompt chunks `pos..pos + advance`), keeping recent ones as they are.
-    /// Returns whether the entry changed and the characters newly held.
-    fn refresh(&self, node: &mut Node, pos: usize, advance: usize) -> (bool, u64) {
+    /// Returns whether the entry changed.
+    fn refresh(&self, node: &mut Node, pos: usize, advance: usize) -> bool {
         let at = match node.entries.iter().position(|e| e.backend == self.id) {
             Some(at) => at,
             None => {
@@ -574,13 +588,10 @@ impl Writer<'_, '_> {
         let old_time = entry.time_ms;
         // Chunks beyond a stale one are not held: a match would stop there.
         let mut held = true;
-        let (mut touched, mut new_chars) = (false, 0);
+        let mut touched = false;
         for c in 0..advance {
             let old = entry.seqs.get(c).copied();
             held &= old.is_some_and(|seq| self.before.is_live(seq, old_time, cap, self.now_ms, ttl));
-            if !held {
-                new_chars += self.keys.width(pos + c) as u64;
-            }
             let keep = held
                 && old.is_some_and(|seq| {
                     self.index.is_recent(&self.before, seq, old_time, self.backend, self.now_ms)
@@ -598,7 +609,7 @@ impl Writer<'_, '_> {
         if touched {
             entry.time_ms = self.now_ms;
         }
-        (touched, new_chars)
+        touched
     }
 }
 

@@ -145,7 +145,7 @@ fn grown_chunks_cut_a_long_prompt_into_few_keys() {
     // before it: 31 chunks where fixed chunks would make 125.
     assert_eq!(&keys.ends[..9], &[64, 128, 192, 256, 320, 384, 448, 512, 576]);
     for i in 8..keys.chunks() {
-        assert_eq!(keys.width(i), keys.ends[i - 1] / 8, "chunk {i}");
+        assert_eq!(keys.ends[i] - keys.ends[i - 1], keys.ends[i - 1] / 8, "chunk {i}");
     }
     let last = *keys.ends.last().unwrap();
     assert!(last <= 8_000 && 8_000 - last < last / 8, "last chunk ends at {last}");
@@ -198,9 +198,8 @@ fn a_recent_prefix_is_not_rewritten_until_it_ages() {
     let keys = ix.prompt_keys("AAAAaaaaBBBBbbbb");
     let r = backend("r", 1_000);
     ix.insert(&store, &keys, r, 0);
-    // One node (the four chunks), the sequence reservation and the
-    // new-character count.
-    assert_eq!(store.sets.replace(0), 3);
+    // One node (the four chunks) and the backend's record.
+    assert_eq!(store.sets.replace(0), 2);
     ix.insert(&store, &keys, r, 10);
     assert_eq!(store.sets.replace(0), 1, "only the sequence reservation");
     assert_eq!(ix.longest_match(&store, &keys, &[r], 10), vec![16]);
@@ -266,8 +265,8 @@ fn memory_stays_under_the_slot_bound() {
     }
     let slot_keys = store.keys_with_prefix("pg/ix/").len();
     assert!(slot_keys <= slots as usize, "{slot_keys} slots used");
-    let records = store.keys_with_prefix("pg/ixb/");
-    let record_bytes: usize = records.iter().map(|k| k.len() + RECORD_BYTES).sum();
+    let record_bytes = RECORDS_KEY.len() + names.len() * RECORD_BYTES;
+    assert_eq!(store.keys_with_prefix(RECORDS_KEY).len(), 1, "one key holds every backend's record");
     assert!(
         store.byte_size() <= ix.max_bytes() + record_bytes,
         "{} bytes > bound {}",
