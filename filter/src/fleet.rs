@@ -8,6 +8,7 @@ use crate::outlier::Health;
 use crate::policy::PolicyKind;
 use crate::prefill_queue;
 use crate::prefix_index::{IndexedBackend, PrefixIndex};
+use crate::record_table;
 use crate::store::{update, SharedStore};
 use crate::vllm_metrics::VllmLoad;
 
@@ -15,6 +16,8 @@ use crate::vllm_metrics::VllmLoad;
 const BACKENDS_KEY: &str = "pg/backends";
 /// Shared-data key of the scrape lease.
 const LEASE_KEY: &str = "pg/lease";
+/// Shared-data key of every backend's [`ScrapeState`], one record per address.
+const SCRAPES_KEY: &str = "pg/scrape";
 
 /// A backend as a policy sees it for one decision.
 #[derive(Clone, Debug, PartialEq)]
@@ -71,7 +74,7 @@ impl BackendView {
     }
 }
 
-/// What the poller knows about one backend (`pg/scrape/<address>`).
+/// What the poller knows about one backend (its record under `pg/scrape`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ScrapeState {
     /// Failed scrapes since the last success.
@@ -143,7 +146,7 @@ fn capacity_from_cache_config(load: Option<&VllmLoad>, config: &FilterConfig) ->
 
 /// The poller's record for `address` (default when never scraped).
 pub fn scrape_state<S: SharedStore + ?Sized>(store: &S, address: &str) -> ScrapeState {
-    store.get(&scrape_key(address)).map(|(bytes, _)| ScrapeState::decode(&bytes)).unwrap_or_default()
+    record_table::read(store, SCRAPES_KEY, address).map(|bytes| ScrapeState::decode(&bytes)).unwrap_or_default()
 }
 
 /// Records a successful scrape: the backend is healthy again.
@@ -155,7 +158,7 @@ pub fn record_scrape_success<S: SharedStore + ?Sized>(store: &S, address: &str, 
 /// Records a failed scrape; returns the number of consecutive failures.
 pub fn record_scrape_failure<S: SharedStore + ?Sized>(store: &S, address: &str) -> u32 {
     let mut failures = 0;
-    update(store, &scrape_key(address), |bytes| {
+    record_table::update(store, SCRAPES_KEY, address, |bytes| {
         let mut state = bytes.map(ScrapeState::decode).unwrap_or_default();
         state.consecutive_failures = state.consecutive_failures.saturating_add(1);
         failures = state.consecutive_failures;
@@ -208,11 +211,7 @@ impl ScrapeState {
 
 fn write_scrape_state<S: SharedStore + ?Sized>(store: &S, address: &str, state: &ScrapeState) {
     let bytes = state.encode();
-    update(store, &scrape_key(address), |_| Some(bytes.clone()));
-}
-
-fn scrape_key(address: &str) -> String {
-    format!("pg/scrape/{address}")
+    record_table::update(store, SCRAPES_KEY, address, |_| Some(bytes.clone()));
 }
 
 /// Tries to become (or stay) the single poller for `lease_ms`.
@@ -265,8 +264,10 @@ pub fn sync_backends<S: SharedStore + ?Sized>(
     }
     for address in &removed {
         index.remove_backend(store, address);
-        write_scrape_state(store, address, &ScrapeState::default());
     }
+    // A removed backend's scrape record goes (one added back is scraped
+    // afresh), and so does any left by an older configuration.
+    record_table::retain(store, SCRAPES_KEY, |address| current.iter().any(|c| c == address));
     removed
 }
 

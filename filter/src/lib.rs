@@ -14,6 +14,7 @@ pub mod policy;
 pub mod prefill_queue;
 pub mod prefix_index;
 pub mod prompt;
+mod record_table;
 pub mod router;
 pub mod store;
 pub mod vllm_metrics;

@@ -16,12 +16,14 @@
 //!   success closes it; a failure ejects it again for twice as long as the
 //!   last time, up to `max_ejection_ms`.
 //!
-//! Record `pg/health/<address>`, fixed width: consecutive failures u32,
-//! ejections in a row u32, ejected until u64 (0 = never ejected since the
-//! last success), probe outstanding until u64. A backend with no record is
-//! closed with no failures, so healthy traffic costs no writes.
+//! One record per address in the table under `pg/health`, fixed width:
+//! consecutive failures u32, ejections in a row u32, ejected until u64 (0 =
+//! never ejected since the last success), probe outstanding until u64. A
+//! backend with no record is closed with no failures, so healthy traffic
+//! costs no writes.
 
-use crate::store::{update, SharedStore};
+use crate::record_table;
+use crate::store::SharedStore;
 use crate::wire::{u32_at, u64_at};
 
 /// Settings of passive health (from the plugin configuration).
@@ -59,7 +61,7 @@ pub struct Health {
 impl Health {
     /// Reads `address`'s record as seen at `now_ms`.
     pub fn read<S: SharedStore + ?Sized>(store: &S, address: &str, now_ms: u64) -> Self {
-        let record = store.get(&key(address)).map(|(bytes, _)| Record::decode(&bytes)).unwrap_or_default();
+        let record = record_table::read(store, HEALTH_KEY, address).map(|b| Record::decode(&b)).unwrap_or_default();
         Self { record, now_ms }
     }
 
@@ -85,7 +87,7 @@ impl Health {
 /// other requests skip it until the probe's outcome is known (or the window
 /// passes, if the outcome never arrives).
 pub fn claim_probe<S: SharedStore + ?Sized>(store: &S, address: &str, now_ms: u64, window_ms: u64) {
-    update(store, &key(address), |bytes| {
+    record_table::update(store, HEALTH_KEY, address, |bytes| {
         let mut record = bytes.map(Record::decode).unwrap_or_default();
         let half_open = record.ejected_until_ms != 0 && now_ms >= record.ejected_until_ms;
         if !half_open {
@@ -105,7 +107,7 @@ pub fn record_outcome<S: SharedStore + ?Sized>(
     settings: &OutlierSettings,
 ) -> Transition {
     let mut transition = Transition::None;
-    update(store, &key(address), |bytes| {
+    record_table::update(store, HEALTH_KEY, address, |bytes| {
         let before = bytes.map(Record::decode).unwrap_or_default();
         let (next, t) = before.after(success, now_ms, settings);
         transition = t;
@@ -181,9 +183,8 @@ impl Record {
     }
 }
 
-fn key(address: &str) -> String {
-    format!("pg/health/{address}")
-}
+/// Shared-data key of every backend's health record.
+const HEALTH_KEY: &str = "pg/health";
 
 #[cfg(test)]
 mod tests {
@@ -204,7 +205,7 @@ mod tests {
         assert_eq!(fail(&store, 0), Transition::None);
         assert_eq!(fail(&store, 0), Transition::None);
         assert_eq!(record_outcome(&store, "a", true, 0, &S), Transition::None);
-        assert!(store.get("pg/health/a").is_none(), "a success leaves no record behind");
+        assert!(store.get(HEALTH_KEY).is_none(), "a success leaves no record behind");
         fail(&store, 0);
         fail(&store, 0);
         assert_eq!(fail(&store, 10), Transition::Ejected { until_ms: 1_010 });
@@ -240,7 +241,7 @@ mod tests {
         assert!(!Health::read(&store, "a", 15_099).admits_requests());
         assert!(Health::read(&store, "a", 15_100).admits_requests());
         assert_eq!(record_outcome(&store, "a", true, 15_200, &S), Transition::Readmitted);
-        assert!(store.get("pg/health/a").is_none(), "a success leaves no record behind");
+        assert!(store.get(HEALTH_KEY).is_none(), "a success leaves no record behind");
         // The next ejection starts from the first length again.
         for _ in 0..3 {
             fail(&store, 20_000);
