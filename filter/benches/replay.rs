@@ -15,7 +15,7 @@
 
 use prefixgate_filter::config::BackendConfig;
 use prefixgate_filter::prefix_index::IndexedBackend;
-use prefixgate_filter::store::{Cas, MemoryStore, SharedStore, StoreError};
+use prefixgate_filter::store::{Cas, MemoryStore, SharedStore, StoreError, Value};
 use prefixgate_filter::{FilterConfig, Router};
 use prefixgate_replay::{Accuracy, ExactIndex, Timings, Trace, TraceShape};
 use std::cell::Cell;
@@ -33,7 +33,7 @@ struct Counted {
 }
 
 impl SharedStore for Counted {
-    fn get(&self, key: &str) -> Option<(Vec<u8>, Cas)> {
+    fn get(&self, key: &str) -> Option<(Value, Cas)> {
         self.gets.set(self.gets.get() + 1);
         self.inner.get(key)
     }

@@ -146,7 +146,9 @@ fn capacity_from_cache_config(load: Option<&VllmLoad>, config: &FilterConfig) ->
 
 /// The poller's record for `address` (default when never scraped).
 pub fn scrape_state<S: SharedStore + ?Sized>(store: &S, address: &str) -> ScrapeState {
-    record_table::read(store, SCRAPES_KEY, address).map(|bytes| ScrapeState::decode(&bytes)).unwrap_or_default()
+    record_table::read(store, SCRAPES_KEY, address)
+        .map(|bytes| ScrapeState::decode(&bytes))
+        .unwrap_or_default()
 }
 
 /// Records a successful scrape: the backend is healthy again.

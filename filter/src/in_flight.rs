@@ -164,8 +164,14 @@ pub fn end<S: SharedStore + ?Sized>(store: &S, address: &str, vm: u64) {
     });
 }
 
+/// `pg/inflight/<address>`, by concatenation: a decision builds one per
+/// backend, and `format!`'s machinery showed in its profile.
 fn key(address: &str) -> String {
-    format!("pg/inflight/{address}")
+    const PREFIX: &str = "pg/inflight/";
+    let mut key = String::with_capacity(PREFIX.len() + address.len());
+    key.push_str(PREFIX);
+    key.push_str(address);
+    key
 }
 
 fn decode_vms(bytes: &[u8]) -> Vec<(u64, u64)> {

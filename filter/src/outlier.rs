@@ -61,7 +61,8 @@ pub struct Health {
 impl Health {
     /// Reads `address`'s record as seen at `now_ms`.
     pub fn read<S: SharedStore + ?Sized>(store: &S, address: &str, now_ms: u64) -> Self {
-        let record = record_table::read(store, HEALTH_KEY, address).map(|b| Record::decode(&b)).unwrap_or_default();
+        let record =
+            record_table::read(store, HEALTH_KEY, address).map(|b| Record::decode(&b)).unwrap_or_default();
         Self { record, now_ms }
     }
 

@@ -16,7 +16,7 @@ use crate::wire::u64_at;
 /// Tokens queued at `address` at `now_ms`, after draining at `tokens_per_s`.
 pub fn queued<S: SharedStore + ?Sized>(store: &S, address: &str, tokens_per_s: f64, now_ms: u64) -> f64 {
     let bytes = store.get(&key(address)).map(|(bytes, _)| bytes);
-    drained(bytes.as_deref(), tokens_per_s, now_ms)
+    drained(bytes.as_ref().map(|b| b.as_slice()), tokens_per_s, now_ms)
 }
 
 /// Adds `tokens` of prefill to `address`'s queue at `now_ms`.

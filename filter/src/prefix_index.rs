@@ -26,7 +26,7 @@
 //! at the first node it cannot find. The tag prevents false matches, so a
 //! collision or a lost race can only lose a match, never invent one.
 
-use crate::store::{update, Cas, SharedStore, StoreError, MAX_CAS_RETRIES};
+use crate::store::{update, Cas, SharedStore, StoreError, Value, MAX_CAS_RETRIES};
 use crate::wire::{u32_at, u64_at};
 use node::{Node, NodeView};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
@@ -150,7 +150,9 @@ impl BackendRecord {
             record[4 + f * 8..12 + f * 8].copy_from_slice(&v.to_le_bytes());
         }
         match at {
-            Some(at) if at + RECORD_BYTES <= table.len() => table[at..at + RECORD_BYTES].copy_from_slice(&record),
+            Some(at) if at + RECORD_BYTES <= table.len() => {
+                table[at..at + RECORD_BYTES].copy_from_slice(&record)
+            }
             _ => table.extend_from_slice(&record),
         }
         table
@@ -433,7 +435,7 @@ impl PrefixIndex {
     }
 
     /// The bytes of the slot holding `key`, if either of its slots does.
-    fn find_slot<S: SharedStore + ?Sized>(&self, store: &S, buf: &mut String, key: u64) -> Option<Vec<u8>> {
+    fn find_slot<S: SharedStore + ?Sized>(&self, store: &S, buf: &mut String, key: u64) -> Option<Value> {
         for slot in self.slots_of(key) {
             slot_key(buf, slot);
             if let Some((bytes, _)) = store.get(buf) {
@@ -453,9 +455,9 @@ impl PrefixIndex {
         store: &S,
         buf: &mut String,
         key: u64,
-    ) -> Option<(Vec<u8>, Cas)> {
+    ) -> Option<(Value, Cas)> {
         let [a, b] = self.slots_of(key);
-        let mut reads: [Option<(Vec<u8>, Cas)>; 2] = [None, None];
+        let mut reads: [Option<(Value, Cas)>; 2] = [None, None];
         let mut freshness = [0u64; 2];
         for (i, s) in [a, b].into_iter().enumerate() {
             slot_key(buf, s);

@@ -3,9 +3,15 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// Version stamp of a stored value, as proxy-wasm shared data hands it out.
 pub type Cas = u32;
+
+/// A value read from the store, shared rather than copied: a decision reads a
+/// key through [`ReadCache`] and may read it again, and each read hands out
+/// the same bytes.
+pub type Value = Rc<Vec<u8>>;
 
 /// A map from store keys, hashed with foldhash (fixed seed) rather than std's SipHash:
 /// the keys are the filter's own, a routing decision reads and writes dozens of them, and
@@ -31,7 +37,7 @@ pub enum StoreError {
 /// Compare-and-swap key-value store with the semantics of proxy-wasm shared data.
 pub trait SharedStore {
     /// The value under `key` and its CAS stamp, or `None` when absent or empty.
-    fn get(&self, key: &str) -> Option<(Vec<u8>, Cas)>;
+    fn get(&self, key: &str) -> Option<(Value, Cas)>;
 
     /// Writes `value` under `key`. With `cas = Some(c)` the write applies only
     /// if the stored stamp is still `c`; `None` writes unconditionally.
@@ -59,7 +65,7 @@ where
 /// [`update`] starting from `current`, a read of `key` the caller already
 /// made (bytes and CAS stamp), so the common case costs no second read; a
 /// stale read fails its CAS and is read again.
-pub fn update_from<S, F>(store: &S, key: &str, mut current: Option<(Vec<u8>, Cas)>, mut update: F) -> bool
+pub fn update_from<S, F>(store: &S, key: &str, mut current: Option<(Value, Cas)>, mut update: F) -> bool
 where
     S: SharedStore + ?Sized,
     F: FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
@@ -96,7 +102,7 @@ pub struct ReadCache<'a> {
 }
 
 /// One read of a key: its bytes and CAS stamp, or `None` when absent.
-type Read = Option<(Vec<u8>, Cas)>;
+type Read = Option<(Value, Cas)>;
 
 impl<'a> ReadCache<'a> {
     /// An empty cache in front of `inner`.
@@ -108,7 +114,7 @@ impl<'a> ReadCache<'a> {
 }
 
 impl SharedStore for ReadCache<'_> {
-    fn get(&self, key: &str) -> Option<(Vec<u8>, Cas)> {
+    fn get(&self, key: &str) -> Option<(Value, Cas)> {
         if let Some(read) = self.reads.borrow().get(key) {
             return read.clone();
         }
@@ -132,7 +138,7 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct MemoryInner {
-    values: Map<(Vec<u8>, Cas)>,
+    values: Map<(Value, Cas)>,
     next_cas: Cas,
 }
 
@@ -166,9 +172,9 @@ impl MemoryStore {
 }
 
 impl SharedStore for MemoryStore {
-    fn get(&self, key: &str) -> Option<(Vec<u8>, Cas)> {
+    fn get(&self, key: &str) -> Option<(Value, Cas)> {
         let inner = self.inner.borrow();
-        inner.values.get(key).filter(|(v, _)| !v.is_empty()).map(|(v, c)| (v.clone(), *c))
+        inner.values.get(key).filter(|(v, _)| !v.is_empty()).map(|(v, c)| (Rc::clone(v), *c))
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), StoreError> {
@@ -184,11 +190,11 @@ impl SharedStore for MemoryStore {
         if value.is_empty() {
             inner.values.remove(key);
         } else if let Some((stored, stored_cas)) = inner.values.get_mut(key) {
-            stored.clear();
-            stored.extend_from_slice(value);
+            // Readers may still hold the old bytes: they keep them.
+            *stored = Rc::new(value.to_vec());
             *stored_cas = stamp;
         } else {
-            inner.values.insert(key.to_owned(), (value.to_vec(), stamp));
+            inner.values.insert(key.to_owned(), (Rc::new(value.to_vec()), stamp));
         }
         Ok(())
     }
@@ -208,7 +214,7 @@ pub(crate) struct CountingStore {
 
 #[cfg(test)]
 impl SharedStore for CountingStore {
-    fn get(&self, key: &str) -> Option<(Vec<u8>, Cas)> {
+    fn get(&self, key: &str) -> Option<(Value, Cas)> {
         self.gets.set(self.gets.get() + 1);
         self.inner.get(key)
     }
@@ -230,7 +236,7 @@ mod tests {
         let (_, cas) = store.get("k").unwrap();
         store.set("k", b"b", Some(cas)).unwrap();
         assert_eq!(store.set("k", b"c", Some(cas)), Err(StoreError::CasMismatch));
-        assert_eq!(store.get("k").unwrap().0, b"b");
+        assert_eq!(store.get("k").unwrap().0.as_slice(), b"b");
     }
 
     #[test]
@@ -251,7 +257,7 @@ mod tests {
         assert!(applied);
         assert_eq!(calls, 2);
         // The second attempt saw the concurrent write ("x") and built on it.
-        assert_eq!(store.get("n").unwrap().0, b"11");
+        assert_eq!(store.get("n").unwrap().0.as_slice(), b"11");
     }
 
     #[test]
@@ -259,14 +265,14 @@ mod tests {
         let store = CountingStore::default();
         store.set("k", b"a", None).unwrap();
         let cache = ReadCache::new(&store);
-        assert_eq!(cache.get("k").unwrap().0, b"a");
-        assert_eq!(cache.get("k").unwrap().0, b"a");
+        assert_eq!(cache.get("k").unwrap().0.as_slice(), b"a");
+        assert_eq!(cache.get("k").unwrap().0.as_slice(), b"a");
         assert!(cache.get("absent").is_none());
         assert!(cache.get("absent").is_none());
         assert_eq!(store.gets.get(), 2);
         // A write forgets the key: the next read sees the new value.
         cache.set("k", b"b", None).unwrap();
-        assert_eq!(cache.get("k").unwrap().0, b"b");
+        assert_eq!(cache.get("k").unwrap().0.as_slice(), b"b");
         assert_eq!(store.gets.get(), 3);
     }
 
@@ -275,7 +281,7 @@ mod tests {
         let store = MemoryStore::new();
         store.set("n", b"1", None).unwrap();
         let cache = ReadCache::new(&store);
-        assert_eq!(cache.get("n").unwrap().0, b"1");
+        assert_eq!(cache.get("n").unwrap().0.as_slice(), b"1");
         // Another worker writes behind the cache's back.
         store.set("n", b"11", None).unwrap();
         let applied = update(&cache, "n", |old| {
@@ -285,7 +291,7 @@ mod tests {
         });
         assert!(applied);
         // The stale "1" failed its CAS; the retry built on the real "11".
-        assert_eq!(store.get("n").unwrap().0, b"111");
+        assert_eq!(store.get("n").unwrap().0.as_slice(), b"111");
     }
 
     #[test]

@@ -1,17 +1,18 @@
 //! [`SharedStore`] over proxy-wasm shared data: owned by the host, seen by
 //! every VM with the same `vm_id`, and kept across module swaps.
 
-use crate::store::{Cas, SharedStore, StoreError};
+use crate::store::{Cas, SharedStore, StoreError, Value};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
+use std::rc::Rc;
 
 /// The host's shared data.
 pub struct HostStore;
 
 impl SharedStore for HostStore {
-    fn get(&self, key: &str) -> Option<(Vec<u8>, Cas)> {
+    fn get(&self, key: &str) -> Option<(Value, Cas)> {
         match hostcalls::get_shared_data(key) {
-            Ok((Some(bytes), Some(cas))) if !bytes.is_empty() => Some((bytes, cas)),
+            Ok((Some(bytes), Some(cas))) if !bytes.is_empty() => Some((Rc::new(bytes), cas)),
             _ => None,
         }
     }
