@@ -136,17 +136,22 @@ fn main() {
     let router = Router::new(config(&names));
     let mut rng = fastrand::Rng::with_seed(2);
     let mut native = Timings::default();
+    let mut reading = Timings::default();
     for turn in &turns {
         let body = body(&turn.prompt);
         let t = Instant::now();
         let prompt = extract_prompt(PATH, black_box(&body), router.config().max_prompt_chars);
+        let read = t.elapsed();
         if let Ok(d) = router.route(&store, prompt.as_deref(), now_ms(), &mut rng) {
             router.finish(&store, &d.backend);
         }
         native.record(turn.prompt.len(), t.elapsed());
+        reading.record(turn.prompt.len(), read);
     }
     println!("\nnative (prompt read from the body, route, finish), on the host's shared data:");
     print!("{native}");
+    println!("\nof which reading the prompt from the JSON body:");
+    print!("{reading}");
 
     // The module, on a store warmed the same way.
     let (shared, turns) = warmed(&names, warm, measured);

@@ -10,10 +10,12 @@
 //! (user + system, from `/proc/<pid>/stat`) in cores and per request,
 //! errors, and the routing decisions by reason (`x-prefixgate-decision`).
 //!
-//! Every prompt is one of eight shared prefixes followed by a tail no other
-//! request has, longer than the index chunk it falls in, so each decision
-//! matches the prefix and writes a new branch, as a new turn of a
-//! conversation does.
+//! Every prompt is one of eight shared prefixes (`--prefix-groups`) followed
+//! by a tail no other request has, longer than the index chunk it falls in
+//! (`--tail-chars` sets it), so each decision matches the prefix and writes a
+//! new branch, as a new turn of a conversation does. `--prefix-groups 300
+//! --tail-chars 1000` is chat traffic over many system prompts: a novel
+//! tail after a shared 7,000-character prefix.
 //!
 //! The run fails (exit 1, after the tables) when any request fails, or when
 //! a setup the filter routes has a reply the filter did not route: no
@@ -45,8 +47,6 @@ const REPLICAS: usize = 4;
 /// Simulated time runs this much faster, so the replicas answer in about a
 /// millisecond and the proxy's share of the latency shows.
 const TIME_SCALE: f64 = 1_000.0;
-/// Distinct shared prefixes the prompts are drawn from.
-const PREFIX_GROUPS: usize = 8;
 /// Request numbers of the warm-up, above any a measured run reaches.
 const WARM_UP_FIRST: usize = 1 << 40;
 
@@ -70,6 +70,14 @@ struct Options {
     /// its own longer than an index chunk.
     #[arg(long, default_value_t = 8_000)]
     prompt_chars: usize,
+    /// Distinct shared prefixes the prompts are drawn from, in turn.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    prefix_groups: u64,
+    /// Characters of each prompt's novel tail (at least one whole index
+    /// chunk past the prefix); default: the shortest of `chunk_chars` times a
+    /// power of two that spans two whole chunks.
+    #[arg(long)]
+    tail_chars: Option<usize>,
     /// The `prefixgate` binary to benchmark (a release build).
     #[arg(long)]
     prefixgate: PathBuf,
@@ -211,17 +219,18 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-/// The prompts: eight shared prefixes, and for request `i` a tail of its own.
+/// The prompts: shared prefixes, and for request `i` a tail of its own.
 struct Prompts {
     prefixes: Vec<String>,
     tail_chars: usize,
 }
 
 impl Prompts {
-    /// Prompts of `chars` characters whose tails are at least two whole
-    /// index chunks of `config` past the shared prefix (the first new chunk
-    /// may straddle it), so every request writes a new branch.
-    fn new(chars: usize, config: &FilterConfig) -> Result<Self> {
+    /// Prompts of `chars` characters over `groups` prefixes whose tails are
+    /// `tail` characters, or when `None` at least two whole index chunks of
+    /// `config` past the shared prefix (the first new chunk may straddle it),
+    /// so every request writes a new branch.
+    fn new(chars: usize, groups: usize, tail: Option<usize>, config: &FilterConfig) -> Result<Self> {
         let router = Router::new(config.clone());
         let index = router.index();
         let new_chunks = |tail: usize| {
@@ -229,14 +238,26 @@ impl Prompts {
             let whole = format!("{prefix}{}", Prompts::tail(0, tail));
             index.prompt_keys(&whole).chunks().saturating_sub(index.prompt_keys(&prefix).chunks())
         };
-        let mut tail_chars = config.chunk_chars.max(1);
-        while new_chunks(tail_chars) < 2 {
-            if tail_chars >= chars {
-                bail!("{chars}-character prompts are too short for a novel tail of two index chunks");
+        let tail_chars = match tail {
+            Some(tail) if tail >= chars => {
+                bail!("--tail-chars {tail} leaves no shared prefix in {chars} characters")
             }
-            tail_chars = (tail_chars * 2).min(chars);
-        }
-        let prefixes = (0..PREFIX_GROUPS)
+            Some(tail) if new_chunks(tail) == 0 => {
+                bail!("a {tail}-character tail after {} characters spans no whole index chunk", chars - tail)
+            }
+            Some(tail) => tail,
+            None => {
+                let mut tail_chars = config.chunk_chars.max(1);
+                while new_chunks(tail_chars) < 2 {
+                    if tail_chars >= chars {
+                        bail!("{chars}-character prompts are too short for a novel tail of two index chunks");
+                    }
+                    tail_chars = (tail_chars * 2).min(chars);
+                }
+                tail_chars
+            }
+        };
+        let prefixes = (0..groups.max(1))
             .map(|g| text(&prompt(&format!("bench-group-{g}"), chars), chars - tail_chars))
             .collect();
         Ok(Self { prefixes, tail_chars })
@@ -384,7 +405,8 @@ async fn main() -> Result<()> {
 
     let filter_config =
         FilterConfig::from_json(prefix_aware.as_bytes()).context("the benchmark's plugin config")?;
-    let prompts = Arc::new(Prompts::new(options.prompt_chars, &filter_config)?);
+    let groups = usize::try_from(options.prefix_groups).unwrap_or(usize::MAX);
+    let prompts = Arc::new(Prompts::new(options.prompt_chars, groups, options.tail_chars, &filter_config)?);
     eprintln!(
         "proxy-bench: each prompt is a shared prefix of {} characters and a tail of {} no other request has",
         options.prompt_chars - prompts.tail_chars,
@@ -393,8 +415,8 @@ async fn main() -> Result<()> {
     // Warm-up: connections, VMs, the shared prefixes in the index; request
     // numbers far above the measured ones.
     for (s, setup) in direct.iter().chain(&setups).enumerate() {
-        for g in 0..PREFIX_GROUPS {
-            setup.client.completion(&prompts.get(WARM_UP_FIRST + s * PREFIX_GROUPS + g), 1).await?;
+        for g in 0..groups {
+            setup.client.completion(&prompts.get(WARM_UP_FIRST + s * groups + g), 1).await?;
         }
     }
 
@@ -574,16 +596,25 @@ mod tests {
             FilterConfig::new(vec![prefixgate_filter::config::BackendConfig::Address("127.0.0.1:1".into())]);
         let router = Router::new(config.clone());
         for chars in [1_000, 8_000, 32_000] {
-            let prompts = Prompts::new(chars, &config).unwrap();
+            let prompts = Prompts::new(chars, 8, None, &config).unwrap();
             assert!(prompts.tail_chars > config.chunk_chars, "{chars}: {}", prompts.tail_chars);
-            let (a, b) = (prompts.get(0), prompts.get(PREFIX_GROUPS));
+            let (a, b) = (prompts.get(0), prompts.get(8));
             assert_eq!(a.chars().count(), chars);
             assert!(a.starts_with(&prompts.prefixes[0]) && b.starts_with(&prompts.prefixes[0]));
             assert_ne!(a, b, "each request has its own tail");
             let shared = router.index().prompt_keys(&prompts.prefixes[0]).chunks();
             assert!(router.index().prompt_keys(&a).chunks() >= shared + 2, "{chars}");
         }
-        assert!(Prompts::new(10, &config).is_err(), "shorter than two chunks");
+        assert!(Prompts::new(10, 8, None, &config).is_err(), "shorter than two chunks");
+        // Chat over many system prompts: 300 prefixes of 7,000 characters.
+        let chat = Prompts::new(8_000, 300, Some(1_000), &config).unwrap();
+        assert_eq!((chat.prefixes.len(), chat.prefixes[0].chars().count()), (300, 7_000));
+        let (a, b) = (chat.get(0), chat.get(300));
+        assert!(b.starts_with(&chat.prefixes[0]) && a != b);
+        let shared = router.index().prompt_keys(&chat.prefixes[0]).chunks();
+        assert!(router.index().prompt_keys(&a).chunks() > shared);
+        assert!(Prompts::new(8_000, 300, Some(8_000), &config).is_err(), "no prefix left");
+        assert!(Prompts::new(8_000, 300, Some(3), &config).is_err(), "no whole chunk");
     }
 
     #[test]
