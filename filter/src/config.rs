@@ -90,7 +90,7 @@ pub struct FilterConfig {
     pub chunk_growth: f64,
     /// Slots of the prefix index, each holding one node (a run of up to 8
     /// chunks along one prompt path): its memory bound whatever the traffic.
-    /// Default 65536 (at most about 46 MiB of shared data with 8 backends,
+    /// Default 65536 (at most about 43 MiB of shared data with 8 backends,
     /// 24 MiB with 4). Keep it at two to four times the nodes the fleet's KV
     /// caches hold (about a quarter of their chunks: blocks × block size ×
     /// chars per token / chunk_chars, fewer with `chunk_growth`), or prefixes

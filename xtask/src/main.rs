@@ -64,7 +64,9 @@ enum Task {
 enum Bench {
     /// Criterion: one routing decision at 1k/8k/32k characters (hot index,
     /// novel suffix, advancing clock, cold index); prompt extraction from
-    /// 8 KiB and 2 MiB bodies.
+    /// 8 KiB and 2 MiB bodies; then the replay of a multi-turn chat trace
+    /// (decision time per prompt size, store size, accuracy), natively and
+    /// through the filter module in prefixgate's host.
     Filter,
     /// vllm-sim's calibration: model tables beside the reference, live
     /// latency, scheduling lag.
@@ -110,15 +112,12 @@ impl Task {
     /// `setup` first, so that it works on a fresh machine as the README says.
     fn needs_setup(&self) -> bool {
         match self {
-            // The criterion benchmarks, the simulator's calibration and the
-            // lab are native code only.
-            Task::Setup
-            | Task::Bench { which: None | Some(Bench::Filter | Bench::Sim | Bench::Fleet | Bench::Lab) } => {
-                false
-            }
+            // The simulator's calibration and the lab are native code only.
+            Task::Setup | Task::Bench { which: Some(Bench::Sim | Bench::Fleet | Bench::Lab) } => false,
+            // The filter's benchmarks replay a trace through the module too.
             Task::BuildFilter
             | Task::Test
-            | Task::Bench { which: Some(Bench::Proxy(_)) }
+            | Task::Bench { which: None | Some(Bench::Filter | Bench::Proxy(_)) }
             | Task::Demo
             | Task::Envoy(_)
             | Task::EnvoySwap(_)
@@ -215,7 +214,14 @@ fn test() -> Result<()> {
 
 fn bench(which: Bench) -> Result<()> {
     match which {
-        Bench::Filter => run::cargo(&["bench", "--package", "prefixgate-filter"]),
+        Bench::Filter => {
+            run::cargo(&["bench", "--package", "prefixgate-filter"])?;
+            let wasm = build_filter()?;
+            run::cargo_with_env(
+                &["bench", "--package", "prefixgate", "--bench", "replay"],
+                &[("PREFIXGATE_FILTER_WASM", wasm.as_os_str())],
+            )
+        }
         Bench::Sim => {
             let sim = prefixgate_launch::VLLM_SIM;
             run::cargo(&["run", "--release", "--package", sim.package, "--bin", sim.bin, "--", "--calibrate"])
@@ -252,6 +258,8 @@ mod tests {
             &["test"],
             &["build-filter"],
             &["bench", "proxy", "--seconds", "1"],
+            &["bench"],
+            &["bench", "filter"],
             &["envoy", "--backends", "127.0.0.1:1"],
             &["envoy-swap", "--config", "x.json"],
             &["soak", "--host", "both"],
@@ -269,8 +277,6 @@ mod tests {
     fn native_benchmarks_and_setup_do_not() {
         for args in [
             &["setup"][..],
-            &["bench"],
-            &["bench", "filter"],
             &["bench", "sim"],
             &["bench", "fleet"],
             &["bench", "lab"],
