@@ -275,12 +275,7 @@ mod tests {
 
     #[test]
     fn native_benchmarks_and_setup_do_not() {
-        for args in [
-            &["setup"][..],
-            &["bench", "sim"],
-            &["bench", "fleet"],
-            &["bench", "lab"],
-        ] {
+        for args in [&["setup"][..], &["bench", "sim"], &["bench", "fleet"], &["bench", "lab"]] {
             let parsed = parse(args);
             assert!(parsed.as_ref().is_ok_and(|t| !t.needs_setup()), "{args:?}: {parsed:?}");
         }
