@@ -214,13 +214,15 @@ impl Router {
             snapshot.retain(|b| subset.contains(&b.address.as_str()));
         }
         let eligible = snapshot.len();
-        let mut healthy: Vec<BackendView> = snapshot.iter().filter(|b| b.available()).cloned().collect();
-        if healthy.is_empty() {
+        if snapshot.iter().any(BackendView::available) {
+            snapshot.retain(BackendView::available);
+        } else {
             // Every backend that answers its scrapes is ejected: ejection
             // protects a fleet with healthy members, it must not take the
             // whole fleet down, so route among them as if none were.
-            healthy = snapshot.into_iter().filter(|b| b.healthy).collect();
+            snapshot.retain(|b| b.healthy);
         }
+        let mut healthy = snapshot;
         if healthy.is_empty() {
             return Err(RouteError::NoHealthyBackend { configured: self.config.backends.len(), eligible });
         }
@@ -257,11 +259,11 @@ impl Router {
         }
         let fallbacks = fallbacks(&healthy, &chosen.address, self.config.upstream_fallbacks, rng);
         Ok(Decision {
-            backend: chosen.address.clone(),
+            load: chosen.load(),
+            backend: chosen.address,
             policy: self.policy.kind(),
             reason: pick.reason,
             match_ratio: pick.match_ratio,
-            load: chosen.load(),
             fallbacks,
             keys,
         })

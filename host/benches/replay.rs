@@ -11,7 +11,10 @@
 //! cost. Each run starts from an index warmed natively with the trace's
 //! first prompts, their times ending at the start of the run.
 //!
-//! `cargo bench -p prefixgate --bench replay [-- --warm N --measured N]`.
+//! `cargo bench -p prefixgate --bench replay [-- --warm N --measured N]`; with
+//! `PREFIXGATE_FILTER_WASM` set when it runs, the module is read from that file
+//! (another build of this tree's filter: the index is warmed by this tree's
+//! native code, so its layout and keys must be the module's).
 
 use prefixgate::app::EMBEDDED_FILTER;
 use prefixgate::upstream::Backends;
@@ -124,7 +127,15 @@ fn main() {
     if filters.any(|(_, a)| !"replay".contains(a.as_str())) {
         return;
     }
-    assert!(!EMBEDDED_FILTER.is_empty(), "the routing filter was not embedded in this build");
+    // The module under test: the file PREFIXGATE_FILTER_WASM names at run
+    // time (another build of the filter, compared on this host), else the
+    // one embedded in this build.
+    let module = match std::env::var_os("PREFIXGATE_FILTER_WASM") {
+        Some(path) => std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("reading the filter module {}: {e}", path.to_string_lossy())),
+        None => EMBEDDED_FILTER.to_vec(),
+    };
+    assert!(!module.is_empty(), "the routing filter was not embedded in this build");
     let warm = arg("--warm", 100_000);
     let measured = arg("--measured", 30_000);
     let names: Vec<String> = (0..BACKENDS).map(|i| format!("10.0.0.{}:8000", i + 1)).collect();
@@ -159,7 +170,7 @@ fn main() {
         Ok(e) => e,
         Err(e) => panic!("engine: {e}"),
     };
-    let version = match ModuleVersion::compile(&engine, EMBEDDED_FILTER) {
+    let version = match ModuleVersion::compile(&engine, &module) {
         Ok(v) => v,
         Err(e) => panic!("compiling the embedded filter: {e}"),
     };
