@@ -30,7 +30,7 @@
 use crate::store::{update, Cas, SharedStore, StoreError, Value, MAX_CAS_RETRIES};
 use crate::wire::{u32_at, u64_at};
 use node::{Node, NodeView};
-use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 mod node;
 
@@ -226,7 +226,7 @@ impl PrefixIndex {
         // The chunk being read: its first byte, first character and width.
         let (mut start_byte, mut start_char, mut width) = (0, 0, self.chunk_width(0));
         let mut cut = |out: &mut PromptKeys, bytes: &[u8], end_char: usize| {
-            parent = chain(parent, bytes);
+            parent = xxh3_64_with_seed(bytes, parent);
             out.keys.push(parent);
             out.ends.push(end_char);
         };
@@ -479,15 +479,6 @@ impl PrefixIndex {
         slot_key(buf, [a, b][pick]);
         reads[pick].take()
     }
-}
-
-/// The key of a chunk whose parent's key is `parent`: the chunk's own hash
-/// folded into the parent's by one short seeded hash. Hashing the chunk
-/// itself unseeded spares xxh3 deriving a secret from the seed for every
-/// chunk longer than 240 bytes (most of a long prompt's, with
-/// `chunk_growth`).
-fn chain(parent: u64, chunk: &[u8]) -> u64 {
-    xxh3_64_with_seed(&xxh3_64(chunk).to_le_bytes(), parent)
 }
 
 /// The 32-bit identity a backend's entries carry in slots.
