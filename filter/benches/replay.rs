@@ -15,60 +15,23 @@
 
 use prefixgate_filter::config::BackendConfig;
 use prefixgate_filter::prefix_index::IndexedBackend;
-use prefixgate_filter::store::{Cas, MemoryStore, SharedStore, StoreError, Value};
+use prefixgate_filter::store::CountingStore;
 use prefixgate_filter::{FilterConfig, Router};
-use prefixgate_replay::{Accuracy, ExactIndex, Timings, Trace, TraceShape};
-use std::cell::Cell;
+use prefixgate_replay::{Accuracy, BenchArgs, ExactIndex, Timings, Trace, TraceShape};
 use std::hint::black_box;
 use std::time::Instant;
 
 const BACKENDS: usize = 8;
 
-/// A [`MemoryStore`] that counts the operations reaching it.
-#[derive(Default)]
-struct Counted {
-    inner: MemoryStore,
-    gets: Cell<u64>,
-    sets: Cell<u64>,
-}
-
-impl SharedStore for Counted {
-    fn get(&self, key: &str) -> Option<(Value, Cas)> {
-        self.gets.set(self.gets.get() + 1);
-        self.inner.get(key)
-    }
-
-    fn set(&self, key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), StoreError> {
-        self.sets.set(self.sets.get() + 1);
-        self.inner.set(key, value, cas)
-    }
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} takes a count, not {v:?}")))
-        .unwrap_or(default)
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument selects benches by
     // name, and this one runs only when it names "replay" or nothing.
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut filters = args.iter().enumerate().filter(|(i, a)| {
-        !a.starts_with("--")
-            && !args
-                .get(i.wrapping_sub(1))
-                .is_some_and(|f| matches!(f.as_str(), "--warm" | "--measured" | "--slots"))
-    });
-    if filters.any(|(_, a)| !"replay".contains(a.as_str())) {
+    let Some(args) = BenchArgs::selected("replay", &["--warm", "--measured", "--slots"]) else {
         return;
-    }
-    let warm = arg("--warm", 100_000);
-    let measured = arg("--measured", 30_000);
-    let slots = arg("--slots", 0);
+    };
+    let warm = args.count("--warm", 100_000);
+    let measured = args.count("--measured", 30_000);
+    let slots = args.count("--slots", 0);
     println!("replay: {warm} prompts indexed, then {measured} decisions over {BACKENDS} backends");
     // Timed and scored in two passes over the same trace (the router's
     // choices are deterministic): scoring reads the index before each
@@ -83,7 +46,7 @@ fn main() {
         timed.gets as f64 / measured as f64,
         timed.sets as f64 / measured as f64,
     );
-    if !args.iter().any(|a| a == "--no-accuracy") {
+    if !args.has("--no-accuracy") {
         let scored = replay(warm, measured, slots, true);
         println!("accuracy: {}", scored.accuracy);
     }
@@ -94,8 +57,8 @@ struct Pass {
     timings: Timings,
     accuracy: Accuracy,
     /// Store operations during the measured decisions.
-    gets: u64,
-    sets: u64,
+    gets: usize,
+    sets: usize,
     /// The store's footprint and key count at the end, and the index's bound.
     bytes: usize,
     keys: usize,
@@ -115,7 +78,7 @@ fn replay(warm: usize, measured: usize, slots: usize, score: bool) -> Pass {
         panic!("replay config: {e}");
     }
     let router = Router::new(config);
-    let store = Counted::default();
+    let store = CountingStore::default();
     router.on_configure(&store);
     let backends: Vec<IndexedBackend<'_>> =
         names.iter().map(|n| IndexedBackend { name: n, capacity_chars: u64::MAX }).collect();
@@ -131,7 +94,7 @@ fn replay(warm: usize, measured: usize, slots: usize, score: bool) -> Pass {
         let measuring = i >= warm;
         if measuring && score {
             let keys = router.index().prompt_keys(&turn.prompt);
-            let reported = router.index().longest_match(&store.inner, &keys, &backends, turn.time_ms);
+            let reported = router.index().longest_match(store.inner(), &keys, &backends, turn.time_ms);
             let exact: Vec<usize> = (0..BACKENDS).map(|b| exact.longest_match(b, &turn.prompt)).collect();
             accuracy.record(&reported, &exact, chunk_at);
         }
@@ -157,8 +120,8 @@ fn replay(warm: usize, measured: usize, slots: usize, score: bool) -> Pass {
         accuracy,
         gets,
         sets,
-        bytes: store.inner.byte_size(),
-        keys: store.inner.len(),
+        bytes: store.inner().byte_size(),
+        keys: store.inner().len(),
         bound: router.index().max_bytes(),
     }
 }

@@ -548,7 +548,7 @@ impl Writer<'_, '_> {
             Some(view) => Node::decode(view),
             None => Node::new(keys[..keys.len().min(max_run)].to_vec()),
         };
-        let unchanged = found.is_some();
+        let existing = found.is_some();
         let run = node.keys.iter().zip(keys).take_while(|(a, b)| a == b).count();
         let flags = node.flags;
         let mut split_off = None;
@@ -568,7 +568,7 @@ impl Writer<'_, '_> {
             }
         }
         let advance = run.max(node.keys.len().min(keys.len())).min(node.keys.len());
-        let changed = !unchanged || split_off.is_some() || node.keys.len() > run || node.flags != flags;
+        let changed = !existing || split_off.is_some() || node.keys.len() > run || node.flags != flags;
         let touched = self.refresh(&mut node, pos, advance);
         node.trim(self.id, self.index.shape.max_backends_per_slot);
         let write = (changed || touched).then(|| node.encode());

@@ -37,32 +37,29 @@ where
 
 /// Keeps only the records whose name `keep` accepts.
 pub fn retain<S: SharedStore + ?Sized>(store: &S, key: &str, keep: impl Fn(&str) -> bool) {
+    let kept = |n: &[u8]| std::str::from_utf8(n).is_ok_and(&keep);
     update_key(store, key, |bytes| {
         let table = bytes.unwrap_or_default();
-        let dropped = entries(table).any(|(n, _)| !std::str::from_utf8(n).is_ok_and(&keep));
-        dropped.then(|| {
-            let mut out = Vec::with_capacity(table.len());
-            for (n, record) in entries(table) {
-                if std::str::from_utf8(n).is_ok_and(&keep) {
-                    push(&mut out, n, record);
-                }
-            }
-            out
-        })
+        entries(table).any(|(n, _)| !kept(n)).then(|| rebuilt(table, 0, kept))
     });
 }
 
 /// `table` with `name`'s record replaced by `record` (appended when absent,
 /// removed when empty).
 fn with_record(table: &[u8], name: &str, record: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(table.len() + name.len() + record.len() + 4);
-    for (n, r) in entries(table) {
-        if n != name.as_bytes() {
-            push(&mut out, n, r);
-        }
-    }
+    let mut out = rebuilt(table, name.len() + record.len() + 4, |n| n != name.as_bytes());
     if !record.is_empty() {
         push(&mut out, name.as_bytes(), record);
+    }
+    out
+}
+
+/// The records of `table` whose name `keep` accepts, in order, with room for
+/// `extra` more bytes.
+fn rebuilt(table: &[u8], extra: usize, keep: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(table.len() + extra);
+    for (n, record) in entries(table).filter(|(n, _)| keep(n)) {
+        push(&mut out, n, record);
     }
     out
 }

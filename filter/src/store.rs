@@ -201,10 +201,9 @@ impl SharedStore for MemoryStore {
 }
 
 /// A [`MemoryStore`] that counts the reads and writes reaching it, for
-/// tests of how many host calls an operation costs.
-#[cfg(test)]
-#[derive(Default)]
-pub(crate) struct CountingStore {
+/// tests and benchmarks of how many host calls an operation costs.
+#[derive(Debug, Default)]
+pub struct CountingStore {
     inner: MemoryStore,
     /// Reads so far.
     pub gets: std::cell::Cell<usize>,
@@ -212,7 +211,13 @@ pub(crate) struct CountingStore {
     pub sets: std::cell::Cell<usize>,
 }
 
-#[cfg(test)]
+impl CountingStore {
+    /// The store behind the counts (reading it counts nothing).
+    pub fn inner(&self) -> &MemoryStore {
+        &self.inner
+    }
+}
+
 impl SharedStore for CountingStore {
     fn get(&self, key: &str) -> Option<(Value, Cas)> {
         self.gets.set(self.gets.get() + 1);

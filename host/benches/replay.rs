@@ -27,7 +27,7 @@ use prefixgate_filter::config::BackendConfig;
 use prefixgate_filter::prompt::extract_prompt;
 use prefixgate_filter::store::{Cas, SharedStore, StoreError, Value};
 use prefixgate_filter::{FilterConfig, Router};
-use prefixgate_replay::{Timings, Trace, TraceShape, Turn};
+use prefixgate_replay::{BenchArgs, Timings, Trace, TraceShape, Turn};
 use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
 use std::sync::Arc;
@@ -51,15 +51,6 @@ impl SharedStore for HostStore {
             SetOutcome::CasMismatch => Err(StoreError::CasMismatch),
         }
     }
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} takes a count, not {v:?}")))
-        .unwrap_or(default)
 }
 
 fn now_ms() -> u64 {
@@ -119,14 +110,9 @@ fn headers(len: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut filters = args.iter().enumerate().filter(|(i, a)| {
-        !a.starts_with("--")
-            && !args.get(i.wrapping_sub(1)).is_some_and(|f| f == "--warm" || f == "--measured")
-    });
-    if filters.any(|(_, a)| !"replay".contains(a.as_str())) {
+    let Some(args) = BenchArgs::selected("replay", &["--warm", "--measured"]) else {
         return;
-    }
+    };
     // The module under test: the file PREFIXGATE_FILTER_WASM names at run
     // time (another build of the filter, compared on this host), else the
     // one embedded in this build.
@@ -136,8 +122,8 @@ fn main() {
         None => EMBEDDED_FILTER.to_vec(),
     };
     assert!(!module.is_empty(), "the routing filter was not embedded in this build");
-    let warm = arg("--warm", 100_000);
-    let measured = arg("--measured", 30_000);
+    let warm = args.count("--warm", 100_000);
+    let measured = args.count("--measured", 30_000);
     let names: Vec<String> = (0..BACKENDS).map(|i| format!("10.0.0.{}:8000", i + 1)).collect();
     println!("replay through the module: {warm} prompts indexed, then {measured} decisions over {BACKENDS} backends");
 
